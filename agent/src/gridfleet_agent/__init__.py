@@ -1,0 +1,3 @@
+"""Gridfleet gateway agent."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from gridfleet_agent.cli import main
+
+raise SystemExit(main())
