@@ -31,23 +31,34 @@ def test_records_come_out_in_sequence_order_with_their_payload(outbox: Outbox):
 def test_records_stay_until_acknowledged(outbox: Outbox):
     seqs = [outbox.put(RecordKind.LOG, {"n": n}) for n in range(3)]
 
-    assert outbox.ack(seqs[:2]) == 2
+    assert outbox.ack_through(seqs[1]) == 2
 
     assert [r.seq for r in outbox.pending()] == [seqs[2]]
     assert outbox.depth().last_acked_seq == seqs[1]
 
 
-def test_acknowledging_twice_is_harmless(outbox: Outbox):
-    seq = outbox.put(RecordKind.STATUS, {"state": "installing"})
-    assert outbox.ack([seq]) == 1
-    assert outbox.ack([seq]) == 0
+def test_acknowledging_twice_or_an_older_position_is_harmless(outbox: Outbox):
+    first = outbox.put(RecordKind.STATUS, {"step": "installing"})
+    second = outbox.put(RecordKind.STATUS, {"step": "success"})
+    assert outbox.ack_through(second) == 2
+    assert outbox.ack_through(second) == 0
+    assert outbox.ack_through(first) == 0
+    assert outbox.depth().last_acked_seq == second
+
+
+def test_stream_id_is_created_once_with_the_database(tmp_path: Path):
+    path = tmp_path / "outbox.sqlite3"
+    stream = Outbox(path).stream
+    assert stream.startswith("q-")
+    assert Outbox(path).stream == stream
+    assert Outbox(tmp_path / "other.sqlite3").stream != stream
 
 
 def test_sequence_numbers_are_never_reused_after_acknowledgement(tmp_path: Path):
     path = tmp_path / "outbox.sqlite3"
     outbox = Outbox(path)
     seq = outbox.put(RecordKind.LOG, {})
-    outbox.ack([seq])
+    outbox.ack_through(seq)
     outbox.close()
 
     assert Outbox(path).put(RecordKind.LOG, {}) > seq

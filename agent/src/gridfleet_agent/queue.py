@@ -1,8 +1,10 @@
 """Store-and-forward queue: records wait in a local SQLite database until the server acknowledges them.
 
-Every record gets a sequence number that is never reused (SQLite AUTOINCREMENT), so the server can
-deduplicate a resent batch by (gateway, seq). Records are deleted only on acknowledgement, so a
-crash or a dropped link between send and ack resends them rather than losing them.
+Every record gets a sequence number that is never reused (SQLite AUTOINCREMENT) within the queue's
+``stream`` (a random id created with the database), so the server can deduplicate a resent batch
+by (gateway, stream, seq) as in docs/protocol/uplink.md. Records are deleted only when the server
+acknowledges a position at or beyond them, so a crash or a dropped link between send and ack
+resends them rather than losing them.
 
 The queue is bounded by ``max_records``. When it is full, the oldest *telemetry* is dropped to make
 room: telemetry is periodic and the next sample supersedes it. Logs, alarms, status and events
@@ -12,6 +14,7 @@ are never dropped; they are stored beyond the bound, and ``depth()`` shows the o
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
@@ -28,6 +31,7 @@ class RecordKind(StrEnum):
     TELEMETRY = "telemetry"
     STATUS = "status"
     EVENT = "event"
+    INVENTORY = "inventory"
 
 
 DROPPABLE_KINDS = frozenset({RecordKind.TELEMETRY})
@@ -65,6 +69,7 @@ CREATE TABLE IF NOT EXISTS record (
 );
 CREATE INDEX IF NOT EXISTS record_kind_seq ON record (kind, seq);
 CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -82,6 +87,10 @@ class Outbox:
         # The simulator passes durable=False, where hundreds of agents share one disk.
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES ('stream', ?)", (f"q-{secrets.token_hex(8)}",)
+        )
+        (self.stream,) = self._db.execute("SELECT value FROM meta WHERE name = 'stream'").fetchone()
 
     def close(self) -> None:
         with self._lock:
@@ -154,21 +163,15 @@ class Outbox:
             ).fetchall()
         return [Record(seq, RecordKind(kind), ts, json.loads(payload)) for seq, kind, ts, payload in rows]
 
-    def ack(self, seqs: Iterable[int]) -> int:
-        """Delete acknowledged records; returns how many were still queued."""
-        keys = [(int(s),) for s in seqs]
-        if not keys:
-            return 0
+    def ack_through(self, last_seq: int) -> int:
+        """The server committed every record up to ``last_seq``: delete them; returns how many."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            before = self._db.total_changes
-            self._db.executemany("DELETE FROM record WHERE seq = ?", keys)
-            deleted = self._db.total_changes - before
-            high = max(k for (k,) in keys)
+            deleted = self._db.execute("DELETE FROM record WHERE seq <= ?", (last_seq,)).rowcount
             self._db.execute(
                 "INSERT INTO counter (name, value) VALUES ('last_acked_seq', ?) "
                 "ON CONFLICT(name) DO UPDATE SET value = max(value, excluded.value)",
-                (high,),
+                (last_seq,),
             )
             self._db.execute("COMMIT")
         return deleted
