@@ -127,8 +127,13 @@ def _name(common: str, organization: str | None = None) -> x509.Name:
 
 
 def _ca_builder(
-    *, subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey,
-    not_before: datetime, days: int, path_length: int,
+    *,
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    not_before: datetime,
+    days: int,
+    path_length: int,
 ) -> x509.CertificateBuilder:
     return (
         x509.CertificateBuilder()
@@ -141,9 +146,15 @@ def _ca_builder(
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -162,17 +173,25 @@ def create_root_ca(
 
 
 def create_issuing_ca(
-    *, key: ec.EllipticCurvePrivateKey, common_name: str, organization: str | None,
-    root_certificate: x509.Certificate, root_key: ec.EllipticCurvePrivateKey, now: datetime, days: int,
+    *,
+    key: ec.EllipticCurvePrivateKey,
+    common_name: str,
+    organization: str | None,
+    root_certificate: x509.Certificate,
+    root_key: ec.EllipticCurvePrivateKey,
+    now: datetime,
+    days: int,
 ) -> x509.Certificate:
     # Never outlive the root: a chain is only as valid as its shortest link.
     days = min(days, (root_certificate.not_valid_after_utc - now).days)
     builder = _ca_builder(
-        subject=_name(common_name, organization), issuer=root_certificate.subject,
-        public_key=key.public_key(), not_before=now, days=days, path_length=0,
-    ).add_extension(
-        x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False
-    )
+        subject=_name(common_name, organization),
+        issuer=root_certificate.subject,
+        public_key=key.public_key(),
+        not_before=now,
+        days=days,
+        path_length=0,
+    ).add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
     return builder.sign(root_key, SIGNATURE_HASH())
 
 
@@ -199,8 +218,14 @@ def load_csr(pem: str, *, expected_common_name: str | None = None) -> x509.Certi
 
 
 def issue_device_certificate(
-    *, public_key: ec.EllipticCurvePublicKey, serial: str, issuer_certificate: x509.Certificate,
-    issuer_key: ec.EllipticCurvePrivateKey, now: datetime, days: int, crl_url: str | None = None,
+    *,
+    public_key: ec.EllipticCurvePublicKey,
+    serial: str,
+    issuer_certificate: x509.Certificate,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    now: datetime,
+    days: int,
+    crl_url: str | None = None,
 ) -> x509.Certificate:
     """A client-authentication certificate for one gateway; only key and serial come from the CSR."""
     not_after = min(now + timedelta(days=days), issuer_certificate.not_valid_after_utc)
@@ -222,9 +247,15 @@ def issue_device_certificate(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -255,8 +286,13 @@ class RevokedEntry:
 
 
 def build_crl(
-    *, issuer_certificate: x509.Certificate, issuer_key: ec.EllipticCurvePrivateKey,
-    revoked: Iterable[RevokedEntry], number: int, this_update: datetime, next_update: datetime,
+    *,
+    issuer_certificate: x509.Certificate,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    revoked: Iterable[RevokedEntry],
+    number: int,
+    this_update: datetime,
+    next_update: datetime,
 ) -> x509.CertificateRevocationList:
     builder = (
         x509.CertificateRevocationListBuilder()
@@ -269,8 +305,10 @@ def build_crl(
         )
     )
     for entry in revoked:
-        revoked_cert = x509.RevokedCertificateBuilder().serial_number(entry.serial_number).revocation_date(
-            entry.revoked_at
+        revoked_cert = (
+            x509.RevokedCertificateBuilder()
+            .serial_number(entry.serial_number)
+            .revocation_date(entry.revoked_at)
         )
         if entry.reason is not x509.ReasonFlags.unspecified:
             # RFC 5280 5.3.1: reasonCode "unspecified" SHOULD be absent rather than present.
@@ -305,8 +343,11 @@ def check_validity(cert: x509.Certificate, *, now: datetime, label: str = "The c
 
 
 def verify_chain(
-    leaf: x509.Certificate, *, intermediates: Sequence[x509.Certificate],
-    anchors: Sequence[x509.Certificate], now: datetime,
+    leaf: x509.Certificate,
+    *,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    now: datetime,
 ) -> x509.Certificate:
     """Walk from `leaf` to one of `anchors` through `intermediates`; return the anchor reached.
 

@@ -135,8 +135,6 @@ class GatewayDecommissioned(IdentityError):
     status = 403
 
 
-
-
 # --- bearer tokens ---------------------------------------------------------------------------
 class InvalidAccessToken(IdentityError):
     code = "invalid_access_token"

@@ -24,13 +24,19 @@ from pki.errors import (
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-def make_hierarchy(name: str = "Test") -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey,
-                                                  x509.Certificate, ec.EllipticCurvePrivateKey]:
+def make_hierarchy(
+    name: str = "Test",
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, x509.Certificate, ec.EllipticCurvePrivateKey]:
     root_key, issuing_key = ca.generate_key(), ca.generate_key()
     root = ca.create_root_ca(key=root_key, common_name=f"{name} Root", organization=name, now=NOW, days=3650)
     issuing = ca.create_issuing_ca(
-        key=issuing_key, common_name=f"{name} Issuing", organization=name,
-        root_certificate=root, root_key=root_key, now=NOW, days=1825,
+        key=issuing_key,
+        common_name=f"{name} Issuing",
+        organization=name,
+        root_certificate=root,
+        root_key=root_key,
+        now=NOW,
+        days=1825,
     )
     return root, root_key, issuing, issuing_key
 
@@ -44,12 +50,18 @@ def make_csr(key: ec.EllipticCurvePrivateKey, cn: str) -> str:
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def issue(issuing: x509.Certificate, issuing_key: ec.EllipticCurvePrivateKey, serial: str = "GW-1",
-          days: int = 365) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def issue(
+    issuing: x509.Certificate, issuing_key: ec.EllipticCurvePrivateKey, serial: str = "GW-1", days: int = 365
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ca.generate_key()
     cert = ca.issue_device_certificate(
-        public_key=key.public_key(), serial=serial, issuer_certificate=issuing, issuer_key=issuing_key,
-        now=NOW, days=days, crl_url="http://gridfleet.test/gw/v1/pki/crl.der",
+        public_key=key.public_key(),
+        serial=serial,
+        issuer_certificate=issuing,
+        issuer_key=issuing_key,
+        now=NOW,
+        days=days,
+        crl_url="http://gridfleet.test/gw/v1/pki/crl.der",
     )
     return cert, key
 
@@ -104,9 +116,23 @@ def test_openssl_verifies_the_issued_chain(tmp_path: Path) -> None:
     (tmp_path / "issuing.pem").write_text(ca.certificate_pem(issuing))
     (tmp_path / "leaf.pem").write_text(ca.certificate_pem(cert))
     result = subprocess.run(
-        ["openssl", "verify", "-CAfile", "root.pem", "-untrusted", "issuing.pem", "-purpose", "sslclient",
-         "-attime", str(int((NOW + timedelta(days=1)).timestamp())), "leaf.pem"],
-        cwd=tmp_path, capture_output=True, text=True, check=False,
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "issuing.pem",
+            "-purpose",
+            "sslclient",
+            "-attime",
+            str(int((NOW + timedelta(days=1)).timestamp())),
+            "leaf.pem",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "leaf.pem: OK" in result.stdout
@@ -116,15 +142,21 @@ def test_openssl_parses_the_crl_with_reason_codes(tmp_path: Path) -> None:
     _, _, issuing, issuing_key = make_hierarchy()
     cert, _ = issue(issuing, issuing_key)
     crl = ca.build_crl(
-        issuer_certificate=issuing, issuer_key=issuing_key,
+        issuer_certificate=issuing,
+        issuer_key=issuing_key,
         revoked=[ca.RevokedEntry(cert.serial_number, NOW, x509.ReasonFlags.key_compromise)],
-        number=7, this_update=NOW, next_update=NOW + timedelta(days=1),
+        number=7,
+        this_update=NOW,
+        next_update=NOW + timedelta(days=1),
     )
     (tmp_path / "crl.der").write_bytes(crl.public_bytes(serialization.Encoding.DER))
     (tmp_path / "issuing.pem").write_text(ca.certificate_pem(issuing))
     result = subprocess.run(
         ["openssl", "crl", "-inform", "DER", "-in", "crl.der", "-noout", "-text", "-CAfile", "issuing.pem"],
-        cwd=tmp_path, capture_output=True, text=True, check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "verify OK" in result.stderr + result.stdout
@@ -139,7 +171,7 @@ def test_chain_verification_reaches_the_anchor_and_refuses_another_ca() -> None:
     assert ca.verify_chain(cert, intermediates=[], anchors=[issuing, root], now=NOW) == issuing
     assert ca.verify_chain(cert, intermediates=[issuing], anchors=[root], now=NOW) == root
 
-    other_root, _, other_issuing, other_key = make_hierarchy("Ours")  # same names, other keys
+    _, _, other_issuing, other_key = make_hierarchy("Ours")  # same names, other keys
     foreign, _ = issue(other_issuing, other_key)
     with pytest.raises(UntrustedIssuer):
         ca.verify_chain(foreign, intermediates=[other_issuing], anchors=[issuing, root], now=NOW)
@@ -156,8 +188,12 @@ def test_a_leaf_cannot_act_as_an_intermediate() -> None:
     root, _, issuing, issuing_key = make_hierarchy()
     device, device_key = issue(issuing, issuing_key)
     forged = ca.issue_device_certificate(
-        public_key=ca.generate_key().public_key(), serial="GW-EVIL", issuer_certificate=device,
-        issuer_key=device_key, now=NOW, days=10,
+        public_key=ca.generate_key().public_key(),
+        serial="GW-EVIL",
+        issuer_certificate=device,
+        issuer_key=device_key,
+        now=NOW,
+        days=10,
     )
     with pytest.raises(UntrustedIssuer):
         ca.verify_chain(forged, intermediates=[device], anchors=[issuing, root], now=NOW)
