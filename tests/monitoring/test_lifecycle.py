@@ -55,7 +55,10 @@ def test_every_state_and_state_action_pair_is_either_allowed_or_refused() -> Non
 
 def test_shelving_hides_the_alarm_until_it_expires() -> None:
     status = apply(
-        AlarmStatus(state=S.ACTIVE_UNACKNOWLEDGED), Action.SHELVE, now=NOW, shelve_until=NOW + timedelta(hours=1)
+        AlarmStatus(state=S.ACTIVE_UNACKNOWLEDGED),
+        Action.SHELVE,
+        now=NOW,
+        shelve_until=NOW + timedelta(hours=1),
     )
     assert status.is_shelved(NOW + timedelta(minutes=59))
     assert not status.is_annunciated(NOW + timedelta(minutes=59))
@@ -82,7 +85,11 @@ def test_shelving_expiry_is_refused_before_the_end_time_and_allowed_after() -> N
             NOW + timedelta(hours=1),
             "already shelved",
         ),
-        (AlarmStatus(state=S.ACTIVE_UNACKNOWLEDGED, out_of_service=True), NOW + timedelta(hours=1), "out of service"),
+        (
+            AlarmStatus(state=S.ACTIVE_UNACKNOWLEDGED, out_of_service=True),
+            NOW + timedelta(hours=1),
+            "out of service",
+        ),
     ],
 )
 def test_refused_shelving(status: AlarmStatus, until: datetime | None, reason: str) -> None:
