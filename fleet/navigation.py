@@ -1,0 +1,34 @@
+"""The main navigation, as a context processor; entries appear once their app's URL exists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+
+# (label, URL name); an entry is active when the current path starts with its URL.
+NAVIGATION = [
+    ("Dashboard", "dashboard"),
+    ("Gateways", "gateway-list"),
+    ("Sites", "site-list"),
+    ("Groups", "group-list"),
+    ("Alarms", "alarm-console"),
+    ("Logs", "log-search"),
+    ("Artifacts", "artifact-list"),
+    ("Deployments", "deployment-list"),
+    ("PKI", "pki-overview"),
+    ("Audit", "audit-log"),
+]
+
+
+def navigation(request: HttpRequest) -> dict[str, Any]:
+    items = []
+    for label, url_name in NAVIGATION:
+        try:
+            url = reverse(url_name)
+        except NoReverseMatch:
+            continue
+        active = request.path == url if url == "/" else request.path.startswith(url)
+        items.append({"label": label, "url": url, "active": active})
+    return {"navigation": items}

@@ -1,0 +1,38 @@
+"""WebSocket routes. Gateways and browsers are authenticated differently, so they get different stacks.
+
+- Gateway routes (`/ws/gateway/...`) authenticate the device identity (pki) and skip the Origin
+  check: agents are not browsers and send no Origin.
+- Browser routes authenticate the session user and check Origin against ALLOWED_HOSTS, which is
+  what stops another web site from opening a socket with the operator's cookies.
+Apps append their routes to the two lists below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.auth import AuthMiddlewareStack
+from channels.routing import URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
+from django.urls import URLPattern, URLResolver, re_path
+
+gateway_websocket_urlpatterns: list[URLPattern | URLResolver] = []
+browser_websocket_urlpatterns: list[URLPattern | URLResolver] = []
+
+
+def gateway_stack(inner: Any) -> Any:
+    from pki.authentication import GatewayAuthMiddleware
+
+    return GatewayAuthMiddleware(inner)
+
+
+def build_websocket_router() -> Any:
+    return URLRouter(
+        [
+            re_path(r"^ws/gateway/", gateway_stack(URLRouter(gateway_websocket_urlpatterns))),
+            re_path(
+                r"",
+                AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(browser_websocket_urlpatterns))),
+            ),
+        ]
+    )

@@ -1,0 +1,26 @@
+"""URL map: web UI, REST API under /api/, gateway-facing endpoints under /gw/v1/, TUF files under /tuf/."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+api_patterns = [
+    path("inventory/", include("fleet.inventory.api.urls")),
+    path("accounts/", include("fleet.accounts.api.urls")),
+    path("audit/", include("fleet.audit.api.urls")),
+]
+
+gateway_patterns: list = []
+
+urlpatterns = [
+    path("", include("fleet.inventory.urls")),
+    path("audit/", include("fleet.audit.urls")),
+    path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/", include(api_patterns)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("gw/v1/", include(gateway_patterns)),
+]
