@@ -1,0 +1,226 @@
+"""Field device configuration: the `field` section of the gateway's configuration bundle.
+
+It arrives through the signed-update path as JSON; `FieldConfig.from_dict` validates it and
+reports every problem at once, each with the path of the offending key, so an operator can
+fix a bundle in one pass. The accepted shape is documented in docs/field-devices.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Protocol = Literal["sunspec-tcp", "sunspec-rtu"]
+PROTOCOLS: tuple[Protocol, ...] = ("sunspec-tcp", "sunspec-rtu")
+DEVICE_KINDS = ("inverter", "meter", "battery", "weather_station")
+SUPPORTED_MODELS = frozenset({1, 101, 102, 103, 123, *range(701, 714)})
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # also an MQTT topic level
+_POINT_REF = re.compile(r"^(\d+)\.([A-Za-z][A-Za-z0-9_]*)$")
+_TOPIC_PREFIX = re.compile(r"^[^#+\s]+$")
+
+
+class FieldConfigError(ValueError):
+    """The field configuration is invalid; `problems` lists each one as 'path: what to change'."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid field configuration: " + "; ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str
+    protocol: Protocol
+    unit_id: int
+    kind: str = "inverter"
+    host: str | None = None
+    port: int = 502
+    serial_port: str | None = None
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    poll_interval: float = 10.0
+    timeout: float = 2.0
+    #: Model ids to read; None reads every supported model the device has.
+    models: frozenset[int] | None = None
+    #: Extra raw points reported in telemetry as "<model>.<point>", e.g. "701.TmpAmb".
+    points: tuple[tuple[int, str], ...] = ()
+    #: Consecutive polls an event bit must be seen set (or clear) before it raises (or clears).
+    debounce_polls: int = 2
+    #: Consecutive failed polls before the communication-loss alarm is raised.
+    comm_loss_after: int = 3
+
+    @property
+    def address(self) -> str:
+        """Where the device is, as the server's FieldDevice.address shows it."""
+        if self.protocol == "sunspec-tcp":
+            return f"{self.host}:{self.port}/{self.unit_id}"
+        return f"{self.serial_port}/{self.unit_id}"
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 1883
+    topic_prefix: str = "gridfleet"
+    client_id: str | None = None
+    username: str | None = None
+    password: str | None = None
+    keepalive: int = 60
+
+
+@dataclass(frozen=True)
+class FieldConfig:
+    devices: tuple[DeviceConfig, ...] = ()
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FieldConfig:
+        return _Parser().parse(data)
+
+    @classmethod
+    def from_json_file(cls, path: Path) -> FieldConfig:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise FieldConfigError([f"{path}: {exc}"]) from exc
+        return cls.from_dict(data)
+
+
+class _Parser:
+    """Collects every problem instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def parse(self, data: Mapping[str, Any]) -> FieldConfig:
+        if not isinstance(data, Mapping):
+            raise FieldConfigError(["field: must be an object with 'devices' and optional 'mqtt'"])
+        self._unknown_keys("field", data, {"devices", "mqtt"})
+        raw_devices = data.get("devices", [])
+        devices: list[DeviceConfig] = []
+        if not isinstance(raw_devices, list):
+            self.problems.append("devices: must be a list")
+        else:
+            for index, raw in enumerate(raw_devices):
+                device = self._device(f"devices[{index}]", raw)
+                if device is not None:
+                    devices.append(device)
+        seen: set[str] = set()
+        for device in devices:
+            if device.id in seen:
+                self.problems.append(f"devices: id {device.id!r} is used more than once")
+            seen.add(device.id)
+        mqtt = self._mqtt(data.get("mqtt", {}))
+        if self.problems:
+            raise FieldConfigError(self.problems)
+        return FieldConfig(devices=tuple(devices), mqtt=mqtt)
+
+    def _device(self, path: str, raw: Any) -> DeviceConfig | None:
+        if not isinstance(raw, Mapping):
+            self.problems.append(f"{path}: must be an object")
+            return None
+        before = len(self.problems)
+        self._unknown_keys(path, raw, {f.name for f in DeviceConfig.__dataclass_fields__.values()})
+        device_id = raw.get("id")
+        if not isinstance(device_id, str) or not _DEVICE_ID.match(device_id):
+            self.problems.append(f"{path}.id: required, 1-64 letters, digits, '.', '_' or '-'")
+        protocol = raw.get("protocol")
+        if protocol not in PROTOCOLS:
+            self.problems.append(f"{path}.protocol: must be one of {', '.join(PROTOCOLS)} (got {protocol!r})")
+        kind = raw.get("kind", "inverter")
+        if kind not in DEVICE_KINDS:
+            self.problems.append(f"{path}.kind: must be one of {', '.join(DEVICE_KINDS)} (got {kind!r})")
+        unit_id = self._int(f"{path}.unit_id", raw.get("unit_id", 1), 1, 247)
+        host = raw.get("host")
+        serial_port = raw.get("serial_port")
+        if protocol == "sunspec-tcp" and (not isinstance(host, str) or not host):
+            self.problems.append(f"{path}.host: required for sunspec-tcp (IP address or host name)")
+        if protocol == "sunspec-rtu" and (not isinstance(serial_port, str) or not serial_port):
+            self.problems.append(f"{path}.serial_port: required for sunspec-rtu (e.g. /dev/ttyUSB0)")
+        port = self._int(f"{path}.port", raw.get("port", 502), 1, 65535)
+        baudrate = self._int(f"{path}.baudrate", raw.get("baudrate", 9600), 1200, 921600)
+        parity = raw.get("parity", "N")
+        if parity not in ("N", "E", "O"):
+            self.problems.append(f"{path}.parity: must be 'N', 'E' or 'O'")
+        poll_interval = self._number(f"{path}.poll_interval", raw.get("poll_interval", 10.0), 0.05, 86400)
+        timeout = self._number(f"{path}.timeout", raw.get("timeout", 2.0), 0.05, 60)
+        models = self._models(f"{path}.models", raw.get("models"))
+        points = self._points(f"{path}.points", raw.get("points", []))
+        debounce = self._int(f"{path}.debounce_polls", raw.get("debounce_polls", 2), 1, 100)
+        comm_loss_after = self._int(f"{path}.comm_loss_after", raw.get("comm_loss_after", 3), 1, 100)
+        if len(self.problems) > before:
+            return None
+        return DeviceConfig(
+            id=device_id, protocol=protocol, unit_id=unit_id, kind=kind, host=host, port=port,
+            serial_port=serial_port, baudrate=baudrate, parity=parity, poll_interval=poll_interval,
+            timeout=timeout, models=models, points=points, debounce_polls=debounce,
+            comm_loss_after=comm_loss_after,
+        )
+
+    def _mqtt(self, raw: Any) -> MqttConfig:
+        if not isinstance(raw, Mapping):
+            self.problems.append("mqtt: must be an object")
+            return MqttConfig()
+        self._unknown_keys("mqtt", raw, {f.name for f in MqttConfig.__dataclass_fields__.values()})
+        enabled = raw.get("enabled", False)
+        if not isinstance(enabled, bool):
+            self.problems.append("mqtt.enabled: must be true or false")
+        host = raw.get("host", "127.0.0.1")
+        if not isinstance(host, str) or not host:
+            self.problems.append("mqtt.host: must be a host name or address")
+        prefix = raw.get("topic_prefix", "gridfleet")
+        if not isinstance(prefix, str) or not _TOPIC_PREFIX.match(prefix) or prefix.endswith("/"):
+            self.problems.append("mqtt.topic_prefix: a topic without wildcards, spaces or trailing '/'")
+        for key in ("client_id", "username", "password"):
+            if raw.get(key) is not None and not isinstance(raw.get(key), str):
+                self.problems.append(f"mqtt.{key}: must be a string")
+        return MqttConfig(
+            enabled=enabled is True, host=host, port=self._int("mqtt.port", raw.get("port", 1883), 1, 65535),
+            topic_prefix=prefix, client_id=raw.get("client_id"), username=raw.get("username"),
+            password=raw.get("password"), keepalive=self._int("mqtt.keepalive", raw.get("keepalive", 60), 5, 3600),
+        )
+
+    def _unknown_keys(self, path: str, raw: Mapping[str, Any], known: set[str]) -> None:
+        for key in sorted(set(raw) - known):
+            self.problems.append(f"{path}.{key}: unknown key (known: {', '.join(sorted(known))})")
+
+    def _int(self, path: str, value: Any, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.problems.append(f"{path}: must be an integer {low}..{high} (got {value!r})")
+            return low
+        return value
+
+    def _number(self, path: str, value: Any, low: float, high: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            self.problems.append(f"{path}: must be a number of seconds {low}..{high} (got {value!r})")
+            return low
+        return float(value)
+
+    def _models(self, path: str, value: Any) -> frozenset[int] | None:
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(m, int) and not isinstance(m, bool) for m in value):
+            self.problems.append(f"{path}: must be a list of SunSpec model ids")
+            return None
+        unsupported = sorted(set(value) - SUPPORTED_MODELS)
+        if unsupported:
+            self.problems.append(f"{path}: unsupported model ids {unsupported} (supported: 1, 101-103, 123, 701-713)")
+        return frozenset(value) | {1}  # model 1 carries the identity reported as inventory
+
+    def _points(self, path: str, value: Any) -> tuple[tuple[int, str], ...]:
+        if not isinstance(value, list):
+            self.problems.append(f"{path}: must be a list like [\"701.TmpAmb\"]")
+            return ()
+        points: list[tuple[int, str]] = []
+        for index, ref in enumerate(value):
+            match = _POINT_REF.match(ref) if isinstance(ref, str) else None
+            if match is None:
+                self.problems.append(f"{path}[{index}]: write a point as '<model id>.<point name>', e.g. '701.TmpAmb'")
+                continue
+            points.append((int(match.group(1)), match.group(2)))
+        return tuple(points)

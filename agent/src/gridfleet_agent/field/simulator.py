@@ -1,0 +1,411 @@
+"""A SunSpec Modbus TCP device simulator for tests, `make demo` and the fleet simulator.
+
+The register map is laid out from pysunspec2's own model definitions, so every point sits
+where a real SunSpec device puts it: 'SunS' at 40000, then `[model id, length, registers...]`
+for each model, then the end marker `0xFFFF, 0`. Values are set in engineering units; the
+scale factors held in the map are applied on the way in and out.
+
+The Modbus side is pymodbus 3.16's SimDevice/SimData server (the 3.16 API: the older
+ModbusDeviceContext datastore is deprecated there). SimData addresses are the on-wire
+addresses, so the block starts at exactly 40000 with no +1 offset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from gridfleet_agent.field.events import INVERTER_EVENT_POINTS
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+from sunspec2 import device as sunspec_device
+
+logger = logging.getLogger(__name__)
+
+BASE_ADDRESS = 40000
+SUNS_MARKER = b"SunS"
+END_MARKER = (0xFFFF, 0)
+
+#: A three-phase inverter with immediate controls (123) and the IEEE 1547 DER models.
+DEFAULT_MODELS: tuple[int, ...] = (1, 103, 123, 701, 704)
+
+#: Scale factors written into the map (by point name, whatever the model). Chosen so that a
+#: 10 kW three-phase inverter's values fit the 16-bit points with useful resolution.
+DEFAULT_SCALE_FACTORS: Mapping[str, int] = {
+    "A_SF": -2,
+    "V_SF": -1,
+    "W_SF": 0,
+    "Hz_SF": -2,
+    "VA_SF": 0,
+    "VAr_SF": 0,
+    "Var_SF": 0,
+    "PF_SF": -2,
+    "WH_SF": 0,
+    "DCA_SF": -2,
+    "DCV_SF": -1,
+    "DCW_SF": 0,
+    "Tmp_SF": -1,
+    "TotWh_SF": 0,
+    "TotVarh_SF": 0,
+    "WMaxLimPct_SF": -1,
+    "OutPFSet_SF": -3,
+    "VArPct_SF": 0,
+    "WSet_SF": 0,
+    "WSetPct_SF": -1,
+    "VarSet_SF": 0,
+    "VarSetPct_SF": -1,
+}
+
+#: Engineering values of a healthy inverter producing 5 kW. Points not listed read as
+#: 'not implemented'. Model 101-103 PF is in percent, model 701 PF is a ratio.
+DEFAULT_VALUES: Mapping[int, Mapping[str, Any]] = {
+    1: {"Mn": "Gridfleet", "Md": "SIM-3P-10K", "Opt": "sim", "Vr": "1.4.2", "SN": "SIM0001", "DA": 1},
+    101: {
+        "A": 21.7,
+        "AphA": 21.7,
+        "PhVphA": 230.0,
+        "W": 5000,
+        "Hz": 50.0,
+        "VA": 5000,
+        "VAr": 0,
+        "PF": 100.0,
+        "WH": 123456,
+        "TmpCab": 35.0,
+        "St": 4,
+        "Evt1": 0,
+        "Evt2": 0,
+    },
+    102: {
+        "A": 21.7,
+        "AphA": 10.85,
+        "AphB": 10.85,
+        "PhVphA": 230.0,
+        "PhVphB": 230.0,
+        "W": 5000,
+        "Hz": 50.0,
+        "VA": 5000,
+        "VAr": 0,
+        "PF": 100.0,
+        "WH": 123456,
+        "TmpCab": 35.0,
+        "St": 4,
+        "Evt1": 0,
+        "Evt2": 0,
+    },
+    103: {
+        "A": 21.7,
+        "AphA": 7.23,
+        "AphB": 7.23,
+        "AphC": 7.24,
+        "PhVphA": 230.0,
+        "PhVphB": 230.0,
+        "PhVphC": 230.0,
+        "PPVphAB": 398.4,
+        "PPVphBC": 398.4,
+        "PPVphCA": 398.4,
+        "W": 5000,
+        "Hz": 50.0,
+        "VA": 5000,
+        "VAr": 0,
+        "PF": 100.0,
+        "WH": 123456,
+        "DCA": 12.5,
+        "DCV": 420.0,
+        "DCW": 5250,
+        "TmpCab": 35.0,
+        "TmpSnk": 41.5,
+        "St": 4,
+        "Evt1": 0,
+        "Evt2": 0,
+    },
+    123: {"Conn": 1, "WMaxLimPct": 100.0, "WMaxLim_Ena": 0},
+    701: {
+        "ACType": 2,
+        "St": 1,
+        "InvSt": 3,
+        "ConnSt": 1,
+        "Alrm": 0,
+        "W": 5000,
+        "VA": 5000,
+        "Var": 0,
+        "PF": 1.0,
+        "A": 21.7,
+        "LLV": 398.4,
+        "LNV": 230.0,
+        "Hz": 50.0,
+        "TotWhInj": 123456,
+        "TotWhAbs": 0,
+        "TmpAmb": 22.0,
+        "TmpCab": 35.0,
+    },
+    704: {"WMaxLimPctEna": 0, "WMaxLimPct": 100.0},
+}
+
+#: Writes outside these engineering ranges are refused with ILLEGAL_DATA_VALUE, as a device
+#: refuses a setpoint it cannot honour.
+POWER_LIMIT_POINTS = frozenset({"WMaxLimPct", "WMaxLimPctRvrt"})
+
+
+class SimulatorError(Exception):
+    """A value or model the simulated device does not have."""
+
+
+class SunSpecSimulator:
+    """One simulated SunSpec device (one Modbus unit id) served over Modbus TCP.
+
+    Use as an async context manager inside a running event loop::
+
+        async with SunSpecSimulator(port=0) as sim:   # port 0: pick a free port
+            sim.set(103, "W", 4200)
+            sim.raise_event(7)                        # over-temperature
+            ... connect to ("127.0.0.1", sim.port)
+    """
+
+    def __init__(
+        self,
+        *,
+        models: Sequence[int] = DEFAULT_MODELS,
+        values: Mapping[int, Mapping[str, Any]] | None = None,
+        unit_id: int = 1,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        power_limit_range: tuple[float, float] = (0.0, 100.0),
+    ) -> None:
+        if not models or models[0] != 1:
+            raise SimulatorError("a SunSpec map starts with model 1 (common)")
+        self.unit_id = unit_id
+        self.host = host
+        self.port = port
+        self.power_limit_range = power_limit_range
+        self._models: dict[int, sunspec_device.Model] = {}
+        self._offsets: dict[int, int] = {}  # model id -> register offset of its ID point from BASE_ADDRESS
+        offset = len(SUNS_MARKER) // 2
+        for model_id in models:
+            model = sunspec_device.Model(model_id=model_id)
+            if model.error_info:
+                raise SimulatorError(f"model {model_id}: {model.error_info.strip()}")
+            self._models[model_id] = model
+            self._offsets[model_id] = offset
+            offset += model.len
+        self._registers: list[int] = [0] * (offset + len(END_MARKER))
+        self._registers[0:2] = _bytes_to_registers(SUNS_MARKER)
+        self._registers[offset:] = END_MARKER
+        for model_id, model in self._models.items():
+            for name in model.points:
+                if name in DEFAULT_SCALE_FACTORS:
+                    model.points[name].set_value(DEFAULT_SCALE_FACTORS[name])
+            self.update(model_id, DEFAULT_VALUES.get(model_id, {}))
+        for model_id, model_values in (values or {}).items():
+            self.update(model_id, model_values)
+        self._responding = asyncio.Event()
+        self._responding.set()
+        self._server: ModbusTcpServer | None = None
+
+    # -- values ---------------------------------------------------------------------------
+
+    @property
+    def model_ids(self) -> list[int]:
+        return list(self._models)
+
+    def set(self, model_id: int, point: str, value: Any) -> None:
+        """Set a point in engineering units (None makes it read as 'not implemented')."""
+        self.update(model_id, {point: value})
+
+    def update(self, model_id: int, values: Mapping[str, Any]) -> None:
+        model = self._model(model_id)
+        # Scale factors first: the other points are encoded with them.
+        for name in sorted(values, key=lambda n: not n.endswith("_SF")):
+            point = self._point(model, name)
+            value = values[name]
+            point.set_value(value, computed=value is not None and not name.endswith("_SF"))
+        self._render(model_id)
+
+    def get(self, model_id: int, point: str) -> Any:
+        """A point's current value in engineering units, as a client would read it."""
+        return self._point(self._model(model_id), point).cvalue
+
+    def register(self, address: int) -> int:
+        """The raw 16-bit register at a Modbus address (e.g. 40000)."""
+        return self._registers[address - BASE_ADDRESS]
+
+    def model_address(self, model_id: int) -> int:
+        """The Modbus address of a model's ID register."""
+        self._model(model_id)
+        return BASE_ADDRESS + self._offsets[model_id]
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def raise_event(self, bit: int) -> None:
+        """Set an event bit in every event bitfield the map has (Evt1 in 101-103, Alrm in 701)."""
+        self._change_event_bit(bit, on=True)
+
+    def clear_event(self, bit: int) -> None:
+        self._change_event_bit(bit, on=False)
+
+    def stop_responding(self) -> None:
+        """Keep connections open but answer nothing, like a hung device (requests time out)."""
+        self._responding.clear()
+
+    def resume_responding(self) -> None:
+        self._responding.set()
+
+    # -- server ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        device = SimDevice(
+            id=self.unit_id,
+            simdata=[SimData(BASE_ADDRESS, values=list(self._registers), datatype=DataType.REGISTERS)],
+            action=self._on_request,
+        )
+        self._server = ModbusTcpServer(device, address=(self.host, self.port))
+        await self._server.serve_forever(background=True)
+        if self.port == 0:
+            self.port = self._server.transport.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        logger.info("SunSpec simulator listening on %s:%s unit %s", self.host, self.port, self.unit_id)
+
+    async def stop(self) -> None:
+        self._responding.set()  # release requests held by stop_responding()
+        if self._server is not None:
+            await self._server.shutdown()
+            self._server = None
+
+    async def __aenter__(self) -> SunSpecSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def _on_request(
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        current_registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        """pymodbus calls this before every access; our register list is the source of truth."""
+        await self._responding.wait()
+        if set_values is not None:
+            refusal = self._write(address - BASE_ADDRESS, [int(v) for v in set_values])
+            if refusal is not None:
+                logger.info("simulator refused write at %s: %s", address, refusal)
+                return ExcCodes.ILLEGAL_VALUE
+        current_registers[: len(self._registers)] = self._registers
+        return None
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _write(self, offset: int, registers: list[int]) -> str | None:
+        """Apply a client write to the map, or return why the device refuses it."""
+        candidate = list(self._registers)
+        candidate[offset : offset + len(registers)] = registers
+        touched = [
+            model_id
+            for model_id, start in self._offsets.items()
+            if start < offset + len(registers) and offset < start + self._models[model_id].len
+        ]
+        decoded: dict[int, sunspec_device.Model] = {}
+        for model_id in touched:
+            model = sunspec_device.Model(model_id=model_id)
+            start = self._offsets[model_id]
+            model.set_mb(_registers_to_bytes(candidate[start : start + model.len]))
+            for name in POWER_LIMIT_POINTS & model.points.keys():
+                value = model.points[name].cvalue
+                low, high = self.power_limit_range
+                if value is not None and not low <= value <= high:
+                    return f"{name}={value} outside {low}..{high}"
+            decoded[model_id] = model
+        self._registers = candidate
+        for model_id in touched:
+            start = self._offsets[model_id]
+            self._models[model_id].set_mb(
+                _registers_to_bytes(candidate[start : start + decoded[model_id].len])
+            )
+        return None
+
+    def _change_event_bit(self, bit: int, *, on: bool) -> None:
+        found = False
+        for model_id, point_name in INVERTER_EVENT_POINTS:
+            if model_id in self._models:
+                found = True
+                current = self._models[model_id].points[point_name].value or 0
+                updated = current | (1 << bit) if on else current & ~(1 << bit)
+                self.set(model_id, point_name, updated)
+        if not found:
+            raise SimulatorError("the map has no event bitfield (models 101-103 Evt1 or 701 Alrm)")
+
+    def _model(self, model_id: int) -> sunspec_device.Model:
+        try:
+            return self._models[model_id]
+        except KeyError:
+            raise SimulatorError(f"model {model_id} is not in this map (have {self.model_ids})") from None
+
+    @staticmethod
+    def _point(model: sunspec_device.Model, name: str) -> sunspec_device.Point:
+        try:
+            return model.points[name]
+        except KeyError:
+            raise SimulatorError(f"model {model.model_id} has no point {name!r}") from None
+
+    def _render(self, model_id: int) -> None:
+        start = self._offsets[model_id]
+        regs = _bytes_to_registers(self._models[model_id].get_mb())
+        self._registers[start : start + len(regs)] = regs
+
+
+def _bytes_to_registers(data: bytes) -> list[int]:
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+
+
+def _registers_to_bytes(registers: Sequence[int]) -> bytes:
+    return b"".join(r.to_bytes(2, "big") for r in registers)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m gridfleet_agent.field.simulator",
+        description="Serve a simulated SunSpec inverter over Modbus TCP (SunS at 40000).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=1502, help="TCP port (0 picks a free one)")
+    parser.add_argument("--unit-id", type=int, default=1)
+    parser.add_argument(
+        "--models",
+        default=",".join(map(str, DEFAULT_MODELS)),
+        help="comma-separated SunSpec model ids, starting with 1 (default: %(default)s)",
+    )
+    parser.add_argument("--serial", default=None, help="serial number reported in model 1")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    models = tuple(int(m) for m in args.models.split(",") if m.strip())
+    values = {1: {"SN": args.serial}} if args.serial else None
+
+    async def serve() -> None:
+        sim = SunSpecSimulator(
+            models=models, values=values, unit_id=args.unit_id, host=args.host, port=args.port
+        )
+        async with sim:
+            print(
+                f"SunSpec simulator on {sim.host}:{sim.port} unit {sim.unit_id} models {sim.model_ids}",
+                flush=True,
+            )
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

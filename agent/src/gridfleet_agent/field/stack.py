@@ -1,0 +1,239 @@
+"""FieldStack: the agent daemon's one entry point to its field devices.
+
+    stack = FieldStack(config_section, sink)        # sink(record) -> None, or an awaitable
+    await stack.start()
+    outcome = await stack.execute("set_power_limit", {"device": "inv-1", "limit_pct": 60.0})
+    await stack.stop()
+
+Every record handed to the sink is `{"kind": ..., "ts": RFC 3339 UTC, "payload": {...}}` with
+kind `telemetry`, `alarm` or `inventory` and the payloads of docs/protocol/uplink.md section 3
+(docs/field-devices.md shows what this stack puts in them). Each device polls in its own task;
+its blocking Modbus I/O runs in a worker thread, so one slow device never delays another or
+the daemon's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal
+
+from gridfleet_agent.field.alarms import AlarmTransition, CommLossTracker, EventAlarmTracker
+from gridfleet_agent.field.config import DeviceConfig, FieldConfig
+from gridfleet_agent.field.events import INVERTER_EVENT_POINTS
+from gridfleet_agent.field.mqtt import MqttPublisher
+from gridfleet_agent.field.sunspec import (
+    ControlError,
+    ControlFailed,
+    ControlRejected,
+    DeviceIdentity,
+    DeviceUnreachable,
+    PowerLimitResult,
+    SunSpecDevice,
+)
+
+logger = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+Sink = Callable[[Record], Awaitable[None] | None]
+
+MQTT_CONNECT_WAIT = 2.0  # seconds start() waits for the broker before going on without it
+
+
+class UnknownDevice(ControlRejected):
+    """No field device with that id is configured."""
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """The `data` of a `command_result` event, less the command id the daemon adds."""
+
+    status: Literal["succeeded", "failed", "rejected"]
+    message: str
+    result: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def make_record(kind: str, payload: dict[str, Any]) -> Record:
+    ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {"kind": kind, "ts": ts, "payload": payload}
+
+
+class FieldStack:
+    def __init__(self, config: FieldConfig | Mapping[str, Any], sink: Sink) -> None:
+        self.config = config if isinstance(config, FieldConfig) else FieldConfig.from_dict(config)
+        self._sink = sink
+        self._pollers = {d.id: DevicePoller(d, self._emit, self._identity_changed) for d in self.config.devices}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._mqtt = MqttPublisher(self.config.mqtt) if self.config.mqtt.enabled else None
+
+    async def start(self) -> None:
+        if self._mqtt is not None:
+            self._mqtt.start()
+            if not await asyncio.to_thread(self._mqtt.wait_connected, MQTT_CONNECT_WAIT):
+                logger.warning("MQTT broker %s:%s not reachable yet; publishing once it is",
+                               self.config.mqtt.host, self.config.mqtt.port)
+        self._tasks = [
+            asyncio.create_task(poller.run(), name=f"field-poll-{device_id}")
+            for device_id, poller in self._pollers.items()
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await asyncio.gather(*(asyncio.to_thread(p.device.close) for p in self._pollers.values()))
+        if self._mqtt is not None:
+            await asyncio.to_thread(self._mqtt.stop)
+
+    async def __aenter__(self) -> FieldStack:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def field_devices(self) -> list[dict[str, Any]]:
+        """`inventory.field_devices` entries for every device discovered so far."""
+        return [p.inventory_entry() for p in self._pollers.values() if p.identity is not None]
+
+    async def set_active_power_limit(
+        self, device_id: str, limit_pct: float | None, *, revert_after_s: int | None = None
+    ) -> PowerLimitResult:
+        """Apply an active power limit (percent of WMax; None lifts it) and read it back.
+
+        Raises ControlRejected (unknown device, value out of range, no 123/704 model, the device
+        refused) or ControlFailed (no answer, read back a different value).
+        """
+        poller = self._poller(device_id)
+        try:
+            if poller.device.needs_discovery:
+                await poller.discover()
+        except DeviceUnreachable as exc:
+            raise ControlFailed(f"{device_id} is not answering: {exc}") from exc
+        return await asyncio.to_thread(poller.device.set_active_power_limit, limit_pct, revert_after_s)
+
+    async def execute(self, name: str, args: Mapping[str, Any]) -> CommandOutcome:
+        """Run a server command addressed to the field stack (uplink section 2.6)."""
+        if name != "set_power_limit":
+            return CommandOutcome("rejected", f"the field stack does not implement command {name!r}")
+        device_id, limit_pct = args.get("device"), args.get("limit_pct")
+        revert_after_s = args.get("revert_after_s")
+        if not isinstance(device_id, str):
+            return CommandOutcome("rejected", "args.device: required, the field device key")
+        if isinstance(limit_pct, bool) or not isinstance(limit_pct, int | float):
+            return CommandOutcome("rejected", "args.limit_pct: required, a number 0..100")
+        if revert_after_s is not None and (
+            isinstance(revert_after_s, bool) or not isinstance(revert_after_s, int) or revert_after_s < 0
+        ):
+            return CommandOutcome("rejected", "args.revert_after_s: a whole number of seconds >= 0")
+        try:
+            result = await self.set_active_power_limit(device_id, float(limit_pct), revert_after_s=revert_after_s)
+        except ControlRejected as exc:
+            return CommandOutcome("rejected", str(exc))
+        except ControlError as exc:
+            return CommandOutcome("failed", str(exc))
+        return CommandOutcome(
+            "succeeded",
+            f"WMaxLimPct={result.applied_pct} written to model {result.sunspec_model} and read back",
+            {"readback_pct": result.applied_pct, "sunspec_model": result.sunspec_model, "points": result.details},
+        )
+
+    def _poller(self, device_id: str) -> DevicePoller:
+        try:
+            return self._pollers[device_id]
+        except KeyError:
+            raise UnknownDevice(f"no field device {device_id!r} (configured: {', '.join(self._pollers)})") from None
+
+    async def _identity_changed(self) -> None:
+        await self._emit(make_record("inventory", {"field_devices": self.field_devices()}))
+
+    async def _emit(self, record: Record) -> None:
+        try:
+            result = self._sink(record)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # the queue failing must not stop polling; it logs and goes on
+            logger.exception("field record sink failed for a %s record", record["kind"])
+        if self._mqtt is not None:
+            self._mqtt.publish(record)
+
+
+class DevicePoller:
+    """Polls one device at its interval and turns what it sees into records."""
+
+    def __init__(
+        self,
+        config: DeviceConfig,
+        emit: Callable[[Record], Awaitable[None]],
+        identity_changed: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.config = config
+        self.device = SunSpecDevice(config)
+        self.identity: DeviceIdentity | None = None
+        self._emit = emit
+        self._identity_changed = identity_changed
+        self._events = EventAlarmTracker(config.debounce_polls)
+        self._comm = CommLossTracker(config.comm_loss_after)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await self.poll_once()
+            await asyncio.sleep(max(0.0, self.config.poll_interval - (loop.time() - started)))
+
+    async def discover(self) -> DeviceIdentity:
+        identity = await asyncio.to_thread(self.device.discover)
+        if identity != self.identity:
+            self.identity = identity
+            await self._identity_changed()
+        return identity
+
+    async def poll_once(self) -> None:
+        try:
+            if self.device.needs_discovery:
+                await self.discover()
+            reading = await asyncio.to_thread(self.device.read)
+        except DeviceUnreachable as exc:
+            logger.info("field device %s: %s", self.config.id, exc)
+            await self._alarm(self._comm.failed(), {"error": str(exc), "address": self.config.address})
+            return
+        await self._alarm(self._comm.succeeded(), {"address": self.config.address})
+        if reading.values:
+            await self._emit(make_record("telemetry", {"device": self.config.id, "points": reading.values}))
+        for transition in self._events.update(reading.event_bits):
+            points = [f"{m}.{p}" for m, p in INVERTER_EVENT_POINTS if m in self.identity.sunspec_models] \
+                if self.identity else []
+            await self._alarm(transition, {"bit": transition.definition.bit, "points": points})
+
+    async def _alarm(self, transition: AlarmTransition | None, details: dict[str, Any]) -> None:
+        if transition is None:
+            return
+        definition = transition.definition
+        await self._emit(make_record("alarm", {
+            "source": f"device:{self.config.id}", "device": self.config.id, "code": definition.code,
+            "severity": definition.severity.value, "state": "raised" if transition.raised else "cleared",
+            "message": f"{self.config.id}: {definition.message}", "details": details,
+        }))
+
+    def inventory_entry(self) -> dict[str, Any]:
+        identity = self.identity
+        entry: dict[str, Any] = {
+            "key": self.config.id, "kind": self.config.kind, "protocol": self.config.protocol,
+            "address": self.config.address,
+        }
+        if identity is not None:
+            entry.update(make=identity.make, model=identity.model, serial=identity.serial,
+                         firmware_version=identity.firmware_version)
+        return {k: v for k, v in entry.items() if v is not None}

@@ -1,0 +1,92 @@
+"""The SunSpec simulator, seen from a SunSpec client (pysunspec2) and from its CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+
+import pytest
+from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
+
+from gridfleet_agent.field.simulator import SimulatorError, SunSpecSimulator
+
+
+def scan(port: int, unit_id: int = 1) -> SunSpecModbusClientDeviceTCP:
+    device = SunSpecModbusClientDeviceTCP(slave_id=unit_id, ipaddr="127.0.0.1", ipport=port, timeout=1)
+    device.scan()
+    device.close()
+    return device
+
+
+async def test_pysunspec2_finds_the_suns_marker_at_40000_and_every_model_in_order(simulator: SunSpecSimulator) -> None:
+    device = await asyncio.to_thread(scan, simulator.port)
+
+    assert device.base_addr == 40000
+    assert [m.model_id for m in device.model_list] == [1, 103, 123, 701, 704]
+    assert simulator.register(40000) == 0x5375 and simulator.register(40001) == 0x6E53  # "SunS"
+    assert device.models[103][0].model_addr == simulator.model_address(103)
+
+
+async def test_values_set_in_engineering_units_read_back_scaled_by_a_client(simulator: SunSpecSimulator) -> None:
+    simulator.update(103, {"W": 4321, "Hz": 59.98, "PhVphA": 241.3, "TmpCab": -4.5, "WH": 2_000_001})
+    simulator.set(1, "SN", "ABC-123")
+
+    device = await asyncio.to_thread(scan, simulator.port)
+    inverter = device.models[103][0]
+
+    assert inverter.W.cvalue == 4321
+    assert inverter.Hz.cvalue == 59.98
+    assert inverter.PhVphA.cvalue == 241.3
+    assert inverter.TmpCab.cvalue == -4.5
+    assert inverter.WH.cvalue == 2_000_001
+    assert inverter.TmpTrns.cvalue is None  # never set: reads as 'not implemented'
+    assert device.models[1][0].SN.value == "ABC-123"
+
+
+async def test_client_writes_land_in_the_map_and_out_of_range_writes_are_refused() -> None:
+    async with SunSpecSimulator(power_limit_range=(10.0, 100.0)) as sim:
+
+        def write(percent: float) -> None:
+            device = SunSpecModbusClientDeviceTCP(slave_id=1, ipaddr="127.0.0.1", ipport=sim.port, timeout=1)
+            device.scan()
+            control = device.models[704][0]
+            control.WMaxLimPct.cvalue = percent
+            control.write()
+            device.close()
+
+        await asyncio.to_thread(write, 42.5)
+        assert sim.get(704, "WMaxLimPct") == 42.5
+        with pytest.raises(Exception, match="Modbus exception"):
+            await asyncio.to_thread(write, 5.0)
+        assert sim.get(704, "WMaxLimPct") == 42.5
+
+
+def test_unknown_models_and_points_are_refused_with_a_clear_error() -> None:
+    sim = SunSpecSimulator(models=(1, 101))
+    with pytest.raises(SimulatorError, match="model 704 is not in this map"):
+        sim.set(704, "WMaxLimPct", 50)
+    with pytest.raises(SimulatorError, match="no point 'Watts'"):
+        sim.set(101, "Watts", 50)
+    with pytest.raises(SimulatorError, match="starts with model 1"):
+        SunSpecSimulator(models=(103,))
+
+
+def test_cli_serves_a_device_that_pysunspec2_can_scan() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gridfleet_agent.field.simulator", "--port", "0", "--models", "1,101,701",
+         "--serial", "CLI-7"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        match = re.search(r"on 127\.0\.0\.1:(\d+) unit 1 models \[1, 101, 701\]", banner)
+        assert match, banner
+        device = scan(int(match.group(1)))
+        assert [m.model_id for m in device.model_list] == [1, 101, 701]
+        assert device.models[1][0].SN.value == "CLI-7"
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
