@@ -1,0 +1,1 @@
+"""Installers by bundle type, driven by one persisted state machine (``runner.InstallRunner``)."""

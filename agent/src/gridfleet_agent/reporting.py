@@ -1,0 +1,44 @@
+"""Deployment status reports as ``status`` records in the durable outbox (docs/protocol/uplink.md 3.4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gridfleet_agent.installers.runner import InstallJob, StatusReporter
+from gridfleet_agent.queue import Outbox, RecordKind
+
+MESSAGE_CHARS = 2000
+LOG_EXCERPT_CHARS = 16384
+
+
+def status_payload(
+    *, deployment: str, step: str, bundle: str, version: str, code: str = "", message: str = "", log: str = ""
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {"deployment": deployment, "step": step, "bundle": bundle, "version": version}
+    if code:
+        payload["code"] = code[:100]
+    if message:
+        payload["message"] = message[:MESSAGE_CHARS]
+    if log:
+        payload["log_excerpt"] = log[-LOG_EXCERPT_CHARS:]
+    return payload
+
+
+def queue_status_reporter(outbox: Outbox) -> StatusReporter:
+    """Reports go into the outbox at once, so they survive a crash and are resent until acknowledged."""
+
+    def report(job: InstallJob, step: str, *, code: str = "", message: str = "", log: str = "") -> None:
+        outbox.put(
+            RecordKind.STATUS,
+            status_payload(
+                deployment=job.deployment,
+                step=step,
+                bundle=job.target,
+                version=job.version,
+                code=code,
+                message=message,
+                log=log,
+            ),
+        )
+
+    return report
