@@ -72,6 +72,9 @@ INSTALLED_APPS = [
     "fleet.accounts",
     "fleet.audit",
     "fleet.inventory",
+    "fleet.monitoring",
+    "fleet.uplink",
+    "pki",
 ]
 
 MIDDLEWARE = [
@@ -168,6 +171,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 MEDIA_ROOT = GRIDFLEET_VAR_DIR / "media"
+# Without a collectstatic run (the demo, tests) WhiteNoise serves straight from the app folders.
+WHITENOISE_USE_FINDERS = DEBUG
 
 # Uploads stream to disk above this size; request bodies other than uploads are capped.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024))
@@ -175,8 +180,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first, so an unauthenticated API call is answered 401 with a WWW-Authenticate header.
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["fleet.accounts.permissions.OrgRolePermission"],
     "DEFAULT_FILTER_BACKENDS": [
@@ -226,3 +232,13 @@ LOGGING = {
 GATEWAY_OFFLINE_AFTER = timedelta(seconds=int(os.environ.get("GATEWAY_OFFLINE_AFTER_SECONDS", 600)))
 # Largest CSV accepted by bulk import.
 INVENTORY_IMPORT_MAX_ROWS = int(os.environ.get("INVENTORY_IMPORT_MAX_ROWS", 20000))
+
+# PKI (see pki/conf.py and docs/security.md). The KEK encrypts the CA private keys: required
+# unless DEBUG, where a development one is generated under GRIDFLEET_VAR_DIR.
+GRIDFLEET_PKI_KEK = os.environ.get("GRIDFLEET_PKI_KEK", "")
+GRIDFLEET_PKI_DEVICE_CERT_DAYS = int(os.environ.get("GRIDFLEET_PKI_DEVICE_CERT_DAYS", 365))
+GRIDFLEET_PKI_ENROLLMENT_TOKEN_HOURS = int(os.environ.get("GRIDFLEET_PKI_ENROLLMENT_TOKEN_HOURS", 7 * 24))
+GRIDFLEET_PKI_REQUIRE_ACCEPTANCE = env_bool("GRIDFLEET_PKI_REQUIRE_ACCEPTANCE", default=False)
+GRIDFLEET_PKI_ACCESS_TOKEN_TTL = int(os.environ.get("GRIDFLEET_PKI_ACCESS_TOKEN_TTL", 600))
+GRIDFLEET_PKI_AUTH_MAX_SKEW = int(os.environ.get("GRIDFLEET_PKI_AUTH_MAX_SKEW", 120))
+GRIDFLEET_PKI_CRL_URL = os.environ.get("GRIDFLEET_PKI_CRL_URL", "")

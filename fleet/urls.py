@@ -11,7 +11,9 @@ api_patterns = [
     path("audit/", include("fleet.audit.api.urls")),
 ]
 
-gateway_patterns: list = []
+gateway_patterns: list = [
+    path("", include("pki.gateway_urls")),
+]
 
 urlpatterns = [
     path("", include("fleet.inventory.urls")),

@@ -72,6 +72,7 @@ class OrganizationSerializer(StrictFieldsMixin, serializers.ModelSerializer[Orga
         model = Organization
         fields = ["id", "name", "slug", "kind", "description", "created"]
         read_only_fields = ["created"]
+        extra_kwargs = {"slug": {"required": False}}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "slug" not in attrs and "name" in attrs and self.instance is None:

@@ -1,0 +1,475 @@
+"""State changes of monitoring: alarm transitions, ingest of what gateways stream, offline detection.
+
+Every alarm transition goes through `_transition`, which asks the pure lifecycle (lifecycle.py)
+for the next status, persists it with an AlarmTransition row (who, when, comment), audits operator
+actions, and after commit pushes the change to consoles and notification groups.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from fleet.accounts.permissions import ensure_can
+from fleet.accounts.roles import Capability
+from fleet.audit.services import record as audit
+from fleet.errors import DomainError
+from fleet.inventory.models import Gateway
+
+from . import live, notifications
+from .lifecycle import OPEN_STATES, Action, AlarmState, Severity, TransitionRefused, apply
+from .models import (
+    Alarm,
+    AlarmTransition,
+    GatewayEvent,
+    LogEntry,
+    MonitoringSettings,
+    StatusReport,
+    TelemetryLatest,
+    TelemetrySample,
+)
+
+logger = logging.getLogger(__name__)
+
+SERVER_SOURCE = "server"
+OFFLINE_CODE = "gateway.offline"
+OFFLINE_SUPPRESSION = "gateway offline"
+
+
+class AlarmActionRefused(DomainError):
+    status_code = 409
+
+
+def monitoring_settings_for(organization_id: int) -> MonitoringSettings:
+    found = MonitoringSettings.objects.filter(organization_id=organization_id).first()
+    return found or MonitoringSettings(organization_id=organization_id)
+
+
+def _actor_label(user: Any, gateway: Gateway | None) -> str:
+    if user is not None and getattr(user, "is_authenticated", False):
+        return str(user.get_username())
+    if gateway is not None:
+        return f"gateway:{gateway.serial}"
+    return "system"
+
+
+def _after_commit(alarm: Alarm) -> None:
+    alarm_id = alarm.pk
+    transaction.on_commit(lambda: live.publish_alarm_change(alarm_id))
+    transaction.on_commit(lambda: notifications.alarm_changed(alarm_id=alarm_id, now=timezone.now()))
+
+
+def _transition(
+    alarm: Alarm,
+    action: Action,
+    *,
+    now: datetime,
+    user: Any = None,
+    gateway: Gateway | None = None,
+    comment: str = "",
+    shelve_until: datetime | None = None,
+    ip: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> Alarm:
+    """Apply one lifecycle action to a locked alarm; raise AlarmActionRefused when not allowed."""
+    before = alarm.status
+    max_shelve = timedelta(hours=monitoring_settings_for(alarm.organization_id).max_shelve_hours)
+    try:
+        after = apply(before, action, now=now, shelve_until=shelve_until, max_shelve=max_shelve)
+    except TransitionRefused as exc:
+        raise AlarmActionRefused(exc.message, code="transition_refused") from exc
+    alarm.state = after.state
+    alarm.shelved_until = after.shelved_until
+    alarm.suppressed = after.suppressed
+    alarm.out_of_service = after.out_of_service
+    if action == Action.ACKNOWLEDGE:
+        alarm.acknowledged_at = now
+        alarm.acknowledged_by = user
+    if action == Action.SHELVE:
+        alarm.shelved_by = user
+    if action == Action.CLEAR:
+        alarm.cleared_at = now
+    if action in (Action.SUPPRESS, Action.UNSUPPRESS):
+        alarm.suppressed_reason = comment if action == Action.SUPPRESS else ""
+    if after.state == AlarmState.CLOSED and before.state != AlarmState.CLOSED:
+        alarm.closed_at = now
+    alarm.save()
+    AlarmTransition.objects.create(
+        alarm=alarm,
+        at=now,
+        action=action,
+        from_state=before.state,
+        to_state=after.state,
+        actor_user=user if getattr(user, "is_authenticated", False) else None,
+        actor_label=_actor_label(user, gateway),
+        comment=comment,
+        detail=detail,
+    )
+    if getattr(user, "is_authenticated", False):
+        audit(
+            action=f"alarm.{action}",
+            target=alarm,
+            user=user,
+            ip=ip,
+            before={"state": before.state, "shelved_until": before.shelved_until,
+                    "suppressed": before.suppressed, "out_of_service": before.out_of_service},
+            after={"state": after.state, "shelved_until": after.shelved_until,
+                   "suppressed": after.suppressed, "out_of_service": after.out_of_service},
+            detail={"comment": comment} if comment else None,
+        )
+    _after_commit(alarm)
+    return alarm
+
+
+def _locked(alarm: Alarm) -> Alarm:
+    return Alarm.objects.select_for_update().select_related("organization", "gateway", "site").get(pk=alarm.pk)
+
+
+# --- conditions reported by gateways (or detected by the server) -------------------------------
+
+
+def _open_alarm(gateway: Gateway, source: str, code: str) -> Alarm | None:
+    return (
+        Alarm.objects.select_for_update()
+        .filter(gateway=gateway, source=source, code=code)
+        .exclude(state=AlarmState.CLOSED)
+        .first()
+    )
+
+
+def _gateway_is_offline(gateway: Gateway) -> bool:
+    return (
+        Alarm.objects.filter(gateway=gateway, source=SERVER_SOURCE, code=OFFLINE_CODE)
+        .filter(state__in=[AlarmState.ACTIVE_UNACKNOWLEDGED, AlarmState.ACTIVE_ACKNOWLEDGED])
+        .exists()
+    )
+
+
+@transaction.atomic
+def report_condition(
+    *,
+    gateway: Gateway,
+    source: str,
+    code: str,
+    severity: str,
+    raised: bool,
+    message: str,
+    at: datetime,
+    device: str = "",
+    details: dict[str, Any] | None = None,
+    reported_by_gateway: bool = True,
+) -> Alarm | None:
+    """A condition was raised or cleared. One open alarm per (gateway, source, code).
+
+    A clear for a condition that is not active is ignored: agents resend their clears after a
+    restart, and that must not be an error.
+    """
+    actor = gateway if reported_by_gateway else None
+    alarm = _open_alarm(gateway, source, code)
+    if not raised:
+        if alarm is None or alarm.state == AlarmState.CLEARED_UNACKNOWLEDGED:
+            return alarm
+        return _transition(alarm, Action.CLEAR, now=at, gateway=actor)
+    if alarm is not None:
+        alarm.occurrences += 1
+        alarm.last_raised_at = max(alarm.last_raised_at, at)
+        alarm.severity = severity
+        alarm.message = message
+        alarm.details = details
+        return _transition(alarm, Action.RAISE_AGAIN, now=at, gateway=actor)
+    alarm = Alarm.objects.create(
+        organization_id=gateway.organization_id,
+        gateway=gateway,
+        site_id=gateway.site_id,
+        source=source,
+        code=code,
+        device=device,
+        severity=severity,
+        message=message,
+        details=details,
+        state=AlarmState.ACTIVE_UNACKNOWLEDGED,
+        raised_at=at,
+        last_raised_at=at,
+    )
+    AlarmTransition.objects.create(
+        alarm=alarm, at=at, action=Action.RAISE, from_state="", to_state=alarm.state,
+        actor_label=_actor_label(None, actor),
+    )
+    # A field device's alarm while its gateway is offline is a consequence, not news.
+    if device and _gateway_is_offline(gateway):
+        return _transition(alarm, Action.SUPPRESS, now=at, comment=OFFLINE_SUPPRESSION)
+    _after_commit(alarm)
+    return alarm
+
+
+# --- operator actions -----------------------------------------------------------------------
+
+
+def _operator_action(
+    alarm: Alarm, action: Action, *, user: Any, comment: str, ip: str | None, now: datetime | None,
+    shelve_until: datetime | None = None,
+) -> Alarm:
+    ensure_can(user, Capability.TRIAGE_ALARMS, alarm.organization)
+    with transaction.atomic():
+        return _transition(
+            _locked(alarm), action, now=now or timezone.now(), user=user, comment=comment,
+            shelve_until=shelve_until, ip=ip,
+        )
+
+
+def acknowledge_alarm(
+    *, alarm: Alarm, user: Any, comment: str = "", ip: str | None = None, now: datetime | None = None
+) -> Alarm:
+    return _operator_action(alarm, Action.ACKNOWLEDGE, user=user, comment=comment, ip=ip, now=now)
+
+
+@dataclass
+class BulkResult:
+    done: list[Alarm] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
+
+
+def acknowledge_alarms(
+    *, alarms: Iterable[Alarm], user: Any, comment: str = "", ip: str | None = None, now: datetime | None = None
+) -> BulkResult:
+    """Acknowledge each alarm on its own: one already acknowledged must not block the others."""
+    result = BulkResult()
+    for alarm in alarms:
+        try:
+            result.done.append(acknowledge_alarm(alarm=alarm, user=user, comment=comment, ip=ip, now=now))
+        except AlarmActionRefused as exc:
+            result.refused[alarm.pk] = exc.message
+    return result
+
+
+def shelve_alarm(
+    *, alarm: Alarm, user: Any, duration: timedelta, comment: str = "", ip: str | None = None,
+    now: datetime | None = None,
+) -> Alarm:
+    now = now or timezone.now()
+    return _operator_action(
+        alarm, Action.SHELVE, user=user, comment=comment, ip=ip, now=now, shelve_until=now + duration
+    )
+
+
+def unshelve_alarm(
+    *, alarm: Alarm, user: Any, comment: str = "", ip: str | None = None, now: datetime | None = None
+) -> Alarm:
+    return _operator_action(alarm, Action.UNSHELVE, user=user, comment=comment, ip=ip, now=now)
+
+
+def suppress_alarm(
+    *, alarm: Alarm, user: Any, comment: str = "", ip: str | None = None, now: datetime | None = None
+) -> Alarm:
+    return _operator_action(alarm, Action.SUPPRESS, user=user, comment=comment, ip=ip, now=now)
+
+
+def unsuppress_alarm(
+    *, alarm: Alarm, user: Any, comment: str = "", ip: str | None = None, now: datetime | None = None
+) -> Alarm:
+    return _operator_action(alarm, Action.UNSUPPRESS, user=user, comment=comment, ip=ip, now=now)
+
+
+def remove_alarm_from_service(
+    *, alarm: Alarm, user: Any, comment: str = "", ip: str | None = None, now: datetime | None = None
+) -> Alarm:
+    return _operator_action(alarm, Action.REMOVE_FROM_SERVICE, user=user, comment=comment, ip=ip, now=now)
+
+
+def return_alarm_to_service(
+    *, alarm: Alarm, user: Any, comment: str = "", ip: str | None = None, now: datetime | None = None
+) -> Alarm:
+    return _operator_action(alarm, Action.RETURN_TO_SERVICE, user=user, comment=comment, ip=ip, now=now)
+
+
+def comment_on_alarm(
+    *, alarm: Alarm, user: Any, comment: str, ip: str | None = None, now: datetime | None = None
+) -> Alarm:
+    if not comment.strip():
+        raise DomainError("A comment cannot be empty.", code="empty_comment", field="comment")
+    return _operator_action(alarm, Action.COMMENT, user=user, comment=comment.strip(), ip=ip, now=now)
+
+
+OPERATOR_ACTIONS = {
+    "acknowledge": acknowledge_alarm,
+    "unshelve": unshelve_alarm,
+    "suppress": suppress_alarm,
+    "unsuppress": unsuppress_alarm,
+    "remove_from_service": remove_alarm_from_service,
+    "return_to_service": return_alarm_to_service,
+}
+
+
+def expire_shelves(*, now: datetime | None = None) -> int:
+    """Unshelve every alarm whose shelving time is over (the console already treats them as unshelved)."""
+    now = now or timezone.now()
+    expired = 0
+    for alarm_id in Alarm.objects.filter(shelved_until__lte=now).values_list("pk", flat=True):
+        with transaction.atomic():
+            alarm = Alarm.objects.select_for_update().select_related("organization").get(pk=alarm_id)
+            try:
+                _transition(alarm, Action.SHELVE_EXPIRED, now=now)
+            except AlarmActionRefused:
+                continue
+            expired += 1
+    return expired
+
+
+# --- gateway presence -------------------------------------------------------------------------
+
+
+def gateway_came_online(*, gateway: Gateway, now: datetime | None = None) -> None:
+    """Clear the offline alarm and lift the suppression it put on the gateway's device alarms."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        report_condition(
+            gateway=gateway, source=SERVER_SOURCE, code=OFFLINE_CODE, severity=Severity.MAJOR, raised=False,
+            message="", at=now, reported_by_gateway=False,
+        )
+        suppressed = Alarm.objects.select_for_update().filter(
+            gateway=gateway, suppressed=True, suppressed_reason=OFFLINE_SUPPRESSION, state__in=OPEN_STATES
+        )
+        for alarm in suppressed:
+            _transition(alarm, Action.UNSUPPRESS, now=now, comment="gateway back online")
+
+
+def detect_offline_gateways(*, now: datetime | None = None) -> list[Gateway]:
+    """Raise 'gateway offline' for active gateways silent longer than their organization allows."""
+    from fleet.uplink.presence import tracker
+
+    now = now or timezone.now()
+    tracker.flush()
+    offline_after = {
+        row.organization_id: row.offline_after for row in MonitoringSettings.objects.all()
+    }
+    already = set(
+        Alarm.objects.filter(source=SERVER_SOURCE, code=OFFLINE_CODE)
+        .exclude(state=AlarmState.CLOSED)
+        .exclude(state=AlarmState.CLEARED_UNACKNOWLEDGED)
+        .values_list("gateway_id", flat=True)
+    )
+    default_after = MonitoringSettings().offline_after
+    earliest = now - min([default_after, *offline_after.values()])
+    candidates = Gateway.objects.filter(status=Gateway.Status.ACTIVE, last_seen__lt=earliest).exclude(pk__in=already)
+    went_offline = []
+    for gateway in candidates.select_related("organization"):
+        limit = offline_after.get(gateway.organization_id, default_after)
+        assert gateway.last_seen is not None
+        if gateway.last_seen >= now - limit:
+            continue
+        with transaction.atomic():
+            report_condition(
+                gateway=gateway, source=SERVER_SOURCE, code=OFFLINE_CODE, severity=Severity.MAJOR, raised=True,
+                message=f"No message from the gateway since {gateway.last_seen:%Y-%m-%d %H:%M:%S} UTC.",
+                at=now, reported_by_gateway=False,
+            )
+            for alarm in Alarm.objects.select_for_update().filter(
+                gateway=gateway, suppressed=False, state__in=OPEN_STATES
+            ).exclude(device=""):
+                _transition(alarm, Action.SUPPRESS, now=now, comment=OFFLINE_SUPPRESSION)
+        went_offline.append(gateway)
+    return went_offline
+
+
+# --- bulk ingest of high-volume records (called inside the uplink's batch transaction) -----------
+
+
+@dataclass(frozen=True)
+class IncomingRecord:
+    seq: int
+    ts: datetime
+    payload: dict[str, Any]
+
+
+def store_logs(*, gateway: Gateway, records: Sequence[IncomingRecord], received_at: datetime) -> list[LogEntry]:
+    entries = LogEntry.objects.bulk_create(
+        [
+            LogEntry(
+                gateway=gateway,
+                seq=r.seq,
+                ts=r.ts,
+                received_at=received_at,
+                level=r.payload["level"],
+                logger=r.payload.get("logger", ""),
+                message=r.payload["message"],
+                fields=r.payload.get("fields"),
+            )
+            for r in records
+        ]
+    )
+    gateway_id = gateway.pk
+    transaction.on_commit(lambda: live.publish_logs(gateway_id, entries))
+    return entries
+
+
+def store_telemetry(*, gateway: Gateway, records: Sequence[IncomingRecord]) -> int:
+    samples: list[TelemetrySample] = []
+    latest: dict[tuple[str, str], TelemetryLatest] = {}
+    for r in records:
+        device = r.payload["device"]
+        for point, value in r.payload["points"].items():
+            if value is None:
+                continue
+            samples.append(TelemetrySample(gateway=gateway, device=device, point=point, ts=r.ts, value=value))
+            current = latest.get((device, point))
+            if current is None or current.ts <= r.ts:
+                latest[(device, point)] = TelemetryLatest(
+                    gateway=gateway, device=device, point=point, ts=r.ts, value=value
+                )
+    TelemetrySample.objects.bulk_create(samples, batch_size=2000)
+    if latest:
+        # An older record resent late must not overwrite a newer latest value.
+        existing = {
+            (row.device, row.point): row.ts
+            for row in TelemetryLatest.objects.filter(gateway=gateway, device__in={d for d, _ in latest})
+        }
+        newer = [row for key, row in latest.items() if key not in existing or existing[key] <= row.ts]
+        TelemetryLatest.objects.bulk_create(
+            newer,
+            update_conflicts=True,
+            unique_fields=["gateway", "device", "point"],
+            update_fields=["ts", "value"],
+        )
+    return len(samples)
+
+
+def store_events(*, gateway: Gateway, records: Sequence[IncomingRecord], received_at: datetime) -> list[GatewayEvent]:
+    return GatewayEvent.objects.bulk_create(
+        [
+            GatewayEvent(
+                gateway=gateway,
+                seq=r.seq,
+                ts=r.ts,
+                received_at=received_at,
+                name=r.payload["name"],
+                message=r.payload.get("message", ""),
+                data=r.payload.get("data"),
+            )
+            for r in records
+        ]
+    )
+
+
+def store_status_reports(
+    *, gateway: Gateway, records: Sequence[IncomingRecord], received_at: datetime
+) -> list[StatusReport]:
+    return StatusReport.objects.bulk_create(
+        [
+            StatusReport(
+                gateway=gateway,
+                seq=r.seq,
+                ts=r.ts,
+                received_at=received_at,
+                deployment=r.payload["deployment"],
+                step=r.payload["step"],
+                payload=r.payload,
+            )
+            for r in records
+        ]
+    )
