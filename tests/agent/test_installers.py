@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from gridfleet_agent.installers.config import ConfigInstaller, command_reload
 from gridfleet_agent.installers.firmware import FirmwareInstaller
 from gridfleet_agent.installers.license import LicenseInstaller
 from gridfleet_agent.installers.runner import InstallJob, InstallRunner, Result, command_defer_hook
+from securesystemslib.formats import encode_canonical
+from securesystemslib.signer import CryptoSigner
 
 from .bundles import firmware_bundle, make_bundle
 
@@ -259,48 +258,50 @@ def test_failed_reload_rolls_back_and_reloads_the_previous_config(tmp_path: Path
 
 
 @pytest.fixture
-def license_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
+def license_signer() -> CryptoSigner:
+    return CryptoSigner.generate_ed25519()
 
 
-def public_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+def channel_key(signer: CryptoSigner) -> dict[str, Any]:
+    """The license key as the update channel publishes it (TUF key format with its keyid)."""
+    return {"keyid": signer.public_key.keyid, **signer.public_key.to_dict()}
 
 
 def license_bundle(
-    directory: Path, key: ec.EllipticCurvePrivateKey, *, serial: str = "GW-1", days: int = 365, version: str = "3"
+    directory: Path, signer: CryptoSigner, *, serial: str = "GW-1", days: int = 365, version: int = 3
 ) -> Path:
     now = datetime.now(UTC)
-    payload = json.dumps(
-        {
-            "serial": serial,
-            "license_id": "lic-1",
-            "not_before": (now - timedelta(days=1)).isoformat().replace("+00:00", "Z"),
-            "not_after": (now + timedelta(days=days)).isoformat().replace("+00:00", "Z"),
-            "limits": {"max_field_devices": 8, "features": ["curtailment"]},
-        }
-    ).encode()
-    document = {
-        "payload": base64.b64encode(payload).decode(),
-        "signature": base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode(),
+    signed = {
+        "format": "gridfleet-license/1",
+        "token": "d3c1b0a5e7f24c8e9a4b6d2f0e1c3a57",
+        "serial": serial,
+        "version": version,
+        "not_before": (now - timedelta(days=1)).isoformat().replace("+00:00", "Z"),
+        "not_after": (now + timedelta(days=days)).isoformat().replace("+00:00", "Z"),
+        "limits": {"field_devices": 20},
+        "features": ["export_limit"],
     }
+    signature = signer.sign(encode_canonical(signed).encode())
+    document = {"signed": signed, "signatures": [signature.to_dict()]}
     return make_bundle(
         directory / f"license-{serial}-{days}.tar.gz",
-        {"type": "license", "version": version},
+        {"type": "license", "version": str(version)},
         {"license.json": json.dumps(document)},
     )
 
 
-def test_signed_license_is_installed_and_its_limits_exposed(tmp_path: Path, reports: Reports, license_key):
-    installer = LicenseInstaller(tmp_path / "license", public_key_pem=public_pem(license_key), serial="GW-1")
+def test_signed_license_is_installed_and_its_limits_exposed(tmp_path: Path, reports: Reports, license_signer):
+    installer = LicenseInstaller(tmp_path / "license", public_key=lambda: channel_key(license_signer), serial="GW-1")
     assert installer.limits() == {}
 
     outcome = runner_for(tmp_path, reports, license=installer).install(
-        deployment="1", kind="license", bundle=license_bundle(tmp_path, license_key), target="t"
+        deployment="1", kind="license", bundle=license_bundle(tmp_path, license_signer), target="t"
     )
 
     assert (outcome.result, installer.active_version()) == (Result.SUCCESS, "3")
-    assert installer.limits() == {"max_field_devices": 8, "features": ["curtailment"]}
+    assert installer.limits() == {"field_devices": 20}
+    active = installer.active_license()
+    assert active is not None and active.features == ("export_limit",)
 
 
 @pytest.mark.parametrize(
@@ -311,9 +312,10 @@ def test_signed_license_is_installed_and_its_limits_exposed(tmp_path: Path, repo
         ({"signed_by_other_key": True}, "signature does not verify"),
     ],
 )
-def test_invalid_license_is_refused(tmp_path: Path, reports: Reports, license_key, bundle_args, message):
-    signer = ec.generate_private_key(ec.SECP256R1()) if bundle_args.pop("signed_by_other_key", False) else license_key
-    installer = LicenseInstaller(tmp_path / "license", public_key_pem=public_pem(license_key), serial="GW-1")
+def test_invalid_license_is_refused(tmp_path: Path, reports: Reports, license_signer, bundle_args, message):
+    other = bundle_args.pop("signed_by_other_key", False)
+    signer = CryptoSigner.generate_ed25519() if other else license_signer
+    installer = LicenseInstaller(tmp_path / "license", public_key=lambda: channel_key(license_signer), serial="GW-1")
 
     outcome = runner_for(tmp_path, reports, license=installer).install(
         deployment="1", kind="license", bundle=license_bundle(tmp_path, signer, **bundle_args), target="t"
@@ -322,3 +324,21 @@ def test_invalid_license_is_refused(tmp_path: Path, reports: Reports, license_ke
     assert (outcome.result, outcome.code) == (Result.FAILURE, "invalid_license")
     assert message in outcome.message
     assert installer.limits() == {}
+
+
+def test_bundle_member_not_matching_the_manifest_is_refused(
+    tmp_path: Path, reports: Reports, firmware: FirmwareInstaller
+):
+    bundle = make_bundle(
+        tmp_path / "fw.tar.gz",
+        {"type": "firmware", "version": "2.0.0", "files": {"rootfs.img": {"sha256": "0" * 64, "length": 4}}},
+        {"rootfs.img": b"root"},
+    )
+
+    outcome = runner_for(tmp_path, reports, firmware=firmware).install(
+        deployment="1", kind="firmware", bundle=bundle, target="t"
+    )
+
+    assert (outcome.result, outcome.code) == (Result.FAILURE, "invalid_bundle")
+    assert "rootfs.img does not match" in outcome.message
+    assert firmware.active_version() == "1.0.0"

@@ -1,9 +1,13 @@
 """Update bundles as the agent receives them: a tar archive with ``manifest.json`` at its root.
 
-The manifest names the bundle type and version and, optionally, scripts shipped inside the bundle:
+The manifest (docs/protocol/updates.md, section 5) names the bundle type and version, lists the
+members with their hashes, and optionally names scripts shipped inside the bundle:
 
-    {"type": "firmware", "version": "2.1.0", "hardware_models": ["gw-1000"],
-     "install": "install.sh", "health_check": "health-check.sh", "reboot": false}
+    {"format": "gridfleet-bundle/1", "type": "firmware", "name": "gw-os", "version": "2.1.0",
+     "hardware_models": ["GX-100"], "files": {"rootfs.img": {"sha256": "...", "length": 48000000}},
+     "install": "scripts/install.sh", "health_check": "scripts/health.sh", "reboot": false}
+
+``reboot`` is an agent extension: true when the new version only runs after a reboot.
 
 Bundles reach the agent only after TUF verified their length and hashes; the checks here guard
 against a bundle that was signed but is malformed, not against tampering.
@@ -11,6 +15,7 @@ against a bundle that was signed but is malformed, not against tampering.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tarfile
 from dataclasses import dataclass
@@ -32,6 +37,7 @@ class Manifest:
     install: str | None = None
     health_check: str | None = None
     reboot: bool = False
+    files: tuple[tuple[str, str, int], ...] = ()  # (path, sha256, length)
 
     @classmethod
     def from_json(cls, data: Any) -> Manifest:
@@ -46,6 +52,13 @@ class Manifest:
         for name, script in scripts.items():
             if script is not None and (not isinstance(script, str) or not _is_relative(script)):
                 raise BundleError(f"manifest {name} must be a relative path inside the bundle")
+        files = data.get("files", {})
+        if not isinstance(files, dict) or not all(
+            _is_relative(name) and isinstance(spec, dict)
+            and isinstance(spec.get("sha256"), str) and isinstance(spec.get("length"), int)
+            for name, spec in files.items()
+        ):  # fmt: skip
+            raise BundleError("manifest files must map relative paths to {sha256, length}")
         models = data.get("hardware_models", [])
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
             raise BundleError("manifest hardware_models must be a list of strings")
@@ -56,6 +69,7 @@ class Manifest:
             install=scripts["install"],
             health_check=scripts["health_check"],
             reboot=bool(data.get("reboot", False)),
+            files=tuple((name, spec["sha256"], spec["length"]) for name, spec in files.items()),
         )
 
 
@@ -79,11 +93,26 @@ def read_manifest(bundle: Path) -> Manifest:
         raise BundleError(f"manifest.json is not JSON: {e}") from e
 
 
-def extract(bundle: Path, destination: Path) -> None:
-    """Unpack the bundle; tarfile's ``data`` filter refuses absolute paths, ``..`` and device files."""
+def extract(bundle: Path, destination: Path) -> Manifest:
+    """Unpack the bundle and check its members against the manifest's ``files``.
+
+    tarfile's ``data`` filter refuses absolute paths, ``..`` and device files.
+    """
+    manifest = read_manifest(bundle)
     destination.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(bundle) as archive:
             archive.extractall(destination, filter="data")
     except (tarfile.TarError, OSError) as e:
         raise BundleError(f"cannot unpack bundle: {e}") from e
+    for name, sha256, length in manifest.files:
+        member = destination / name
+        if not member.is_file():
+            raise BundleError(f"{name} is listed in the manifest but missing from the bundle")
+        digest = hashlib.sha256()
+        with member.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        if member.stat().st_size != length or digest.hexdigest() != sha256:
+            raise BundleError(f"{name} does not match the length and sha256 in the manifest")
+    return manifest

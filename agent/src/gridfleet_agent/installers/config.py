@@ -1,9 +1,11 @@
 """Configuration installer: validate against the bundle's schema, switch atomically, reload, or roll back.
 
-A config bundle holds ``config.json`` (the settings for the gateway's services) and
-``schema.json`` (a JSON Schema the settings must satisfy). The active configuration is read by
-the gateway's services from ``<root>/current/config.json``; the previous one stays in the other
-slot, so a failed reload switches straight back and reloads again.
+A config bundle holds ``config.json`` (the settings for the gateway's services), the rendered
+files under ``files/``, and, when the bundle carries it, ``schema.json`` (a JSON Schema the
+settings must satisfy; the server validates too, the agent re-checks what it is about to apply).
+The gateway's services read ``<root>/current/config.json`` and ``<root>/current/files/``; the
+previous version stays in the other slot, so a failed reload switches straight back and reloads
+again.
 """
 
 from __future__ import annotations
@@ -78,7 +80,12 @@ class ConfigInstaller:
         except BundleError as e:
             raise InstallError("invalid_bundle", str(e)) from e
         config = _load_json(slot / "config.json", "config.json")
-        schema = _load_json(slot / "schema.json", "schema.json")
+        if (slot / "schema.json").exists():
+            self._validate(config, _load_json(slot / "schema.json", "schema.json"))
+        self.slots.seal(job)
+
+    @staticmethod
+    def _validate(config: Any, schema: Any) -> None:
         try:
             jsonschema.validate(config, schema)
         except jsonschema.SchemaError as e:
@@ -86,7 +93,6 @@ class ConfigInstaller:
         except jsonschema.ValidationError as e:
             where = "/".join(str(p) for p in e.absolute_path) or "(root)"
             raise InstallError("invalid_config", f"config.json at {where}: {e.message}") from e
-        self.slots.seal(job)
 
     def needs_reboot(self, job: InstallJob) -> bool:
         return False

@@ -41,8 +41,7 @@ class FirmwareInstaller:
         slot = self.slots.prepare(job, copy_active=job.kind == "patch")
         bundle = Path(job.bundle_path)
         try:
-            manifest = read_manifest(bundle)
-            extract(bundle, slot)
+            manifest = extract(bundle, slot)
         except BundleError as e:
             raise InstallError("invalid_bundle", str(e)) from e
         if manifest.install:

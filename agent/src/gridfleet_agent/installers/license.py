@@ -1,32 +1,38 @@
 """License installer: verify the server-signed license, install it, expose its limits.
 
-A license bundle holds ``license.json``::
+A license bundle holds ``license.json`` (docs/protocol/updates.md, section 5)::
 
-    {"payload": "<base64 of the license JSON bytes>", "signature": "<base64 ECDSA-SHA256 (DER)>"}
+    {"signed": {"format": "gridfleet-license/1", "serial": "GW-000123", "version": 3,
+                "not_before": "...", "not_after": "...", "limits": {...}, "features": [...]},
+     "signatures": [{"keyid": "...", "sig": "<hex>"}]}
 
-The payload is ``{"serial", "license_id", "not_before", "not_after", "limits": {...}}``; the
-signature covers the decoded payload bytes exactly (nothing is re-serialised), made with the
-server's license key, whose public key the agent is configured with. The field protocol stack
-reads the limits through ``read_active_license`` / ``License.limits``.
+``sig`` is made over the canonical JSON of ``signed`` (as TUF signs metadata) with the license
+key the server names in the gateway's update channel. TUF already authenticated the download;
+this signature lets the gateway, and the protocol stack reading ``limits``, re-check the license
+offline at every start.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
+from securesystemslib.formats import encode_canonical
+from securesystemslib.signer import Key, Signature
 
 from gridfleet_agent.installers.bundle import BundleError, extract
 from gridfleet_agent.installers.runner import InstallError, InstallJob
 from gridfleet_agent.installers.slots import SlotStore
+
+LICENSE_FORMAT = "gridfleet-license/1"
+
+LicenseKeyProvider = Callable[[], dict[str, Any] | None]
+"""The license public key in TUF key format (from the update channel), or None if not known yet."""
 
 
 class LicenseError(Exception):
@@ -36,10 +42,11 @@ class LicenseError(Exception):
 @dataclass(frozen=True)
 class License:
     serial: str
-    license_id: str
+    version: int
     not_before: datetime
     not_after: datetime
-    limits: dict[str, Any]
+    limits: dict[str, Any] = field(default_factory=dict)
+    features: tuple[str, ...] = ()
 
     def is_valid_at(self, when: datetime) -> bool:
         return self.not_before <= when < self.not_after
@@ -57,74 +64,82 @@ def _parse_time(value: Any, name: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def verify_license(document: bytes, public_key_pem: bytes, *, serial: str) -> License:
-    """Check the signature and the serial; return the license (validity is checked by the caller)."""
+def verify_license(document: dict[str, Any], public_key: dict[str, Any], *, serial: str) -> License:
+    """Check the signature and the serial; the caller decides what validity period it needs."""
+    signed, signatures = document.get("signed"), document.get("signatures")
+    if not isinstance(signed, dict) or not isinstance(signatures, list):
+        raise LicenseError("license.json must hold 'signed' and 'signatures'")
+    keyid = public_key.get("keyid", "")
     try:
-        envelope = json.loads(document)
-        payload = base64.b64decode(envelope["payload"], validate=True)
-        signature = base64.b64decode(envelope["signature"], validate=True)
-    except (json.JSONDecodeError, KeyError, TypeError, binascii.Error) as e:
-        raise LicenseError("license.json must hold base64 'payload' and 'signature'") from e
-    key = serialization.load_pem_public_key(public_key_pem)
-    try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
-        elif isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, payload)
-        else:
-            raise LicenseError(f"unsupported license key type {type(key).__name__}")
-    except InvalidSignature as e:
-        raise LicenseError("license signature does not verify with the configured license key") from e
-    try:
-        data = json.loads(payload)
-    except json.JSONDecodeError as e:
-        raise LicenseError("license payload is not JSON") from e
-    if not isinstance(data, dict) or not isinstance(data.get("limits", {}), dict):
-        raise LicenseError("license payload must be an object with an object 'limits'")
-    if data.get("serial") != serial:
-        raise LicenseError(f"license is for gateway {data.get('serial')!r}, not {serial!r}")
+        key = Key.from_dict(keyid, {k: v for k, v in public_key.items() if k != "keyid"})
+    except (KeyError, TypeError, ValueError) as e:
+        raise LicenseError(f"the license public key is not a usable TUF key: {e}") from e
+    data = (encode_canonical(signed) or "").encode()
+    for entry in signatures:
+        if isinstance(entry, dict) and entry.get("keyid") == keyid and isinstance(entry.get("sig"), str):
+            try:
+                key.verify_signature(Signature(keyid, entry["sig"]), data)
+                break
+            except (UnverifiedSignatureError, VerificationError):
+                continue
+    else:
+        raise LicenseError("license signature does not verify with the license key of the update channel")
+    if signed.get("format") != LICENSE_FORMAT:
+        raise LicenseError(f"license format {signed.get('format')!r} is not {LICENSE_FORMAT}")
+    if signed.get("serial") != serial:
+        raise LicenseError(f"license is for gateway {signed.get('serial')!r}, not {serial!r}")
+    limits, features = signed.get("limits", {}), signed.get("features", [])
+    if not isinstance(limits, dict) or not isinstance(features, list):
+        raise LicenseError("license limits must be an object and features a list")
     return License(
         serial=serial,
-        license_id=str(data.get("license_id", "")),
-        not_before=_parse_time(data.get("not_before"), "not_before"),
-        not_after=_parse_time(data.get("not_after"), "not_after"),
-        limits=dict(data.get("limits", {})),
+        version=int(signed.get("version", 0)),
+        not_before=_parse_time(signed.get("not_before"), "not_before"),
+        not_after=_parse_time(signed.get("not_after"), "not_after"),
+        limits=limits,
+        features=tuple(str(f) for f in features),
     )
 
 
-def read_active_license(root: Path, public_key_pem: bytes, *, serial: str) -> License | None:
-    """The installed license if there is one and it verifies (re-checked: the disk is not trusted)."""
-    path = root / "current" / "license.json"
-    if not path.exists():
-        return None
-    return verify_license(path.read_bytes(), public_key_pem, serial=serial)
-
-
 class LicenseInstaller:
-    def __init__(self, root: Path, *, public_key_pem: bytes, serial: str) -> None:
+    def __init__(self, root: Path, *, public_key: LicenseKeyProvider, serial: str) -> None:
         self.slots = SlotStore(root)
-        self._public_key_pem = public_key_pem
+        self._public_key = public_key
         self._serial = serial
+
+    @property
+    def license_file(self) -> Path:
+        return self.slots.current_link / "license.json"
 
     def active_version(self) -> str | None:
         return self.slots.active_version()
 
+    def active_license(self) -> License | None:
+        """The installed license, re-verified (the disk is not trusted), if valid right now."""
+        key = self._public_key()
+        if key is None or not self.license_file.exists():
+            return None
+        try:
+            active = verify_license(_read_json(self.license_file), key, serial=self._serial)
+        except LicenseError:
+            return None
+        return active if active.is_valid_at(datetime.now(UTC)) else None
+
     def limits(self) -> dict[str, Any]:
         """Limits of the installed, currently valid license; empty without one."""
-        active = read_active_license(self.slots.root, self._public_key_pem, serial=self._serial)
-        if active is None or not active.is_valid_at(datetime.now(UTC)):
-            return {}
-        return active.limits
+        active = self.active_license()
+        return active.limits if active else {}
 
     def stage(self, job: InstallJob) -> None:
         slot = self.slots.prepare(job)
+        key = self._public_key()
+        if key is None:
+            raise InstallError("invalid_license", "no license key known yet (update channel not fetched)")
         try:
             extract(Path(job.bundle_path), slot)
-            document = (slot / "license.json").read_bytes()
-        except (BundleError, FileNotFoundError) as e:
+            lic = verify_license(_read_json(slot / "license.json"), key, serial=self._serial)
+        except (BundleError, FileNotFoundError, ValueError) as e:
             raise InstallError("invalid_bundle", f"license bundle: {e}") from e
-        try:
-            lic = verify_license(document, self._public_key_pem, serial=self._serial)
         except LicenseError as e:
             raise InstallError("invalid_license", str(e)) from e
         if lic.not_after <= datetime.now(UTC):
@@ -148,3 +163,10 @@ class LicenseInstaller:
 
     def discard(self, job: InstallJob) -> None:
         self.slots.discard(job)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_bytes())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} must hold a JSON object")
+    return data
