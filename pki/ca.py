@@ -261,9 +261,7 @@ def issue_device_certificate(
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     )
     if crl_url:
         builder = builder.add_extension(
@@ -300,15 +298,11 @@ def build_crl(
         .last_update(this_update)
         .next_update(next_update)
         .add_extension(x509.CRLNumber(number), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     )
     for entry in revoked:
         revoked_cert = (
-            x509.RevokedCertificateBuilder()
-            .serial_number(entry.serial_number)
-            .revocation_date(entry.revoked_at)
+            x509.RevokedCertificateBuilder().serial_number(entry.serial_number).revocation_date(entry.revoked_at)
         )
         if entry.reason is not x509.ReasonFlags.unspecified:
             # RFC 5280 5.3.1: reasonCode "unspecified" SHOULD be absent rather than present.

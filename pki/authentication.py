@@ -1,0 +1,118 @@
+"""How gateways are authenticated on HTTP (DRF) and WebSocket (Channels): `Authorization: Bearer`.
+
+The bearer token comes from `POST /gw/v1/auth/token` (a signed request proving possession of the
+certificate key, see docs/protocol/identity.md). Every request re-checks the token's certificate,
+so a revocation takes effect on the next request, not when the token expires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from rest_framework import authentication, exceptions, permissions
+
+from fleet.audit.services import request_ip
+from fleet.inventory.models import Gateway
+from pki import services
+from pki.errors import IdentityError
+from pki.models import DeviceCertificate
+
+BEARER = "bearer"
+
+
+@dataclass
+class GatewayPrincipal:
+    """`request.user` for a gateway: not a Django user, but answers the questions DRF asks."""
+
+    gateway: Gateway
+    certificate: DeviceCertificate
+    is_authenticated: bool = True
+    is_active: bool = True
+    is_superuser: bool = False
+    is_staff: bool = False
+
+    @property
+    def pk(self) -> None:
+        return None
+
+    def get_username(self) -> str:
+        return f"gateway:{self.gateway.serial}"
+
+    def __str__(self) -> str:
+        return self.get_username()
+
+
+class GatewayAuthenticationFailed(exceptions.AuthenticationFailed):
+    """401 with the identity protocol body: {"error": code, "detail": message}."""
+
+    def __init__(self, error: IdentityError) -> None:
+        super().__init__(detail={"error": error.code, "detail": error.message}, code=error.code)
+
+
+def bearer_token(header: str | bytes | None) -> str | None:
+    if not header:
+        return None
+    value = header.decode("latin-1") if isinstance(header, bytes) else header
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != BEARER or not token.strip():
+        return None
+    return token.strip()
+
+
+class GatewayTokenAuthentication(authentication.BaseAuthentication):
+    """DRF authentication for gateway endpoints; requests without a bearer token are left to others."""
+
+    def authenticate(self, request: Any) -> tuple[GatewayPrincipal, str] | None:
+        token = bearer_token(request.META.get("HTTP_AUTHORIZATION"))
+        if token is None:
+            return None
+        try:
+            certificate = services.authenticate_access_token(token=token, ip=request_ip(request))
+        except IdentityError as e:
+            raise GatewayAuthenticationFailed(e) from e
+        return GatewayPrincipal(gateway=certificate.gateway, certificate=certificate), token
+
+    def authenticate_header(self, request: Any) -> str:
+        return 'Bearer error="invalid_token"'
+
+
+class IsGateway(permissions.BasePermission):
+    message = {"error": "invalid_access_token", "detail": "This endpoint needs a gateway bearer token."}
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return isinstance(request.user, GatewayPrincipal)
+
+
+class GatewayAuthMiddleware:
+    """Channels middleware: `scope["gateway"]` is the authenticated Gateway or None.
+
+    On refusal `scope["gateway_auth_error"]` holds the protocol error code so the consumer can
+    close with a useful reason (docs/protocol/identity.md: close code 4401).
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        scope = dict(scope)
+        scope["gateway"] = None
+        scope["gateway_certificate"] = None
+        scope["gateway_auth_error"] = None
+        headers = dict(scope.get("headers") or [])
+        token = bearer_token(headers.get(b"authorization"))
+        client = scope.get("client") or (None, None)
+        if token is None:
+            scope["gateway_auth_error"] = "invalid_access_token"
+        else:
+            try:
+                certificate = await database_sync_to_async(services.authenticate_access_token)(
+                    token=token, ip=client[0]
+                )
+            except IdentityError as e:
+                scope["gateway_auth_error"] = e.code
+            else:
+                scope["gateway"] = certificate.gateway
+                scope["gateway_certificate"] = certificate
+        return await self.inner(scope, receive, send)
