@@ -63,7 +63,7 @@ COMM_LOSS = EventDefinition(-1, "field.comms_lost", Severity.MAJOR, "No response
 
 def unknown_bit(bit: int) -> EventDefinition:
     """Bits 17-31 are reserved in the standard; a device setting one still deserves an alarm."""
-    return EventDefinition(bit, f"sunspec.evt1.event_bit_{bit}", Severity.INDETERMINATE, f"Reserved event bit {bit} set")
+    return EventDefinition(bit, f"sunspec.evt1.bit_{bit}", Severity.INDETERMINATE, f"Reserved event bit {bit} set")
 
 
 def definition_for(bit: int) -> EventDefinition:
