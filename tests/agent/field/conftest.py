@@ -5,7 +5,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-
 from gridfleet_agent.field.simulator import SunSpecSimulator
 
 Record = dict[str, Any]

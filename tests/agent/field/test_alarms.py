@@ -37,7 +37,10 @@ def test_an_unreadable_bitfield_changes_nothing() -> None:
 
 def test_reserved_bits_still_raise_an_indeterminate_alarm() -> None:
     (transition,) = EventAlarmTracker(debounce=1).update(1 << 20)
-    assert (transition.definition.code, transition.definition.severity) == ("sunspec.evt1.bit_20", Severity.INDETERMINATE)
+    assert (transition.definition.code, transition.definition.severity) == (
+        "sunspec.evt1.bit_20",
+        Severity.INDETERMINATE,
+    )
 
 
 def test_every_standard_bit_has_its_own_code() -> None:

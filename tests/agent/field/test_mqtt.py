@@ -13,7 +13,6 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-
 from gridfleet_agent.field import FieldStack
 from gridfleet_agent.field.simulator import SunSpecSimulator
 
@@ -81,8 +80,10 @@ async def test_telemetry_alarms_and_inventory_arrive_at_the_broker_as_retained_q
     simulator: SunSpecSimulator, sink: RecordingSink, device_entry: Callable[..., dict[str, Any]], prefix: str
 ) -> None:
     subscriber = Subscriber(f"{prefix}/#")
-    config = {"devices": [device_entry(simulator, debounce_polls=1)],
-              "mqtt": {"enabled": True, "host": BROKER[0], "port": BROKER[1], "topic_prefix": prefix}}
+    config = {
+        "devices": [device_entry(simulator, debounce_polls=1)],
+        "mqtt": {"enabled": True, "host": BROKER[0], "port": BROKER[1], "topic_prefix": prefix},
+    }
     try:
         async with FieldStack(config, sink):
             await sink.wait_for("telemetry")

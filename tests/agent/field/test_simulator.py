@@ -8,9 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
-
 from gridfleet_agent.field.simulator import SimulatorError, SunSpecSimulator
+from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 
 
 def scan(port: int, unit_id: int = 1) -> SunSpecModbusClientDeviceTCP:
@@ -75,9 +74,19 @@ def test_unknown_models_and_points_are_refused_with_a_clear_error() -> None:
 
 def test_cli_serves_a_device_that_pysunspec2_can_scan() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "gridfleet_agent.field.simulator", "--port", "0", "--models", "1,101,701",
-         "--serial", "CLI-7"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "gridfleet_agent.field.simulator",
+            "--port",
+            "0",
+            "--models",
+            "1,101,701",
+            "--serial",
+            "CLI-7",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None

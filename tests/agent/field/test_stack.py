@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from gridfleet_agent.field import ControlRejected, FieldConfigError, FieldStack
 from gridfleet_agent.field.simulator import SunSpecSimulator
 
@@ -24,10 +23,20 @@ async def test_discovery_reports_make_model_serial_and_firmware_from_model_1(
     async with FieldStack({"devices": [device_entry(simulator)]}, sink) as stack:
         record = await sink.wait_for("inventory")
 
-    assert record["payload"] == {"field_devices": [{
-        "key": "inv-1", "kind": "inverter", "protocol": "sunspec-tcp", "address": f"127.0.0.1:{simulator.port}/1",
-        "make": "Acme Solar", "model": "AS-10K", "serial": "AS10K-0042", "firmware_version": "3.2.1",
-    }]}
+    assert record["payload"] == {
+        "field_devices": [
+            {
+                "key": "inv-1",
+                "kind": "inverter",
+                "protocol": "sunspec-tcp",
+                "address": f"127.0.0.1:{simulator.port}/1",
+                "make": "Acme Solar",
+                "model": "AS-10K",
+                "serial": "AS10K-0042",
+                "firmware_version": "3.2.1",
+            }
+        ]
+    }
     assert stack.field_devices() == record["payload"]["field_devices"]
     assert record["ts"].endswith("Z")
     assert len(sink.of_kind("inventory")) == 1  # re-sent only when the identity changes
@@ -36,8 +45,20 @@ async def test_discovery_reports_make_model_serial_and_firmware_from_model_1(
 async def test_telemetry_carries_the_values_set_on_the_device_with_scale_factors_applied(
     simulator: SunSpecSimulator, sink: RecordingSink, device_entry: DeviceEntry
 ) -> None:
-    simulator.update(103, {"W": 4321, "VAr": -250, "PF": 95.5, "Hz": 59.98, "A": 18.77, "PhVphA": 241.3,
-                           "WH": 2_000_001, "TmpCab": 47.3, "St": 5})
+    simulator.update(
+        103,
+        {
+            "W": 4321,
+            "VAr": -250,
+            "PF": 95.5,
+            "Hz": 59.98,
+            "A": 18.77,
+            "PhVphA": 241.3,
+            "WH": 2_000_001,
+            "TmpCab": 47.3,
+            "St": 5,
+        },
+    )
 
     async with FieldStack({"devices": [device_entry(simulator)]}, sink):
         record = await sink.wait_for_points(W=4321)
@@ -96,8 +117,13 @@ async def test_an_injected_fault_raises_an_alarm_and_clears_when_the_fault_clear
         cleared = await sink.wait_for("alarm", code="sunspec.evt1.ground_fault", state="cleared")
 
     assert raised["payload"] == {
-        "source": "device:inv-1", "device": "inv-1", "code": "sunspec.evt1.ground_fault", "severity": "critical",
-        "state": "raised", "message": "inv-1: Ground fault", "details": {"bit": 0, "points": ["103.Evt1", "701.Alrm"]},
+        "source": "device:inv-1",
+        "device": "inv-1",
+        "code": "sunspec.evt1.ground_fault",
+        "severity": "critical",
+        "state": "raised",
+        "message": "inv-1: Ground fault",
+        "details": {"bit": 0, "points": ["103.Evt1", "701.Alrm"]},
     }
     assert cleared["payload"]["severity"] == "critical"
     assert [r["payload"]["state"] for r in sink.of_kind("alarm")] == ["raised", "cleared"]
@@ -142,8 +168,11 @@ async def test_power_limit_command_is_written_to_model_704_and_read_back(
         outcome = await stack.execute("set_power_limit", {"device": "inv-1", "limit_pct": 60.0, "revert_after_s": 900})
 
     assert outcome.status == "succeeded", outcome.message
-    assert outcome.result == {"readback_pct": 60.0, "sunspec_model": 704,
-                              "points": {"WMaxLimPct": 60.0, "WMaxLimPctEna": 1}}
+    assert outcome.result == {
+        "readback_pct": 60.0,
+        "sunspec_model": 704,
+        "points": {"WMaxLimPct": 60.0, "WMaxLimPctEna": 1},
+    }
     assert simulator.get(704, "WMaxLimPct") == 60.0
     assert simulator.get(704, "WMaxLimPctEna") == 1
     assert simulator.get(704, "WMaxLimPctRvrtTms") == 900
@@ -184,15 +213,18 @@ async def test_refused_power_limits_are_reported_as_rejected_and_change_nothing(
     assert (sim.get(704, "WMaxLimPct"), sim.get(704, "WMaxLimPctEna")) == (100.0, 0)
 
 
-async def test_a_device_without_power_controls_rejects_the_limit(sink: RecordingSink, device_entry: DeviceEntry) -> None:
+async def test_a_device_without_power_controls_rejects_the_limit(
+    sink: RecordingSink, device_entry: DeviceEntry
+) -> None:
     async with SunSpecSimulator(models=(1, 101)) as sim:
         async with FieldStack({"devices": [device_entry(sim)]}, sink) as stack:
             with pytest.raises(ControlRejected, match="no power limit control"):
                 await stack.set_active_power_limit("inv-1", 50)
 
 
-async def test_unknown_commands_are_rejected(simulator: SunSpecSimulator, sink: RecordingSink,
-                                             device_entry: DeviceEntry) -> None:
+async def test_unknown_commands_are_rejected(
+    simulator: SunSpecSimulator, sink: RecordingSink, device_entry: DeviceEntry
+) -> None:
     stack = FieldStack({"devices": [device_entry(simulator)]}, sink)
     outcome = await stack.execute("reboot", {})
     assert outcome.as_dict() == {"status": "rejected", "message": "the field stack does not implement command 'reboot'"}

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 Protocol = Literal["sunspec-tcp", "sunspec-rtu"]
 PROTOCOLS: tuple[Protocol, ...] = ("sunspec-tcp", "sunspec-rtu")
@@ -156,9 +156,20 @@ class _Parser:
         if len(self.problems) > before:
             return None
         return DeviceConfig(
-            id=device_id, protocol=protocol, unit_id=unit_id, kind=kind, host=host, port=port,
-            serial_port=serial_port, baudrate=baudrate, parity=parity, poll_interval=poll_interval,
-            timeout=timeout, models=models, points=points, debounce_polls=debounce,
+            id=cast(str, device_id),
+            protocol=cast(Protocol, protocol),
+            unit_id=unit_id,
+            kind=kind,
+            host=host,
+            port=port,
+            serial_port=serial_port,
+            baudrate=baudrate,
+            parity=parity,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            models=models,
+            points=points,
+            debounce_polls=debounce,
             comm_loss_after=comm_loss_after,
         )
 
@@ -180,9 +191,14 @@ class _Parser:
             if raw.get(key) is not None and not isinstance(raw.get(key), str):
                 self.problems.append(f"mqtt.{key}: must be a string")
         return MqttConfig(
-            enabled=enabled is True, host=host, port=self._int("mqtt.port", raw.get("port", 1883), 1, 65535),
-            topic_prefix=prefix, client_id=raw.get("client_id"), username=raw.get("username"),
-            password=raw.get("password"), keepalive=self._int("mqtt.keepalive", raw.get("keepalive", 60), 5, 3600),
+            enabled=enabled is True,
+            host=host,
+            port=self._int("mqtt.port", raw.get("port", 1883), 1, 65535),
+            topic_prefix=prefix,
+            client_id=raw.get("client_id"),
+            username=raw.get("username"),
+            password=raw.get("password"),
+            keepalive=self._int("mqtt.keepalive", raw.get("keepalive", 60), 5, 3600),
         )
 
     def _unknown_keys(self, path: str, raw: Mapping[str, Any], known: set[str]) -> None:
@@ -214,7 +230,7 @@ class _Parser:
 
     def _points(self, path: str, value: Any) -> tuple[tuple[int, str], ...]:
         if not isinstance(value, list):
-            self.problems.append(f"{path}: must be a list like [\"701.TmpAmb\"]")
+            self.problems.append(f'{path}: must be a list like ["701.TmpAmb"]')
             return ()
         points: list[tuple[int, str]] = []
         for index, ref in enumerate(value):

@@ -53,8 +53,9 @@ EVENT_BITS: dict[int, EventDefinition] = {
         EventDefinition(13, "sunspec.evt1.under_temperature", Severity.MINOR, "Under-temperature"),
         EventDefinition(14, "sunspec.evt1.memory_loss", Severity.MAJOR, "Memory loss"),
         EventDefinition(15, "sunspec.evt1.hardware_test_failure", Severity.CRITICAL, "Hardware test failure"),
-        EventDefinition(16, "sunspec.evt1.manufacturer_alarm", Severity.INDETERMINATE,
-                        "Manufacturer alarm (see MnAlrmInfo)"),
+        EventDefinition(
+            16, "sunspec.evt1.manufacturer_alarm", Severity.INDETERMINATE, "Manufacturer alarm (see MnAlrmInfo)"
+        ),
     )
 }
 

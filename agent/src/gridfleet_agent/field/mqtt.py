@@ -19,6 +19,7 @@ import threading
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from gridfleet_agent.field.config import MqttConfig
 
@@ -47,7 +48,7 @@ class MqttPublisher:
         self.config = config
         self._connected = threading.Event()
         self._client = paho.Client(
-            callback_api_version=paho.CallbackAPIVersion.VERSION2,
+            callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.client_id or "",
             protocol=paho.MQTTv311,
         )

@@ -17,13 +17,14 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
-from gridfleet_agent.field.events import INVERTER_EVENT_POINTS
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from sunspec2 import device as sunspec_device
+
+from gridfleet_agent.field.events import INVERTER_EVENT_POINTS
 
 logger = logging.getLogger(__name__)
 
@@ -265,13 +266,13 @@ class SunSpecSimulator:
         self._server = ModbusTcpServer(device, address=(self.host, self.port))
         await self._server.serve_forever(background=True)
         if self.port == 0:
-            self.port = self._server.transport.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = cast(asyncio.Server, self._server.transport).sockets[0].getsockname()[1]
         logger.info("SunSpec simulator listening on %s:%s unit %s", self.host, self.port, self.unit_id)
 
     async def stop(self) -> None:
         self._responding.set()  # release requests held by stop_responding()
         if self._server is not None:
-            await self._server.shutdown()
+            await self._server.shutdown()  # type: ignore[no-untyped-call]
             self._server = None
 
     async def __aenter__(self) -> SunSpecSimulator:
@@ -327,9 +328,7 @@ class SunSpecSimulator:
         self._registers = candidate
         for model_id in touched:
             start = self._offsets[model_id]
-            self._models[model_id].set_mb(
-                _registers_to_bytes(candidate[start : start + decoded[model_id].len])
-            )
+            self._models[model_id].set_mb(_registers_to_bytes(candidate[start : start + decoded[model_id].len]))
         return None
 
     def _change_event_bit(self, bit: int, *, on: bool) -> None:
@@ -391,9 +390,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     values = {1: {"SN": args.serial}} if args.serial else None
 
     async def serve() -> None:
-        sim = SunSpecSimulator(
-            models=models, values=values, unit_id=args.unit_id, host=args.host, port=args.port
-        )
+        sim = SunSpecSimulator(models=models, values=values, unit_id=args.unit_id, host=args.host, port=args.port)
         async with sim:
             print(
                 f"SunSpec simulator on {sim.host}:{sim.port} unit {sim.unit_id} models {sim.model_ids}",

@@ -78,8 +78,11 @@ class FieldStack:
         if self._mqtt is not None:
             self._mqtt.start()
             if not await asyncio.to_thread(self._mqtt.wait_connected, MQTT_CONNECT_WAIT):
-                logger.warning("MQTT broker %s:%s not reachable yet; publishing once it is",
-                               self.config.mqtt.host, self.config.mqtt.port)
+                logger.warning(
+                    "MQTT broker %s:%s not reachable yet; publishing once it is",
+                    self.config.mqtt.host,
+                    self.config.mqtt.port,
+                )
         self._tasks = [
             asyncio.create_task(poller.run(), name=f"field-poll-{device_id}")
             for device_id, poller in self._pollers.items()
@@ -213,27 +216,45 @@ class DevicePoller:
         if reading.values:
             await self._emit(make_record("telemetry", {"device": self.config.id, "points": reading.values}))
         for transition in self._events.update(reading.event_bits):
-            points = [f"{m}.{p}" for m, p in INVERTER_EVENT_POINTS if m in self.identity.sunspec_models] \
-                if self.identity else []
+            points = (
+                [f"{m}.{p}" for m, p in INVERTER_EVENT_POINTS if m in self.identity.sunspec_models]
+                if self.identity
+                else []
+            )
             await self._alarm(transition, {"bit": transition.definition.bit, "points": points})
 
     async def _alarm(self, transition: AlarmTransition | None, details: dict[str, Any]) -> None:
         if transition is None:
             return
         definition = transition.definition
-        await self._emit(make_record("alarm", {
-            "source": f"device:{self.config.id}", "device": self.config.id, "code": definition.code,
-            "severity": definition.severity.value, "state": "raised" if transition.raised else "cleared",
-            "message": f"{self.config.id}: {definition.message}", "details": details,
-        }))
+        await self._emit(
+            make_record(
+                "alarm",
+                {
+                    "source": f"device:{self.config.id}",
+                    "device": self.config.id,
+                    "code": definition.code,
+                    "severity": definition.severity.value,
+                    "state": "raised" if transition.raised else "cleared",
+                    "message": f"{self.config.id}: {definition.message}",
+                    "details": details,
+                },
+            )
+        )
 
     def inventory_entry(self) -> dict[str, Any]:
         identity = self.identity
         entry: dict[str, Any] = {
-            "key": self.config.id, "kind": self.config.kind, "protocol": self.config.protocol,
+            "key": self.config.id,
+            "kind": self.config.kind,
+            "protocol": self.config.protocol,
             "address": self.config.address,
         }
         if identity is not None:
-            entry.update(make=identity.make, model=identity.model, serial=identity.serial,
-                         firmware_version=identity.firmware_version)
+            entry.update(
+                make=identity.make,
+                model=identity.model,
+                serial=identity.serial,
+                firmware_version=identity.firmware_version,
+            )
         return {k: v for k, v in entry.items() if v is not None}

@@ -127,8 +127,10 @@ class SunSpecDevice:
         self.config = config
         self._device: sunspec_client.SunSpecModbusClientDevice | None = None
         self.identity: DeviceIdentity | None = None
-        bus = f"tcp:{config.host}:{config.port}:{config.unit_id}" if config.protocol == "sunspec-tcp" else (
-            f"rtu:{config.serial_port}"
+        bus = (
+            f"tcp:{config.host}:{config.port}:{config.unit_id}"
+            if config.protocol == "sunspec-tcp"
+            else (f"rtu:{config.serial_port}")
         )
         with _bus_locks_guard:
             self.lock = _bus_locks.setdefault(bus, threading.Lock())
@@ -204,7 +206,12 @@ class SunSpecDevice:
     # -- internals ------------------------------------------------------------------------
 
     def _apply_power_limit(
-        self, model: Any, pct_name: str, ena_name: str, revert_name: str, percent: float | None,
+        self,
+        model: Any,
+        pct_name: str,
+        ena_name: str,
+        revert_name: str,
+        percent: float | None,
         revert_after_s: int | None,
     ) -> PowerLimitResult:
         pct_point, ena_point = model.points[pct_name], model.points[ena_name]
@@ -241,7 +248,10 @@ class SunSpecDevice:
                 f"{percent}; the device did not apply the limit"
             )
         return PowerLimitResult(
-            requested_pct=percent, applied_pct=applied, enabled=enabled, sunspec_model=model.model_id,
+            requested_pct=percent,
+            applied_pct=applied,
+            enabled=enabled,
+            sunspec_model=model.model_id,
             details={pct_name: applied, ena_name: ena_point.value},
         )
 
@@ -278,7 +288,10 @@ class SunSpecDevice:
             )
         try:
             device = sunspec_client.SunSpecModbusClientDeviceRTU(
-                slave_id=cfg.unit_id, name=cfg.serial_port, baudrate=cfg.baudrate, parity=cfg.parity,
+                slave_id=cfg.unit_id,
+                name=cfg.serial_port,
+                baudrate=cfg.baudrate,
+                parity=cfg.parity,
                 timeout=cfg.timeout,
             )
             device.open()
