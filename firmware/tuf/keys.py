@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,16 +157,20 @@ class OnlineKeyring:
         public_key = generate_key_file(path, self._passphrase())
         return OnlineKey(uri=f"{EncryptedFileSigner.SCHEME}:{path}", public_key=public_key)
 
-    def ensure(self) -> dict[str, Key]:
-        """Create (or take from configuration) an active key for every online role."""
+    def ensure(self, roles: Iterable[str] = ONLINE_KEY_ROLES) -> dict[str, Key]:
+        """Create (or take from configuration) an active key for each of `roles`."""
+        roles = list(roles)
         self.keys_dir.mkdir(parents=True, exist_ok=True)
         record = self._read()
-        for role in ONLINE_KEY_ROLES:
+        for role in roles:
             if role not in record["active"]:
                 key = self._configured.get(role) or self._new_local_key(role)
                 record["active"][role] = key.to_json()
         self._write(record)
-        return {role: self.public_key(role) for role in ONLINE_KEY_ROLES}
+        return {role: self.public_key(role) for role in roles}
+
+    def has(self, role: str) -> bool:
+        return role in self._read()["active"]
 
     def public_key(self, role: str, *, pending: bool = False) -> Key:
         return OnlineKey.from_json(self._read()["pending" if pending else "active"][role]).public_key

@@ -1,0 +1,220 @@
+"""REST API of the firmware app, mounted at /api/firmware/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, parsers, status, viewsets
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from fleet.accounts.permissions import ensure_can
+from fleet.accounts.roles import Capability
+from fleet.accounts.selectors import organizations_where
+from fleet.audit.services import request_ip
+from fleet.inventory.selectors import gateways_visible_to, sites_visible_to
+
+from .. import selectors, services
+from ..errors import FirmwareError
+from ..repo import get_repository
+from .serializers import (
+    ArtifactSerializer,
+    ArtifactUploadSerializer,
+    AssignmentSerializer,
+    AssignRequestSerializer,
+    ConfigBuildRequestSerializer,
+    ConfigTemplateSerializer,
+    ConfigValuesSerializer,
+    DeviceBundleSerializer,
+    LicenseRequestSerializer,
+)
+
+
+class FirmwareErrorMixin:
+    """Domain errors become `{"error": code, "detail": message}` with the error's 4xx status."""
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, FirmwareError):
+            return Response({"error": exc.code, "detail": str(exc)}, status=exc.status)
+        return super().handle_exception(exc)  # type: ignore[misc]
+
+
+class ArtifactViewSet(
+    FirmwareErrorMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Uploaded bundles. Created by multipart upload (streamed to disk), never changed afterwards."""
+
+    serializer_class = ArtifactSerializer
+    permission_classes = [IsAuthenticated]
+    parser_classes = [parsers.MultiPartParser, parsers.FormParser]
+    filterset_fields = ["type", "name", "organization"]
+    search_fields = ["name", "version", "release_notes"]
+    ordering_fields = ["name", "version", "created"]
+
+    def get_queryset(self) -> Any:
+        return selectors.artifacts_visible_to(self.request.user)
+
+    @extend_schema(request={"multipart/form-data": ArtifactUploadSerializer}, responses={201: ArtifactSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        form = ArtifactUploadSerializer(
+            data=request.data, organizations=selectors.organizations_for_artifacts(request.user)
+        )
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        upload = data["file"]
+        artifact = services.upload_artifact(
+            organization=data["organization"],
+            type=data["type"],
+            name=data["name"],
+            version=data["version"],
+            fileobj=upload.file,
+            hardware_models=data["hardware_models"],
+            release_notes=data["release_notes"],
+            declared_size=data.get("size"),
+            declared_sha256=data.get("sha256"),
+            actor=request.user,
+            ip=request_ip(request),
+        )
+        return Response(ArtifactSerializer(artifact).data, status=status.HTTP_201_CREATED)
+
+
+def _gateways_for(user: Any, capability: Capability) -> Any:
+    return gateways_visible_to(user).filter(organization__in=organizations_where(user, capability))
+
+
+class AssignmentViewSet(
+    FirmwareErrorMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """What each gateway must run. POST assigns an artifact; DELETE stops managing that type."""
+
+    serializer_class = AssignmentSerializer
+    permission_classes = [IsAuthenticated]
+    filterset_fields = ["gateway", "artifact_type"]
+
+    def get_queryset(self) -> Any:
+        return selectors.assignments_visible_to(self.request.user)
+
+    @extend_schema(request=AssignRequestSerializer, responses={201: AssignmentSerializer})
+    def create(self, request: Request) -> Response:
+        form = AssignRequestSerializer(
+            data=request.data,
+            gateways=_gateways_for(request.user, Capability.MANAGE_DEPLOYMENTS),
+            artifacts=selectors.artifacts_visible_to(request.user),
+        )
+        form.is_valid(raise_exception=True)
+        artifact = form.validated_data["artifact"]
+        assignment = services.assign(
+            gateway=form.validated_data["gateway"],
+            artifact_type=artifact.type,
+            artifact=artifact,
+            actor=request.user,
+            ip=request_ip(request),
+        )
+        return Response(AssignmentSerializer(assignment).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        assignment = self.get_object()
+        ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, assignment.gateway.organization)
+        services.unassign(
+            gateway=assignment.gateway, artifact_type=assignment.artifact_type, actor=request.user,
+            ip=request_ip(request),
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DeviceBundleViewSet(FirmwareErrorMixin, viewsets.ReadOnlyModelViewSet):
+    """Bundles the server built per gateway (assignment documents, configs, licenses)."""
+
+    serializer_class = DeviceBundleSerializer
+    permission_classes = [IsAuthenticated]
+    filterset_fields = ["gateway", "kind"]
+
+    def get_queryset(self) -> Any:
+        return selectors.device_bundles_visible_to(self.request.user)
+
+
+class LicenseView(FirmwareErrorMixin, APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=LicenseRequestSerializer, responses={201: DeviceBundleSerializer})
+    def post(self, request: Request) -> Response:
+        form = LicenseRequestSerializer(
+            data=request.data, gateways=_gateways_for(request.user, Capability.MANAGE_DEPLOYMENTS)
+        )
+        form.is_valid(raise_exception=True)
+        bundle = services.issue_license(**form.validated_data, actor=request.user, ip=request_ip(request))
+        return Response(DeviceBundleSerializer(bundle).data, status=status.HTTP_201_CREATED)
+
+
+class ConfigBuildView(FirmwareErrorMixin, APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=ConfigBuildRequestSerializer, responses={201: DeviceBundleSerializer})
+    def post(self, request: Request) -> Response:
+        form = ConfigBuildRequestSerializer(
+            data=request.data,
+            gateways=_gateways_for(request.user, Capability.MANAGE_DEPLOYMENTS),
+            templates=selectors.config_templates_visible_to(request.user),
+        )
+        form.is_valid(raise_exception=True)
+        bundle = services.build_config(**form.validated_data, actor=request.user, ip=request_ip(request))
+        return Response(DeviceBundleSerializer(bundle).data, status=status.HTTP_201_CREATED)
+
+
+class ConfigTemplateViewSet(
+    FirmwareErrorMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = ConfigTemplateSerializer
+    permission_classes = [IsAuthenticated]
+
+    def get_queryset(self) -> Any:
+        return selectors.config_templates_visible_to(self.request.user)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        form = ConfigTemplateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        ensure_can(request.user, Capability.MANAGE_ARTIFACTS, data["organization"])
+        template = services.create_config_template(**data, actor=request.user, ip=request_ip(request))
+        return Response(ConfigTemplateSerializer(template).data, status=status.HTTP_201_CREATED)
+
+
+class ConfigValuesViewSet(
+    FirmwareErrorMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Site or gateway values for a template; POST again to replace them."""
+
+    serializer_class = ConfigValuesSerializer
+    permission_classes = [IsAuthenticated]
+    filterset_fields = ["template", "site", "gateway"]
+
+    def get_queryset(self) -> Any:
+        return selectors.config_values_visible_to(self.request.user)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        form = ConfigValuesSerializer(data=request.data)
+        form.fields["template"].queryset = selectors.config_templates_visible_to(request.user)
+        form.fields["site"].queryset = sites_visible_to(request.user)
+        form.fields["gateway"].queryset = gateways_visible_to(request.user)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, data["template"].organization)
+        row = services.set_config_values(**data, actor=request.user, ip=request_ip(request))
+        return Response(ConfigValuesSerializer(row).data, status=status.HTTP_201_CREATED)
+
+
+class RepositoryStatusView(APIView):
+    """Versions and expiries of the TUF roles, and offline metadata waiting for signatures."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request) -> Response:
+        return Response(get_repository().status())

@@ -1,0 +1,38 @@
+"""Domain errors of the firmware app; the API turns each into a 4xx with its message."""
+
+from __future__ import annotations
+
+
+class FirmwareError(Exception):
+    """Base class; `code` is the stable machine-readable reason."""
+
+    code = "invalid"
+    status = 400
+
+
+class ArtifactRejectedError(FirmwareError):
+    """The uploaded bundle does not match its declaration or its manifest."""
+
+    code = "artifact_rejected"
+
+
+class ArtifactExistsError(FirmwareError):
+    """An artifact with this name and version exists; artifacts are immutable."""
+
+    code = "artifact_exists"
+    status = 409
+
+
+class IncompatibleArtifactError(FirmwareError):
+    code = "incompatible"
+
+
+class ArtifactNotReleasedError(FirmwareError):
+    """The artifact is not yet in the signed firmware role (release signatures pending)."""
+
+    code = "not_released"
+    status = 409
+
+
+class ConfigValuesInvalidError(FirmwareError):
+    code = "config_invalid"

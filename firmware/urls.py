@@ -1,0 +1,16 @@
+"""Web UI of the firmware app, mounted at /firmware/."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+app_name = "firmware"
+
+urlpatterns = [
+    path("", views.ArtifactListView.as_view(), name="artifact-list"),
+    path("upload/", views.ArtifactUploadView.as_view(), name="artifact-upload"),
+    path("artifacts/<int:pk>/", views.ArtifactDetailView.as_view(), name="artifact-detail"),
+    path("repository/", views.RepositoryView.as_view(), name="repository"),
+]
