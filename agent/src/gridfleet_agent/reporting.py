@@ -24,21 +24,23 @@ def status_payload(
     return payload
 
 
+# Installs that came without a deployment (e.g. a new config version) are reported as events.
+_EVENT_ON_SUCCESS = {"config": "config.applied", "license": "license.installed"}
+_FINAL_STEPS = frozenset({"success", "failure", "rolled_back"})
+
+
 def queue_status_reporter(outbox: Outbox) -> StatusReporter:
     """Reports go into the outbox at once, so they survive a crash and are resent until acknowledged."""
 
     def report(job: InstallJob, step: str, *, code: str = "", message: str = "", log: str = "") -> None:
-        outbox.put(
-            RecordKind.STATUS,
-            status_payload(
-                deployment=job.deployment,
-                step=step,
-                bundle=job.target,
-                version=job.version,
-                code=code,
-                message=message,
-                log=log,
-            ),
-        )
+        payload = status_payload(
+            deployment=job.deployment, step=step, bundle=job.target, version=job.version,
+            code=code, message=message, log=log,
+        )  # fmt: skip
+        if job.deployment:
+            outbox.put(RecordKind.STATUS, payload)
+        elif step in _FINAL_STEPS:
+            name = _EVENT_ON_SUCCESS.get(job.kind, "install.success") if step == "success" else f"install.{step}"
+            outbox.put(RecordKind.EVENT, {"name": name, "message": message[:MESSAGE_CHARS], "data": payload})
 
     return report

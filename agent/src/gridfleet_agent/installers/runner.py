@@ -88,8 +88,11 @@ class InstallJob:
 class Outcome:
     result: Result
     version: str | None
+    """The version active for this bundle type afterwards."""
     code: str = ""
     message: str = ""
+    kind: str = ""
+    target: str = ""
 
 
 class Installer(Protocol):
@@ -192,14 +195,15 @@ class InstallRunner:
         except BundleError as e:
             job = self._new_job(deployment, kind, bundle, target, version="", previous=None)
             self._report(job, "failure", code="invalid_bundle", message=str(e))
-            return Outcome(Result.FAILURE, None, "invalid_bundle", str(e))
+            active = installer.active_version() if installer else None
+            return Outcome(Result.FAILURE, active, "invalid_bundle", str(e), kind, target)
         job = self._new_job(
             deployment, kind, bundle, target, version=manifest.version, previous=installer.active_version()
         )
         for hook in self._defer_hooks:
             if reason := hook(job):
                 self._report(job, "deferred", code="deferred_by_hook", message=reason)
-                return Outcome(Result.DEFERRED, job.previous_version, "deferred_by_hook", reason)
+                return Outcome(Result.DEFERRED, job.previous_version, "deferred_by_hook", reason, kind, target)
         job = self._enter(job, Step.STAGING)
         self._report(job, "installing")
         return self._run(installer, job)
@@ -246,7 +250,7 @@ class InstallRunner:
             self._report(job, "rebooting")
             if self._reboot is not None:
                 self._reboot()
-            return Outcome(Result.REBOOTING, job.version)
+            return Outcome(Result.REBOOTING, job.version, kind=job.kind, target=job.target)
         return self._verify_and_commit(installer, self._enter(job, Step.HEALTH_CHECK))
 
     def _verify_and_commit(self, installer: Installer, job: InstallJob) -> Outcome:
@@ -274,4 +278,4 @@ class InstallRunner:
         self._report(job, str(result), code=code, message=message, log=log)
         self._persist(None)
         version = job.version if result is Result.SUCCESS else job.previous_version
-        return Outcome(result, version, code, message)
+        return Outcome(result, version, code, message, job.kind, job.target)
