@@ -91,3 +91,11 @@ def test_a_bundle_file_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "field.json"
     path.write_text(json.dumps({"devices": [], "mqtt": {"enabled": True, "topic_prefix": "site-7"}}))
     assert FieldConfig.from_json_file(path).mqtt.topic_prefix == "site-7"
+
+
+def test_devices_sharing_a_serial_line_must_agree_on_its_settings() -> None:
+    line = {"protocol": "sunspec-rtu", "serial_port": "/dev/ttyUSB0"}
+    with pytest.raises(FieldConfigError, match="'b' shares /dev/ttyUSB0 with another device but not its baudrate"):
+        FieldConfig.from_dict(
+            {"devices": [{"id": "a", "unit_id": 1, **line}, {"id": "b", "unit_id": 2, "baudrate": 19200, **line}]}
+        )

@@ -115,6 +115,15 @@ class _Parser:
             if device.id in seen:
                 self.problems.append(f"devices: id {device.id!r} is used more than once")
             seen.add(device.id)
+        line_settings: dict[str, tuple[int, str]] = {}
+        for device in devices:
+            if device.protocol == "sunspec-rtu" and device.serial_port is not None:
+                settings = line_settings.setdefault(device.serial_port, (device.baudrate, device.parity))
+                if settings != (device.baudrate, device.parity):
+                    self.problems.append(
+                        f"devices: {device.id!r} shares {device.serial_port} with another device but not its "
+                        f"baudrate/parity ({settings[0]} {settings[1]}); one serial line has one setting"
+                    )
         mqtt = self._mqtt(data.get("mqtt", {}))
         if self.problems:
             raise FieldConfigError(self.problems)

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any, cast
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from sunspec2 import device as sunspec_device
 
@@ -157,7 +157,8 @@ class SimulatorError(Exception):
 
 
 class SunSpecSimulator:
-    """One simulated SunSpec device (one Modbus unit id) served over Modbus TCP.
+    """One simulated SunSpec device (one Modbus unit id) served over Modbus TCP, or Modbus
+    RTU when `serial_port` is given (e.g. one end of a `socat` pty pair).
 
     Use as an async context manager inside a running event loop::
 
@@ -176,6 +177,8 @@ class SunSpecSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         power_limit_range: tuple[float, float] = (0.0, 100.0),
+        serial_port: str | None = None,
+        baudrate: int = 9600,
     ) -> None:
         if not models or models[0] != 1:
             raise SimulatorError("a SunSpec map starts with model 1 (common)")
@@ -183,6 +186,8 @@ class SunSpecSimulator:
         self.host = host
         self.port = port
         self.power_limit_range = power_limit_range
+        self.serial_port = serial_port
+        self.baudrate = baudrate
         self._models: dict[int, sunspec_device.Model] = {}
         self._offsets: dict[int, int] = {}  # model id -> register offset of its ID point from BASE_ADDRESS
         offset = len(SUNS_MARKER) // 2
@@ -205,7 +210,7 @@ class SunSpecSimulator:
             self.update(model_id, model_values)
         self._responding = asyncio.Event()
         self._responding.set()
-        self._server: ModbusTcpServer | None = None
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
 
     # -- values ---------------------------------------------------------------------------
 
@@ -263,11 +268,21 @@ class SunSpecSimulator:
             simdata=[SimData(BASE_ADDRESS, values=list(self._registers), datatype=DataType.REGISTERS)],
             action=self._on_request,
         )
+        if self.serial_port is not None:
+            self._server = ModbusSerialServer(device, port=self.serial_port, baudrate=self.baudrate)
+            await self._server.serve_forever(background=True)
+            logger.info("SunSpec simulator on serial %s unit %s", self.serial_port, self.unit_id)
+            return
         self._server = ModbusTcpServer(device, address=(self.host, self.port))
         await self._server.serve_forever(background=True)
         if self.port == 0:
             self.port = cast(asyncio.Server, self._server.transport).sockets[0].getsockname()[1]
         logger.info("SunSpec simulator listening on %s:%s unit %s", self.host, self.port, self.unit_id)
+
+    @property
+    def endpoint(self) -> str:
+        where = self.serial_port if self.serial_port is not None else f"{self.host}:{self.port}"
+        return f"{where} unit {self.unit_id}"
 
     async def stop(self) -> None:
         self._responding.set()  # release requests held by stop_responding()
@@ -372,11 +387,13 @@ def _registers_to_bytes(registers: Sequence[int]) -> bytes:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m gridfleet_agent.field.simulator",
-        description="Serve a simulated SunSpec inverter over Modbus TCP (SunS at 40000).",
+        description="Serve a simulated SunSpec inverter over Modbus TCP or RTU (SunS at 40000).",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1502, help="TCP port (0 picks a free one)")
     parser.add_argument("--unit-id", type=int, default=1)
+    parser.add_argument("--serial-port", default=None, help="serve Modbus RTU on this serial device instead of TCP")
+    parser.add_argument("--baudrate", type=int, default=9600, help="RTU baud rate (default: %(default)s)")
     parser.add_argument(
         "--models",
         default=",".join(map(str, DEFAULT_MODELS)),
@@ -390,12 +407,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     values = {1: {"SN": args.serial}} if args.serial else None
 
     async def serve() -> None:
-        sim = SunSpecSimulator(models=models, values=values, unit_id=args.unit_id, host=args.host, port=args.port)
+        sim = SunSpecSimulator(
+            models=models,
+            values=values,
+            unit_id=args.unit_id,
+            host=args.host,
+            port=args.port,
+            serial_port=args.serial_port,
+            baudrate=args.baudrate,
+        )
         async with sim:
-            print(
-                f"SunSpec simulator on {sim.host}:{sim.port} unit {sim.unit_id} models {sim.model_ids}",
-                flush=True,
-            )
+            print(f"SunSpec simulator on {sim.endpoint} models {sim.model_ids}", flush=True)
             await asyncio.Event().wait()
 
     try:
