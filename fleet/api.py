@@ -102,3 +102,11 @@ class AuditedModelViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance: Any) -> None:
         delete_audited(instance, user=self.request.user, ip=request_ip(self.request))
+
+
+def only_user_api_endpoints(endpoints: list[tuple[str, str, str, Any]], **kwargs: Any) -> list[Any]:
+    """drf-spectacular hook: the OpenAPI document covers the user/integrator API under /api/.
+
+    Gateway-facing endpoints (/gw/v1/, /tuf/, WebSockets) follow the versioned gateway protocol in docs/.
+    """
+    return [endpoint for endpoint in endpoints if endpoint[0].startswith("/api/")]

@@ -3,6 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from fleet.accounts.models import Membership
@@ -11,6 +13,7 @@ from fleet.accounts.selectors import organizations_where
 from fleet.api import StrictFieldsMixin
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class ManagedOrganizationField(serializers.SlugRelatedField[Any]):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(slug_field="slug", **kwargs)
