@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "fleet.monitoring",
     "fleet.uplink",
     "pki",
+    "firmware",
 ]
 
 MIDDLEWARE = [
@@ -202,6 +203,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["fleet.api.only_user_api_endpoints"],
     # Swagger UI assets are served locally: operators' networks often have no CDN access.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -9,10 +9,13 @@ api_patterns = [
     path("inventory/", include("fleet.inventory.api.urls")),
     path("accounts/", include("fleet.accounts.api.urls")),
     path("audit/", include("fleet.audit.api.urls")),
+    path("firmware/", include("firmware.api.urls")),
+    path("pki/", include("pki.api.urls")),
 ]
 
 gateway_patterns: list = [
     path("", include("pki.gateway_urls")),
+    path("", include("firmware.gateway_urls")),
 ]
 
 urlpatterns = [
@@ -25,4 +28,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("gw/v1/", include(gateway_patterns)),
+    path("firmware/", include("firmware.urls")),
+    path("pki/", include("pki.urls")),
+    path("tuf/", include("firmware.tuf_urls")),
 ]
