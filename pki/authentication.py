@@ -79,7 +79,7 @@ class GatewayTokenAuthentication(authentication.BaseAuthentication):
 
 
 class IsGateway(permissions.BasePermission):
-    message = {"error": "invalid_access_token", "detail": "This endpoint needs a gateway bearer token."}
+    """Only gateways; a user's session or API token is not enough."""
 
     def has_permission(self, request: Any, view: Any) -> bool:
         return isinstance(request.user, GatewayPrincipal)

@@ -19,8 +19,13 @@ from rest_framework.views import APIView
 
 from fleet.audit.services import request_ip
 from pki import conf, selectors, services
-from pki.authentication import GatewayPrincipal, GatewayTokenAuthentication, IsGateway
-from pki.errors import IdentityError, InvalidRequest
+from pki.authentication import (
+    GatewayAuthenticationFailed,
+    GatewayPrincipal,
+    GatewayTokenAuthentication,
+    IsGateway,
+)
+from pki.errors import IdentityError, InvalidAccessToken, InvalidRequest
 from pki.models import DeviceCertificate, EnrollmentRequest
 
 PEM_TYPE = "application/x-pem-file"
@@ -61,6 +66,10 @@ class GatewayAPIView(APIView):
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, IdentityError):
             return error_response(exc)
+        if isinstance(exc, exceptions.NotAuthenticated):
+            exc = GatewayAuthenticationFailed(
+                InvalidAccessToken("This endpoint needs 'Authorization: Bearer <token>' from /gw/v1/auth/token.")
+            )
         if isinstance(exc, exceptions.ParseError | exceptions.UnsupportedMediaType):
             return error_response(InvalidRequest(f"The body must be a JSON object: {exc.detail}"))
         return super().handle_exception(exc)

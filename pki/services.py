@@ -800,14 +800,15 @@ def _mark_revoked(certificate: DeviceCertificate, *, reason: str, now: datetime)
     certificate.status = DeviceCertificate.Status.REVOKED
     certificate.revoked_at = now
     certificate.revocation_reason = reason
+    # Its bearer tokens stay in place: each use re-checks the certificate and answers
+    # `certificate_revoked`, which tells the agent to stop rather than to fetch a new token.
     certificate.save(update_fields=["status", "revoked_at", "revocation_reason"])
-    AccessToken.objects.filter(certificate=certificate).delete()
 
 
 def revoke_certificate(
     *, certificate: DeviceCertificate, reason: str, user: Any, ip: str | None = None
 ) -> DeviceCertificate:
-    """Refuse the certificate from now on (its bearer tokens die with it) and republish the CRL."""
+    """Refuse the certificate (and its bearer tokens) from the next request on; republish the CRL."""
     if reason not in RevocationReason.values:
         raise DomainError(
             f"Unknown reason {reason!r}; use one of {', '.join(RevocationReason.values)}.",
