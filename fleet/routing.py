@@ -20,6 +20,17 @@ gateway_websocket_urlpatterns: list[URLPattern | URLResolver] = []
 browser_websocket_urlpatterns: list[URLPattern | URLResolver] = []
 
 
+def _app_routes() -> None:
+    from fleet.monitoring.routing import websocket_urlpatterns as monitoring_routes
+    from fleet.uplink.routing import websocket_urlpatterns as uplink_routes
+
+    gateway_websocket_urlpatterns.extend(uplink_routes)
+    browser_websocket_urlpatterns.extend(monitoring_routes)
+
+
+_app_routes()
+
+
 def gateway_stack(inner: Any) -> Any:
     from pki.authentication import GatewayAuthMiddleware
 

@@ -161,9 +161,7 @@ def apply(
     raise TransitionRefused(action, f"'{action}' is not an operator or gateway transition.")
 
 
-def _shelve(
-    status: AlarmStatus, *, now: datetime, until: datetime | None, max_shelve: timedelta | None
-) -> AlarmStatus:
+def _shelve(status: AlarmStatus, *, now: datetime, until: datetime | None, max_shelve: timedelta | None) -> AlarmStatus:
     if until is None:
         raise TransitionRefused(Action.SHELVE, "Shelving needs an end time (a duration).")
     if status.out_of_service:

@@ -263,9 +263,7 @@ class NotificationRoute(models.Model):
 
     class Meta:
         ordering = ["organization__name", "name"]
-        constraints = [
-            models.UniqueConstraint(fields=["organization", "name"], name="monitoring_route_name_per_org")
-        ]
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="monitoring_route_name_per_org")]
 
     def __str__(self) -> str:
         return self.name

@@ -117,10 +117,18 @@ def _transition(
             target=alarm,
             user=user,
             ip=ip,
-            before={"state": before.state, "shelved_until": before.shelved_until,
-                    "suppressed": before.suppressed, "out_of_service": before.out_of_service},
-            after={"state": after.state, "shelved_until": after.shelved_until,
-                   "suppressed": after.suppressed, "out_of_service": after.out_of_service},
+            before={
+                "state": before.state,
+                "shelved_until": before.shelved_until,
+                "suppressed": before.suppressed,
+                "out_of_service": before.out_of_service,
+            },
+            after={
+                "state": after.state,
+                "shelved_until": after.shelved_until,
+                "suppressed": after.suppressed,
+                "out_of_service": after.out_of_service,
+            },
             detail={"comment": comment} if comment else None,
         )
     _after_commit(alarm)
@@ -198,7 +206,11 @@ def report_condition(
         last_raised_at=at,
     )
     AlarmTransition.objects.create(
-        alarm=alarm, at=at, action=Action.RAISE, from_state="", to_state=alarm.state,
+        alarm=alarm,
+        at=at,
+        action=Action.RAISE,
+        from_state="",
+        to_state=alarm.state,
         actor_label=_actor_label(None, actor),
     )
     # A field device's alarm while its gateway is offline is a consequence, not news.
@@ -212,14 +224,25 @@ def report_condition(
 
 
 def _operator_action(
-    alarm: Alarm, action: Action, *, user: Any, comment: str, ip: str | None, now: datetime | None,
+    alarm: Alarm,
+    action: Action,
+    *,
+    user: Any,
+    comment: str,
+    ip: str | None,
+    now: datetime | None,
     shelve_until: datetime | None = None,
 ) -> Alarm:
     ensure_can(user, Capability.TRIAGE_ALARMS, alarm.organization)
     with transaction.atomic():
         return _transition(
-            _locked(alarm), action, now=now or timezone.now(), user=user, comment=comment,
-            shelve_until=shelve_until, ip=ip,
+            _locked(alarm),
+            action,
+            now=now or timezone.now(),
+            user=user,
+            comment=comment,
+            shelve_until=shelve_until,
+            ip=ip,
         )
 
 
@@ -249,7 +272,12 @@ def acknowledge_alarms(
 
 
 def shelve_alarm(
-    *, alarm: Alarm, user: Any, duration: timedelta, comment: str = "", ip: str | None = None,
+    *,
+    alarm: Alarm,
+    user: Any,
+    duration: timedelta,
+    comment: str = "",
+    ip: str | None = None,
     now: datetime | None = None,
 ) -> Alarm:
     now = now or timezone.now()
@@ -329,8 +357,14 @@ def gateway_came_online(*, gateway: Gateway, now: datetime | None = None) -> Non
     now = now or timezone.now()
     with transaction.atomic():
         report_condition(
-            gateway=gateway, source=SERVER_SOURCE, code=OFFLINE_CODE, severity=Severity.MAJOR, raised=False,
-            message="", at=now, reported_by_gateway=False,
+            gateway=gateway,
+            source=SERVER_SOURCE,
+            code=OFFLINE_CODE,
+            severity=Severity.MAJOR,
+            raised=False,
+            message="",
+            at=now,
+            reported_by_gateway=False,
         )
         suppressed = Alarm.objects.select_for_update().filter(
             gateway=gateway, suppressed=True, suppressed_reason=OFFLINE_SUPPRESSION, state__in=OPEN_STATES
@@ -345,9 +379,7 @@ def detect_offline_gateways(*, now: datetime | None = None) -> list[Gateway]:
 
     now = now or timezone.now()
     tracker.flush()
-    offline_after = {
-        row.organization_id: row.offline_after for row in MonitoringSettings.objects.all()
-    }
+    offline_after = {row.organization_id: row.offline_after for row in MonitoringSettings.objects.all()}
     already = set(
         Alarm.objects.filter(source=SERVER_SOURCE, code=OFFLINE_CODE)
         .exclude(state=AlarmState.CLOSED)
@@ -365,13 +397,20 @@ def detect_offline_gateways(*, now: datetime | None = None) -> list[Gateway]:
             continue
         with transaction.atomic():
             report_condition(
-                gateway=gateway, source=SERVER_SOURCE, code=OFFLINE_CODE, severity=Severity.MAJOR, raised=True,
+                gateway=gateway,
+                source=SERVER_SOURCE,
+                code=OFFLINE_CODE,
+                severity=Severity.MAJOR,
+                raised=True,
                 message=f"No message from the gateway since {gateway.last_seen:%Y-%m-%d %H:%M:%S} UTC.",
-                at=now, reported_by_gateway=False,
+                at=now,
+                reported_by_gateway=False,
             )
-            for alarm in Alarm.objects.select_for_update().filter(
-                gateway=gateway, suppressed=False, state__in=OPEN_STATES
-            ).exclude(device=""):
+            for alarm in (
+                Alarm.objects.select_for_update()
+                .filter(gateway=gateway, suppressed=False, state__in=OPEN_STATES)
+                .exclude(device="")
+            ):
                 _transition(alarm, Action.SUPPRESS, now=now, comment=OFFLINE_SUPPRESSION)
         went_offline.append(gateway)
     return went_offline

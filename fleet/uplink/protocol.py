@@ -332,14 +332,10 @@ def decode_json(text: str) -> Any:
 def parse_frame(text: str | None, *, expecting_hello: bool) -> Frame:
     """Decode one gateway frame. Raises ProtocolError with the code the protocol defines."""
     if text is None:
-        raise ProtocolError(
-            ErrorCode.MALFORMED_FRAME, "Binary frames are not part of the protocol; send JSON text."
-        )
+        raise ProtocolError(ErrorCode.MALFORMED_FRAME, "Binary frames are not part of the protocol; send JSON text.")
     size = len(text.encode("utf-8"))
     if size > MAX_FRAME_BYTES:
-        raise ProtocolError(
-            ErrorCode.FRAME_TOO_LARGE, f"Frame is {size} bytes; the limit is {MAX_FRAME_BYTES}."
-        )
+        raise ProtocolError(ErrorCode.FRAME_TOO_LARGE, f"Frame is {size} bytes; the limit is {MAX_FRAME_BYTES}.")
     try:
         message = decode_json(text)
     except ValueError as exc:
@@ -385,9 +381,7 @@ def _parse_batch(message: dict[str, Any]) -> Batch:
         raise ProtocolError(ErrorCode.MALFORMED_FRAME, "batch.batch must be a string of 1 to 64 characters.")
     records = message.get("records")
     if not isinstance(records, list) or not records:
-        raise ProtocolError(
-            ErrorCode.MALFORMED_FRAME, "batch.records must be a non-empty array.", batch=batch_id
-        )
+        raise ProtocolError(ErrorCode.MALFORMED_FRAME, "batch.records must be a non-empty array.", batch=batch_id)
     if len(records) > MAX_BATCH_RECORDS:
         raise ProtocolError(
             ErrorCode.BATCH_TOO_LARGE,
@@ -431,17 +425,13 @@ def _parse_record(raw: Any, *, now: datetime) -> Record:
     except ValueError as exc:
         raise _Rejected(ErrorCode.INVALID_RECORD, f"ts: {exc}.") from None
     if ts > now + MAX_CLOCK_AHEAD:
-        raise _Rejected(
-            ErrorCode.TS_IN_FUTURE, f"ts: {ts.isoformat()} is more than 24 h ahead of the server clock."
-        )
+        raise _Rejected(ErrorCode.TS_IN_FUTURE, f"ts: {ts.isoformat()} is more than 24 h ahead of the server clock.")
     payload = raw.get("payload")
     if not isinstance(payload, dict):
         raise _Rejected(ErrorCode.INVALID_RECORD, "payload: required object.")
     size = len(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
     if size > MAX_RECORD_BYTES:
-        raise _Rejected(
-            ErrorCode.RECORD_TOO_LARGE, f"payload is {size} bytes; the limit is {MAX_RECORD_BYTES}."
-        )
+        raise _Rejected(ErrorCode.RECORD_TOO_LARGE, f"payload is {size} bytes; the limit is {MAX_RECORD_BYTES}.")
     problem = _first_error(_VALIDATORS[kind], payload, "payload")
     if problem:
         raise _Rejected(ErrorCode.INVALID_RECORD, problem)
@@ -467,9 +457,7 @@ def parse_records(raw_records: list[Any], *, now: datetime) -> ParsedRecords:
         seq = _read_seq(raw)
         if seq is None:
             result.rejected.append(
-                Rejection(
-                    index, None, ErrorCode.INVALID_RECORD, f"seq: required integer from 1 to {MAX_SEQ}."
-                )
+                Rejection(index, None, ErrorCode.INVALID_RECORD, f"seq: required integer from 1 to {MAX_SEQ}.")
             )
             continue
         if seq <= previous_seq:

@@ -27,9 +27,7 @@ NOW = datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
 
 
 def hello(**overrides: Any) -> str:
-    return json.dumps(
-        {"type": "hello", "protocol": 1, "agent_version": "0.4.2", "stream": "q-1", **overrides}
-    )
+    return json.dumps({"type": "hello", "protocol": 1, "agent_version": "0.4.2", "stream": "q-1", **overrides})
 
 
 def record(seq: int, kind: str = "log", **payload: Any) -> dict[str, Any]:
@@ -93,9 +91,7 @@ def test_non_fatal_frame_errors(text: str | None, code: ErrorCode) -> None:
 
 def test_heartbeat_and_batch_frames() -> None:
     assert parse_frame('{"type": "heartbeat"}', expecting_hello=False) == Heartbeat()
-    frame = parse_frame(
-        json.dumps({"type": "batch", "batch": "b1", "records": [record(1)]}), expecting_hello=False
-    )
+    frame = parse_frame(json.dumps({"type": "batch", "batch": "b1", "records": [record(1)]}), expecting_hello=False)
     assert isinstance(frame, Batch) and frame.batch == "b1" and len(frame.records) == 1
 
 
@@ -167,9 +163,7 @@ def test_nan_in_telemetry_reads_as_missing() -> None:
         (CommandName.UPLOAD_LOGS, {"upload_url": "https://x/y", "since": "yesterday"}, "args.since"),
     ],
 )
-def test_command_arguments_are_checked_before_sending(
-    name: CommandName, args: Any, problem: str | None
-) -> None:
+def test_command_arguments_are_checked_before_sending(name: CommandName, args: Any, problem: str | None) -> None:
     error = command_args_error(name, args)
     if problem is None:
         assert error is None
