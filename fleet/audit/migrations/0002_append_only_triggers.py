@@ -30,7 +30,7 @@ SQLITE_DOWN = "DROP TRIGGER IF EXISTS audit_entry_no_update;"
 def forwards(apps, schema_editor):  # type: ignore[no-untyped-def]
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
-        schema_editor.execute(POSTGRES_UP)
+        schema_editor.execute(POSTGRES_UP, params=None)
     elif vendor == "sqlite":
         schema_editor.execute(SQLITE_UP)
 
