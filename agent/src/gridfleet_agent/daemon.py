@@ -1,0 +1,401 @@
+"""The agent daemon: uplink, heartbeat and inventory, update polling, installs, commands, field devices.
+
+``Agent`` wires the parts together; each runs as an asyncio task and blocking work (TUF, installs,
+SQLite bursts) runs in worker threads, so a slow download never stalls the uplink. One process may
+run several agents (``gridfleet-agent simulate``), so nothing here is global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from gridfleet_agent import __version__
+from gridfleet_agent.backoff import Backoff, jittered
+from gridfleet_agent.config import AgentConfig
+from gridfleet_agent.fsutil import atomic_write
+from gridfleet_agent.identity import Identity, IdentityError
+from gridfleet_agent.installers.config import ConfigInstaller, command_reload
+from gridfleet_agent.installers.firmware import FirmwareInstaller
+from gridfleet_agent.installers.license import LicenseInstaller
+from gridfleet_agent.installers.runner import InstallRunner, Step, command_defer_hook
+from gridfleet_agent.inventory import disk_free_mb, mem_total_mb, os_name
+from gridfleet_agent.queue import Outbox, RecordKind, utc_timestamp
+from gridfleet_agent.reporting import queue_status_reporter
+from gridfleet_agent.updater import UpdateError, UpdateService
+from gridfleet_agent.uplink import Uplink
+
+logger = logging.getLogger(__name__)
+
+INVENTORY_INTERVAL = 60.0
+FIRST_CHECK_DELAY = 5.0  # seconds, jittered: lets the uplink come up first after a start
+SEEN_COMMANDS_KEPT = 256
+
+
+def ssl_context_for(config: AgentConfig) -> ssl.SSLContext | None:
+    if not config.server_url.startswith("https://"):
+        return None
+    return ssl.create_default_context(cafile=config.agent.ca_bundle or None)
+
+
+class FieldDevices(Protocol):
+    """What the daemon needs from a field protocol stack (``gridfleet_agent.field.FieldStack``)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def field_devices(self) -> list[dict[str, Any]]: ...
+
+    async def execute(self, name: str, args: dict[str, Any]) -> Any: ...
+
+
+FieldRecordSink = Callable[[dict[str, Any]], None]
+FieldFactory = Callable[[FieldRecordSink], FieldDevices]
+
+
+class QueueLogHandler(logging.Handler):
+    """Sends the agent's own log lines to the server as ``log`` records (through the outbox)."""
+
+    def __init__(self, outbox: Outbox, level: int) -> None:
+        super().__init__(level)
+        self.outbox = outbox
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = record.levelname.lower()
+        try:
+            self.outbox.put(
+                RecordKind.LOG,
+                {
+                    "level": level if level in {"debug", "info", "warning", "error", "critical"} else "info",
+                    "logger": record.name[:200],
+                    "message": self.format(record)[:16_000],
+                },
+            )
+        except Exception:  # logging must never take the agent down
+            self.handleError(record)
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        identity: Identity | None = None,
+        durable_queue: bool = True,
+        compression: bool = True,
+        control_socket: bool = True,
+        field: FieldFactory | None = None,
+    ) -> None:
+        self.config = config
+        state = config.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        self._ssl = ssl_context_for(config)
+        self.identity = identity or Identity.load(state, ssl_context=self._ssl)
+        self.outbox = Outbox(state / "outbox.sqlite3", max_records=config.queue.max_records, durable=durable_queue)
+        updates = config.updates
+        self.firmware = FirmwareInstaller(
+            state / "firmware",
+            factory_version=updates.factory_firmware_version,
+            online_probe=self._wait_online_from_thread,
+            online_timeout=updates.health_timeout,
+            script_timeout=updates.script_timeout,
+        )
+        reload = command_reload(list(updates.config_reload_command)) if updates.config_reload_command else None
+        self.config_bundle = ConfigInstaller(state / "config", reload=reload)
+        self.license = LicenseInstaller(state / "license", public_key=self._license_key, serial=self.identity.serial)
+        self.runner = InstallRunner(
+            state / "install-state.json",
+            {"firmware": self.firmware, "patch": self.firmware, "config": self.config_bundle, "license": self.license},
+            report=queue_status_reporter(self.outbox),
+            defer_hooks=tuple(command_defer_hook(list(c)) for c in updates.defer_hooks),
+            reboot=self._reboot if updates.reboot_command else None,
+        )
+        self.updates = UpdateService(
+            server_url=config.server_url,
+            state_dir=state,
+            token=self._token,
+            runner=self.runner,
+            outbox=self.outbox,
+            trusted_root=updates.trusted_root,
+            ssl_context=self._ssl,
+        )
+        self.uplink = Uplink(
+            server_url=config.server_url,
+            outbox=self.outbox,
+            token=self._token_async,
+            invalidate_token=self.identity.forget_access_token,
+            on_command=self._on_command,
+            on_welcome=self._on_welcome,
+            settings=config.uplink,
+            ssl_context=self._ssl,
+            compression=compression,
+        )
+        self._control_socket = control_socket
+        self.check_now = asyncio.Event()
+        self.last_check: dict[str, Any] = {}
+        self.next_check_at: float | None = None
+        self._last_inventory: dict[str, Any] | None = None
+        self._field_factory = field
+        self._field: FieldDevices | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._seen_commands_file = state / "commands-seen.json"
+
+    # -- identity ---------------------------------------------------------------------------------
+    @property
+    def serial(self) -> str:
+        return self.identity.serial
+
+    def _token(self) -> str:
+        return self.identity.access_token(self.config.server_url)
+
+    async def _token_async(self) -> str:
+        return await asyncio.to_thread(self._token)
+
+    def _license_key(self) -> dict[str, Any] | None:
+        channel = self.updates.channel() or {}
+        key = channel.get("license_public_key")
+        return key if isinstance(key, dict) else None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        self.outbox.put(RecordKind.EVENT, {"name": "agent.started", "message": f"agent {__version__} started"})
+        tasks = [
+            asyncio.create_task(self.uplink.run(), name=f"uplink-{self.serial}"),
+            asyncio.create_task(self._update_loop(), name=f"updates-{self.serial}"),
+            asyncio.create_task(self._inventory_loop(), name=f"inventory-{self.serial}"),
+        ]
+        if self._control_socket:
+            from gridfleet_agent.control import serve_control
+
+            tasks.append(asyncio.create_task(serve_control(self), name="control"))
+        await self._start_field()
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._field is not None:
+                await self._field.stop()
+            self.outbox.put(RecordKind.EVENT, {"name": "agent.stopping", "message": "agent stopped"})
+            self.outbox.close()
+
+    async def _start_field(self) -> None:
+        if self._field_factory is not None:
+            self._field = self._field_factory(self.field_record)
+        elif self.config.field.get("devices"):
+            from gridfleet_agent.field import FieldStack  # optional extra: pymodbus, pysunspec2, paho-mqtt
+
+            self._field = FieldStack(self.config.field, self.field_record)
+        if self._field is not None:
+            await self._field.start()
+
+    def field_record(self, record: dict[str, Any]) -> None:
+        """Sink for records from the field stack: ``{"kind", "ts", "payload"}``."""
+        if record["kind"] == "inventory":
+            self._queue_inventory_if_changed()
+            return
+        self.outbox.put(record["kind"], record["payload"], ts=record["ts"])
+        self.uplink.wake()
+
+    # -- updates ----------------------------------------------------------------------------------
+    async def _update_loop(self) -> None:
+        outcome = await asyncio.to_thread(self.runner.recover)
+        if outcome is not None:
+            logger.warning("finished an interrupted install at start-up: %s", outcome)
+            self.updates.record_recovered(outcome)
+        settings = self.config.updates
+        backoff = Backoff(base=min(30.0, settings.poll_interval), cap=settings.max_backoff)
+        delay = jittered(FIRST_CHECK_DELAY, 1.0)
+        while True:
+            self.next_check_at = time.time() + delay
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.check_now.wait(), delay)
+            self.check_now.clear()
+            self.next_check_at = None
+            try:
+                report = await asyncio.to_thread(self.updates.check)
+                self.last_check = {"at": report.at, "ok": True, "sequence": report.assignment_sequence,
+                                   "actions": report.actions}  # fmt: skip
+                backoff.reset()
+                delay = jittered(settings.poll_interval, settings.jitter)
+            except (UpdateError, IdentityError, OSError) as e:
+                logger.warning("update check failed: %s", e)
+                self.last_check = {"at": utc_timestamp(), "ok": False, "error": str(e)[:500]}
+                delay = backoff.next_delay()
+            await self._after_check()
+
+    async def _after_check(self) -> None:
+        pending = self.runner.current()
+        if pending is not None and pending.step is Step.REBOOTING and not self.config.updates.reboot_command:
+            # No reboot command (a development gateway or the simulator): behave as if it restarted.
+            outcome = await asyncio.to_thread(self.runner.recover)
+            if outcome is not None:
+                self.updates.record_recovered(outcome)
+        with contextlib.suppress(IdentityError):
+            await asyncio.to_thread(self.identity.renew_if_due, self.config.server_url)
+        self._queue_inventory_if_changed()
+        self.uplink.wake()
+
+    def _reboot(self) -> None:
+        subprocess.run(list(self.config.updates.reboot_command), check=False)
+
+    def _wait_online_from_thread(self, timeout: float) -> bool:
+        """The health check's "connected to the server again", asked from the install thread."""
+        assert self._loop is not None
+
+        async def wait() -> bool:
+            try:
+                await asyncio.wait_for(self.uplink.online.wait(), timeout)
+            except TimeoutError:
+                return False
+            return True
+
+        return asyncio.run_coroutine_threadsafe(wait(), self._loop).result()
+
+    # -- inventory --------------------------------------------------------------------------------
+    def inventory(self) -> dict[str, Any]:
+        license_ = self.license.active_license()
+        return {
+            "hardware_model": self.config.agent.hardware_model[:100],
+            "os": os_name(),
+            "agent_version": __version__,
+            "firmware_version": self.firmware.active_version() or "",
+            "attributes": {
+                "serial": self.serial,
+                "lfdi": self.identity.lfdi,
+                "config_version": self.config_bundle.active_version(),
+                "license_version": self.license.active_version(),
+                "license_limits": license_.limits if license_ else {},
+                "license_features": list(license_.features) if license_ else [],
+                "disk_free_mb": disk_free_mb(self.config.state_dir),
+                "mem_total_mb": mem_total_mb(),
+            },
+            "field_devices": self._field.field_devices() if self._field is not None else [],
+        }
+
+    def _queue_inventory_if_changed(self, *, force: bool = False) -> None:
+        current = self.inventory()
+        comparable = {**current, "attributes": {k: v for k, v in current["attributes"].items() if k != "disk_free_mb"}}
+        if force or comparable != self._last_inventory:
+            self._last_inventory = comparable
+            self.outbox.put(RecordKind.INVENTORY, current)
+            self.uplink.wake()
+
+    async def _on_welcome(self, welcome: dict[str, Any]) -> None:
+        self._queue_inventory_if_changed(force=True)
+
+    async def _inventory_loop(self) -> None:
+        while True:
+            await asyncio.sleep(jittered(INVENTORY_INTERVAL, 0.2))
+            self._queue_inventory_if_changed()
+
+    # -- commands (docs/protocol/uplink.md 2.6) ------------------------------------------------------
+    def _first_time(self, command_id: str) -> bool:
+        """Commands may arrive twice; each id runs once, across restarts too."""
+        try:
+            seen: list[str] = json.loads(self._seen_commands_file.read_bytes())
+        except (FileNotFoundError, ValueError):
+            seen = []
+        if command_id in seen:
+            return False
+        atomic_write(self._seen_commands_file, json.dumps([*seen, command_id][-SEEN_COMMANDS_KEPT:]).encode())
+        return True
+
+    async def _on_command(self, message: dict[str, Any]) -> None:
+        command_id, name = str(message.get("id", "")), str(message.get("name", ""))
+        args = message.get("args") if isinstance(message.get("args"), dict) else {}
+        if not command_id or not self._first_time(command_id):
+            return
+        expires = message.get("expires_at")
+        if isinstance(expires, str) and datetime.fromisoformat(expires.replace("Z", "+00:00")) < datetime.now(UTC):
+            status, text, result = "rejected", "command expired before it arrived", None
+        else:
+            status, text, result = await self._execute(name, args or {})
+        data: dict[str, Any] = {"command_id": command_id, "status": status, "message": text[:2000]}
+        if result is not None:
+            data["result"] = result
+        self.outbox.put(RecordKind.EVENT, {"name": "command_result", "data": data})
+        self.uplink.wake()
+
+    async def _execute(self, name: str, args: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
+        if name == "check_updates":
+            self.check_now.set()
+            return "accepted", "update check started", None
+        if name == "reboot":
+            if not self.config.updates.reboot_command:
+                return "rejected", "this agent has no reboot command configured", None
+            delay = args.get("delay_s", 0)
+            if not isinstance(delay, int) or not 0 <= delay <= 3600:
+                return "rejected", "args.delay_s must be a whole number of seconds 0..3600", None
+            loop = asyncio.get_running_loop()
+            loop.call_later(delay, lambda: loop.run_in_executor(None, self._reboot))
+            return "accepted", f"rebooting in {delay} s", None
+        if name == "set_power_limit":
+            if self._field is None:
+                return "rejected", "no field devices are configured on this gateway", None
+            outcome = await self._field.execute(name, args)
+            return outcome.status, outcome.message, outcome.result
+        return "rejected", f"command {name!r} is not implemented by agent {__version__}", None
+
+    # -- status -------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        pending = self.runner.current()
+        return {
+            **offline_status(self.config, outbox=self.outbox),
+            "daemon": "running",
+            "connection": {
+                "state": self.uplink.state,
+                "since": self.uplink.connected_since,
+                "last_error": self.uplink.last_error,
+            },
+            "install_in_progress": {"target": pending.target, "step": str(pending.step)} if pending else None,
+            "last_check": self.last_check,
+            "next_check_in_s": round(self.next_check_at - time.time(), 1) if self.next_check_at else None,
+        }
+
+
+def offline_status(config: AgentConfig, *, outbox: Outbox | None = None) -> dict[str, Any]:
+    """What can be known from the state directory alone (also when the daemon is not running)."""
+    state = config.state_dir
+    try:
+        identity = json.loads((state / "identity" / "identity.json").read_text())
+    except FileNotFoundError:
+        identity = {}
+    own_outbox = outbox is None
+    outbox = outbox or Outbox(state / "outbox.sqlite3", max_records=config.queue.max_records)
+    try:
+        depth = outbox.depth()
+    finally:
+        if own_outbox:
+            outbox.close()
+
+    def version(kind: str) -> str | None:
+        path = state / kind / "current" / "VERSION"
+        return path.read_text().strip() if path.exists() else None
+
+    return {
+        "serial": identity.get("serial"),
+        "lfdi": identity.get("lfdi"),
+        "server": config.server_url,
+        "agent_version": __version__,
+        "installed": {"firmware": version("firmware"), "config": version("config"), "license": version("license")},
+        "queue": {
+            "depth": depth.total,
+            "by_kind": depth.by_kind,
+            "telemetry_dropped": depth.telemetry_dropped,
+            "last_acked_seq": depth.last_acked_seq,
+            "stream": outbox.stream,
+        },
+    }

@@ -1,0 +1,185 @@
+"""``gridfleet-agent simulate``: N lightweight agents in one process, for development and demos.
+
+Each simulated gateway is a real ``Agent`` (own key and certificate, own queue, uplink, update
+checks and A/B slots under ``<state_dir>/<serial>/``) with a simulated inverter in place of the
+field protocol stack: it reports a solar-shaped power curve, answers ``set_power_limit``, and now
+and then raises and clears an over-temperature alarm.
+
+Gateways not enrolled yet need a one-time token each: ``--tokens`` takes the CSV the server
+exports for a batch of serials (``serial,token[,expires_at]``). Enrolled ones are reused on the
+next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import dataclasses
+import logging
+import math
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gridfleet_agent.config import AgentConfig
+from gridfleet_agent.daemon import Agent, ssl_context_for
+from gridfleet_agent.identity import Identity, NotEnrolled, enroll
+
+logger = logging.getLogger(__name__)
+
+Sink = Callable[[dict[str, Any]], None]
+
+
+def _ts() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclasses.dataclass
+class SimulatedOutcome:
+    status: str
+    message: str
+    result: dict[str, Any] | None = None
+
+
+class SimulatedInverter:
+    """Stands in for the field stack: one inverter with telemetry, a power limit and an alarm."""
+
+    def __init__(self, serial: str, sink: Sink, *, interval: float, rng: random.Random) -> None:
+        self.key = f"{serial}-INV1"
+        self._sink = sink
+        self._interval = interval
+        self._rng = rng
+        self._rated_w = rng.choice([3800.0, 5000.0, 7600.0])
+        self._limit_pct = 100.0
+        self._alarm_active = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def field_devices(self) -> list[dict[str, Any]]:
+        return [
+            {"key": self.key, "kind": "inverter", "protocol": "sunspec-tcp", "address": "127.0.0.1:502/1",
+             "make": "Gridfleet", "model": "SimInverter", "serial": self.key, "firmware_version": "1.0.0"}
+        ]  # fmt: skip
+
+    async def execute(self, name: str, args: dict[str, Any]) -> SimulatedOutcome:
+        if name != "set_power_limit" or args.get("device") != self.key:
+            return SimulatedOutcome("rejected", f"unknown command or device for {self.key}")
+        limit = args.get("limit_pct")
+        if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 <= limit <= 100:
+            return SimulatedOutcome("rejected", "args.limit_pct must be a number 0..100")
+        self._limit_pct = float(limit)
+        return SimulatedOutcome("succeeded", f"WMaxLimPct={limit} applied", {"readback_pct": float(limit)})
+
+    def _power_w(self, now: datetime) -> float:
+        hour = now.hour + now.minute / 60
+        sun = max(0.0, math.sin(math.pi * (hour - 6) / 12))  # 06:00-18:00 UTC bell
+        available = self._rated_w * sun * self._rng.uniform(0.85, 1.0)
+        return round(min(available, self._rated_w * self._limit_pct / 100), 1)
+
+    async def _run(self) -> None:
+        await asyncio.sleep(self._rng.uniform(0, self._interval))
+        while True:
+            now = datetime.now(UTC)
+            power = self._power_w(now)
+            points = {"W": power, "Hz": round(self._rng.gauss(60.0, 0.01), 3), "V": round(self._rng.gauss(240, 1.5), 1),
+                      "PF": 1.0, "TmpCab": round(self._rng.gauss(38 + power / 400, 0.5), 1), "St": 4 if power else 2,
+                      "WMaxLimPct": self._limit_pct}  # fmt: skip
+            self._sink({"kind": "telemetry", "ts": _ts(), "payload": {"device": self.key, "points": points}})
+            if self._rng.random() < 0.02 or (self._alarm_active and self._rng.random() < 0.2):
+                self._alarm_active = not self._alarm_active
+                self._sink({"kind": "alarm", "ts": _ts(), "payload": {
+                    "source": f"device:{self.key}", "device": self.key, "code": "sunspec.evt1.over_temperature",
+                    "severity": "major", "state": "raised" if self._alarm_active else "cleared",
+                    "message": "Over-temperature" if self._alarm_active else "Temperature back to normal",
+                }})  # fmt: skip
+            await asyncio.sleep(self._interval)
+
+
+def read_tokens(path: Path | None) -> dict[str, str]:
+    if path is None:
+        return {}
+    tokens = {}
+    with path.open(newline="") as f:
+        for row in csv.reader(f):
+            if len(row) >= 2 and row[0] and row[0] != "serial":
+                tokens[row[0].strip()] = row[1].strip()
+    return tokens
+
+
+def load_identities(config: AgentConfig, *, count: int, tokens: dict[str, str], prefix: str) -> list[Identity]:
+    """Existing simulated gateways first, then new ones enrolled with the CSV's tokens."""
+    root = config.state_dir
+    root.mkdir(parents=True, exist_ok=True)
+    identities: list[Identity] = []
+    ssl_context = ssl_context_for(config)
+    for directory in sorted(p for p in root.iterdir() if (p / "identity" / "identity.json").exists()):
+        if len(identities) == count:
+            return identities
+        identities.append(Identity.load(directory, ssl_context=ssl_context))
+    known = {i.serial for i in identities}
+    candidates = [s for s in tokens if s not in known] or [f"{prefix}{n:04d}" for n in range(1, count + 1)]
+    for serial in candidates:
+        if len(identities) == count:
+            break
+        if serial in known:
+            continue
+        if serial not in tokens:
+            raise NotEnrolled(root / serial)
+        identities.append(
+            enroll(config.server_url, tokens[serial], serial, root / serial, hardware_model="gridfleet-sim",
+                   ssl_context=ssl_context)
+        )  # fmt: skip
+        logger.info("enrolled simulated gateway %s", serial)
+    if len(identities) < count:
+        raise NotEnrolled(root / f"{prefix}...")
+    return identities
+
+
+def agent_config(config: AgentConfig, state_dir: Path) -> AgentConfig:
+    agent = dataclasses.replace(config.agent, state_dir=state_dir, hardware_model="gridfleet-sim")
+    # Simulated gateways cannot reboot and share one disk: no reboot command, no root shipped.
+    updates = dataclasses.replace(config.updates, reboot_command=(), trusted_root=state_dir / "no-shipped-root")
+    return dataclasses.replace(config, agent=agent, updates=updates)
+
+
+async def simulate(config: AgentConfig, identities: list[Identity], *, telemetry_interval: float) -> None:
+    agents = []
+    for identity in identities:
+
+        def inverter(sink: Sink, serial: str = identity.serial) -> SimulatedInverter:
+            return SimulatedInverter(serial, sink, interval=telemetry_interval, rng=random.Random(serial))
+
+        agents.append(
+            Agent(
+                agent_config(config, identity.state_dir),
+                identity=identity,
+                durable_queue=False,
+                compression=False,
+                control_socket=False,
+                field=inverter,
+            )
+        )
+    logger.info("running %d simulated gateways against %s", len(agents), config.server_url)
+    await asyncio.gather(*(agent.run() for agent in agents))
+
+
+def run_simulation(config: AgentConfig, args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.count < 1:
+        raise ValueError("--count must be at least 1")
+    identities = load_identities(config, count=args.count, tokens=read_tokens(args.tokens), prefix=args.prefix)
+    try:
+        asyncio.run(simulate(config, identities, telemetry_interval=args.telemetry_interval))
+    except KeyboardInterrupt:
+        pass
+    return 0
