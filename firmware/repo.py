@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 from securesystemslib.signer import Signer
 
@@ -15,10 +16,15 @@ RELEASE = "release"  # firmware role signed on the server (embedded default); ab
 LICENSE = "license"  # signs license documents inside license bundles
 
 
-@cache
 def get_keyring() -> OnlineKeyring:
+    return _keyring(conf.tuf_dir())
+
+
+@cache
+def _keyring(tuf_dir: Path) -> OnlineKeyring:
+    # One keyring per repository directory, so loaded signers are reused between publishes.
     configured = {role: OnlineKey.from_json(data) for role, data in conf.configured_online_keys().items()}
-    return OnlineKeyring(conf.tuf_dir() / "keys", conf.key_passphrase, configured)
+    return OnlineKeyring(tuf_dir / "keys", conf.key_passphrase, configured)
 
 
 def get_repository() -> TufRepository:
@@ -35,4 +41,4 @@ def license_signer() -> Signer:
 
 def reset() -> None:
     """Forget cached signers (tests and key rotation switch directories or keys)."""
-    get_keyring.cache_clear()
+    _keyring.cache_clear()

@@ -1,0 +1,87 @@
+"""Stage version 1 of the offline roles (root, targets, firmware, devices) for signing.
+
+Production: pass the public keys made on the offline machine (`python -m firmware.tuf.offline
+keygen`), then export, sign and import (docs/tuf-repository.md). Demo/tests: `--dev-offline-keys
+DIR` generates the offline keys in DIR and does every step here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from fleet.audit.services import record
+from firmware import conf, services
+from firmware.repo import RELEASE, get_keyring, get_repository
+from firmware.tuf.bootstrap import generate_offline_keys, sign_staged
+from firmware.tuf.errors import RepositoryError
+from firmware.tuf.keys import load_public_key
+from firmware.tuf.layout import DEVICES, FIRMWARE, ROOT, TARGETS, recommended_bit_length
+
+
+class Command(BaseCommand):
+    help = __doc__
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--root-key", action="append", default=[], help="public key JSON (repeat)")
+        parser.add_argument("--root-threshold", type=int, default=2)
+        parser.add_argument("--targets-key", action="append", default=[])
+        parser.add_argument("--targets-threshold", type=int, default=1)
+        parser.add_argument("--release-key", action="append", default=[])
+        parser.add_argument("--release-threshold", type=int, default=1)
+        parser.add_argument(
+            "--online-release-key", action="store_true",
+            help="the server holds a release key and signs the firmware role itself",
+        )
+        parser.add_argument("--expected-gateways", type=int, default=10_000, help="sizes the hash bins")
+        parser.add_argument("--bit-length", type=int, help="2^N hash bins (default: from --expected-gateways)")
+        parser.add_argument("--dev-offline-keys", metavar="DIR", help="generate offline keys here and sign (demo)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        repo = get_repository()
+        if repo.is_initialized:
+            raise CommandError("the repository is already initialised; use tuf_stage to rotate keys")
+        bit_length = options["bit_length"] or recommended_bit_length(options["expected_gateways"])
+        dev_dir = options["dev_offline_keys"]
+        if dev_dir:
+            keys = generate_offline_keys(Path(dev_dir), conf.key_passphrase(), release=0)
+            root_keys = [s.public_key for s in keys.root]
+            targets_keys = [s.public_key for s in keys.targets]
+            options["online_release_key"] = True
+            release_keys = []
+        else:
+            root_keys = [load_public_key(Path(p)) for p in options["root_key"]]
+            targets_keys = [load_public_key(Path(p)) for p in options["targets_key"]]
+            release_keys = [load_public_key(Path(p)) for p in options["release_key"]]
+        if options["online_release_key"]:
+            release_keys.append(get_keyring().ensure([RELEASE])[RELEASE])
+            repo = get_repository()  # now holds the release signer
+        try:
+            paths = repo.draft_initial(
+                root_keys=root_keys,
+                root_threshold=options["root_threshold"],
+                targets_keys=targets_keys,
+                targets_threshold=options["targets_threshold"],
+                release_keys=release_keys,
+                release_threshold=options["release_threshold"],
+                bit_length=bit_length,
+            )
+        except RepositoryError as e:
+            raise CommandError(str(e)) from e
+        record(action="firmware.repository.init_staged", detail={"bins": 2**bit_length, "dev": bool(dev_dir)})
+        if not dev_dir:
+            self.stdout.write("Staged for offline signing:\n" + "\n".join(f"  {p}" for p in paths))
+            self.stdout.write("Next: tuf_export, sign each file offline, tuf_import the signed files.")
+            return
+        for role in (ROOT, TARGETS, DEVICES):
+            sign_staged(repo, role, keys.for_role(role)[: options["root_threshold"]] if role == ROOT else
+                        keys.for_role(role))
+        sign_staged(repo, FIRMWARE, repo.release_signers)
+        result = repo.publish_staged()
+        services.rebin_all()
+        services.publish()
+        self.stdout.write(
+            f"Published root v1 and {len(result.bins)} hash bins; offline keys (demo only!) in {dev_dir}"
+        )

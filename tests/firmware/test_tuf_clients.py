@@ -1,0 +1,246 @@
+"""Two independent TUF clients (python-tuf ngclient and tuf-js) against a repository the server built.
+
+The server runs for real (live_server): artifacts are uploaded and assigned through the REST API,
+the gateway authenticates with its PKI bearer token, and clients fetch /tuf/metadata/ and
+/tuf/targets/ over HTTP. Attacks are made by changing the served files the way someone who took
+over the web server or the storage could.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.conf import settings
+from securesystemslib.formats import encode_canonical
+from securesystemslib.signer import CryptoSigner, Signature
+from tuf.api.metadata import Metadata, MetaFile, Timestamp
+
+from firmware.models import Blob
+from firmware.repo import get_keyring, get_repository
+from firmware.tuf.keys import key_from_json
+from firmware.tuf.layout import SNAPSHOT, TIMESTAMP
+from tests.factories import GatewayFactory
+from tests.firmware.bundles import make_bundle
+from tests.firmware.tuf_clients import ClientRefused, JsTufClient, PythonTufClient, ensure_tuf_js
+
+FIRMWARE_FILES = {"rootfs.img": b"gridfleet os 2.1.0 " * 500, "scripts/install.sh": b"#!/bin/sh\nexit 0\n"}
+
+
+@dataclass
+class ServedDevice:
+    base_url: str
+    bearer: str
+    root: bytes
+    channel: dict[str, Any]
+    firmware_bundle: bytes
+
+
+@pytest.fixture
+def served_device(
+    live_server: Any, transactional_db: None, tuf_repo: Any, organization: Any, users: dict[str, Any],
+    enroll_gateway: Any, api_client_for: Any,
+) -> ServedDevice:
+    enrolled = enroll_gateway(GatewayFactory(organization=organization, hardware_model="GF-100"))
+    gateway = enrolled.gateway
+    operator = api_client_for(users["operator"])
+    firmware = make_bundle(name="gw-os", version="2.1.0", files=FIRMWARE_FILES)
+    response = operator.post(
+        "/api/firmware/artifacts/",
+        {"organization": organization.pk, "type": "firmware", "name": "gw-os", "version": "2.1.0",
+         "file": io.BytesIO(firmware), "size": len(firmware)},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    response = operator.post("/api/firmware/assignments/", {"gateway": gateway.pk, "artifact": response.data["id"]})
+    assert response.status_code == 201, response.content
+    response = operator.post("/api/firmware/config-templates/", {
+        "organization": organization.pk, "name": "site-default",
+        "schema": {"type": "object", "required": ["export_limit_kw"],
+                   "properties": {"export_limit_kw": {"type": "number", "maximum": 100}, "poll_s": {"type": "integer"}}},
+        "files": {"limits.conf": "export_limit_kw={{ values.export_limit_kw }}\nserial={{ gateway.serial }}\n"},
+    }, format="json")
+    assert response.status_code == 201, response.content
+    template_id = response.data["id"]
+    for level in ({"site": gateway.site_id, "values": {"export_limit_kw": 10, "poll_s": 300}},
+                  {"gateway": gateway.pk, "values": {"export_limit_kw": 7.5}}):
+        response = operator.post("/api/firmware/config-values/", {"template": template_id, **level}, format="json")
+        assert response.status_code == 201, response.content
+    response = operator.post("/api/firmware/configs/", {"gateway": gateway.pk, "template": template_id})
+    assert response.status_code == 201, response.content
+    response = operator.post(
+        "/api/firmware/licenses/", {"gateway": gateway.pk, "limits": {"field_devices": 20}, "features": ["export_limit"]},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+
+    bearer = enrolled.access_token()
+    channel = httpx.get(f"{live_server.url}/gw/v1/updates/channel", headers={"Authorization": f"Bearer {bearer}"})
+    assert channel.status_code == 200, channel.text
+    root = httpx.get(f"{live_server.url}/tuf/metadata/1.root.json")
+    assert root.status_code == 200
+    return ServedDevice(live_server.url, bearer, root.content, channel.json(), firmware)
+
+
+@pytest.fixture(params=["python-tuf", "tuf-js"])
+def client_class(request: Any) -> type:
+    if request.param == "tuf-js":
+        reason = ensure_tuf_js()
+        if reason:
+            pytest.skip(f"tuf-js client unavailable: {reason}")
+        return JsTufClient
+    return PythonTufClient
+
+
+def new_client(client_class: type, device: ServedDevice, workdir: Path) -> Any:
+    client = client_class(workdir, device.channel["metadata_url"], device.channel["targets_url"], device.bearer)
+    client.init(device.root)
+    return client
+
+
+def assignment_of(client: Any, device: ServedDevice) -> dict[str, Any]:
+    return json.loads(client.download(device.channel["assignment_target"]))
+
+
+def tar_member(bundle: bytes, name: str) -> bytes:
+    with tarfile.open(fileobj=io.BytesIO(bundle)) as archive:
+        member = archive.extractfile(name)
+        assert member is not None
+        return member.read()
+
+
+def test_client_downloads_and_verifies_assignment_firmware_config_and_license(
+    served_device: ServedDevice, client_class: type, tmp_path: Path
+) -> None:
+    client = new_client(client_class, served_device, tmp_path)
+    assignment = assignment_of(client, served_device)
+    assert assignment["format"] == "gridfleet-assignment/1"
+    assert assignment["firmware"]["version"] == "2.1.0"
+    assert assignment["patch"] is None
+
+    assert client.download(assignment["firmware"]["target"]) == served_device.firmware_bundle
+
+    config = client.download(assignment["config"]["target"])
+    assert json.loads(tar_member(config, "config.json")) == {"export_limit_kw": 7.5, "poll_s": 300}
+    assert tar_member(config, "files/limits.conf").decode().startswith("export_limit_kw=7.5\n")
+
+    license_document = json.loads(tar_member(client.download(assignment["license"]["target"]), "license.json"))
+    assert license_document["signed"]["limits"] == {"field_devices": 20}
+    key = key_from_json(served_device.channel["license_public_key"])
+    key.verify_signature(
+        Signature.from_dict(license_document["signatures"][0]), encode_canonical(license_document["signed"]).encode()
+    )
+
+
+def test_device_targets_are_served_only_to_their_gateway(
+    served_device: ServedDevice, enroll_gateway: Any, organization: Any
+) -> None:
+    repo = get_repository()
+    path = served_device.channel["assignment_target"]
+    info = repo.load(repo.bin_for(path)).signed.targets[path]
+    url = f"{served_device.channel['targets_url']}{path.rsplit('/', 1)[0]}/{info.hashes['sha256']}.assignment.json"
+    assert httpx.get(url).status_code == 401
+    other = enroll_gateway(GatewayFactory(organization=organization))
+    assert httpx.get(url, headers={"Authorization": f"Bearer {other.access_token()}"}).status_code == 404
+    own = httpx.get(url, headers={"Authorization": f"Bearer {served_device.bearer}"})
+    assert own.status_code == 200
+    assert "content-encoding" not in own.headers
+    partial = httpx.get(url, headers={"Authorization": f"Bearer {served_device.bearer}", "Range": "bytes=0-9"})
+    assert partial.status_code == 206
+    assert partial.content == own.content[:10]
+    assert partial.headers["content-range"] == f"bytes 0-9/{len(own.content)}"
+
+
+def test_metadata_is_served_with_cache_headers_and_404_for_missing_files(served_device: ServedDevice) -> None:
+    base = served_device.channel["metadata_url"]
+    assert "immutable" in httpx.get(f"{base}1.root.json").headers["cache-control"]
+    assert httpx.get(f"{base}timestamp.json").headers["cache-control"] == "public, max-age=10"
+    assert httpx.get(f"{base}2.root.json").status_code == 404
+    assert httpx.get(f"{base}../keys/online.json").status_code == 404
+
+
+# ----------------------------------------------------------------------- attacks
+
+
+def test_client_refuses_a_tampered_target(served_device: ServedDevice, client_class: type, tmp_path: Path) -> None:
+    client = new_client(client_class, served_device, tmp_path)
+    target = assignment_of(client, served_device)["config"]
+    blob = Blob.objects.get(sha256=target["sha256"])
+    stored = Path(settings.MEDIA_ROOT) / blob.storage_name
+    data = bytearray(stored.read_bytes())
+    data[-1] ^= 0xFF  # same length, one flipped byte: only the hash can tell
+    stored.write_bytes(bytes(data))
+    with pytest.raises(ClientRefused):
+        client.download(target["target"])
+
+
+def test_client_refuses_a_tampered_bin(served_device: ServedDevice, client_class: type, tmp_path: Path) -> None:
+    repo = get_repository()
+    path = served_device.channel["assignment_target"]
+    bin_name = repo.bin_for(path)
+    served = repo.store.path(bin_name, repo.version(bin_name))
+    md = json.loads(served.read_bytes())
+    md["signed"]["targets"][path]["length"] += 1
+    served.write_text(json.dumps(md))
+    client = new_client(client_class, served_device, tmp_path)
+    with pytest.raises(ClientRefused):
+        client.download(path)
+
+
+def _write_timestamp(*, snapshot_version: int, signer: Any, expires: datetime) -> None:
+    repo = get_repository()
+    timestamp = Timestamp(
+        version=repo.version(TIMESTAMP) + 1,
+        expires=expires,
+        snapshot_meta=MetaFile.from_data(snapshot_version, repo.store.read(SNAPSHOT, snapshot_version), ["sha256"]),
+    )
+    md = Metadata(timestamp)
+    md.sign(signer)
+    repo.store.write_timestamp(md.to_bytes())
+
+
+def test_client_refuses_metadata_signed_by_the_wrong_key(
+    served_device: ServedDevice, client_class: type, tmp_path: Path
+) -> None:
+    client = new_client(client_class, served_device, tmp_path)
+    client.refresh()
+    _write_timestamp(
+        snapshot_version=get_repository().version(SNAPSHOT),
+        signer=CryptoSigner.generate_ed25519(),
+        expires=datetime.now(UTC) + timedelta(days=1),
+    )
+    with pytest.raises(ClientRefused):
+        client.refresh()
+
+
+def test_client_refuses_an_expired_timestamp(served_device: ServedDevice, client_class: type, tmp_path: Path) -> None:
+    client = new_client(client_class, served_device, tmp_path)
+    _write_timestamp(
+        snapshot_version=get_repository().version(SNAPSHOT),
+        signer=get_keyring().signer(TIMESTAMP),
+        expires=datetime.now(UTC) - timedelta(minutes=5),
+    )
+    with pytest.raises(ClientRefused):
+        client.refresh()
+
+
+def test_client_refuses_a_rolled_back_snapshot(served_device: ServedDevice, client_class: type, tmp_path: Path) -> None:
+    client = new_client(client_class, served_device, tmp_path)
+    client.refresh()
+    current = get_repository().version(SNAPSHOT)
+    assert current > 1
+    # Correctly signed by the real timestamp key, but naming an older snapshot.
+    _write_timestamp(
+        snapshot_version=current - 1,
+        signer=get_keyring().signer(TIMESTAMP),
+        expires=datetime.now(UTC) + timedelta(days=1),
+    )
+    with pytest.raises(ClientRefused):
+        client.refresh()
