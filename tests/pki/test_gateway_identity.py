@@ -87,10 +87,21 @@ def test_openssl_verifies_the_chain_the_agent_received(live_server: Any, pki_ca:
     root_pem = ca.certificate_pem(ca.load_certificates(chain)[-1])
     (tmp_path / "root.pem").write_text(root_pem)
     result = subprocess.run(
-        ["openssl", "verify", "-CAfile", str(tmp_path / "root.pem"), "-untrusted", str(files / "chain.pem"),
-         "-purpose", "sslclient", str(files / "cert.pem")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(tmp_path / "root.pem"),
+            "-untrusted",
+            str(files / "chain.pem"),
+            "-purpose",
+            "sslclient",
+            str(files / "cert.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -108,8 +119,9 @@ def test_revocation_is_immediate_and_published_in_the_crl(
     assert refused.headers["WWW-Authenticate"].startswith("Bearer")
     refusal(
         httpx.post(f"{live_server.url}/gw/v1/auth/token", json=enrolled_gateway.signed_auth_request()),
-        401, "certificate_revoked",
-    )  # fmt: skip
+        401,
+        "certificate_revoked",
+    )
     audited("pki.auth.refused", "certificate_revoked")
     assert AuditEntry.objects.filter(action="pki.certificate.revoke", actor_user=admin_user).exists()
 
@@ -118,10 +130,22 @@ def test_revocation_is_immediate_and_published_in_the_crl(
     (tmp_path / "crl.der").write_bytes(crl.content)
     (tmp_path / "chain.pem").write_text(httpx.get(f"{live_server.url}/gw/v1/pki/ca-chain.pem").text)
     result = subprocess.run(
-        ["openssl", "crl", "-inform", "DER", "-in", str(tmp_path / "crl.der"), "-noout", "-text",
-         "-CAfile", str(tmp_path / "chain.pem")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            "openssl",
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            str(tmp_path / "crl.der"),
+            "-noout",
+            "-text",
+            "-CAfile",
+            str(tmp_path / "chain.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "verify OK" in result.stdout + result.stderr
     assert enrolled_gateway.certificate.serial_number.upper() in result.stdout.replace(":", "").upper()
@@ -237,13 +261,18 @@ def test_a_stale_or_tampered_request_is_refused(live_server: Any, enrolled_gatew
 def test_a_certificate_from_another_ca_is_refused(live_server: Any, enrolled_gateway: EnrolledGateway) -> None:
     now = datetime.now(UTC)
     rogue_root_key, rogue_key = ca.generate_key(), ca.generate_key()
-    rogue_root = ca.create_root_ca(key=rogue_root_key, common_name="Gridfleet Test Root CA", organization=None,
-                                   now=now, days=10)  # fmt: skip
+    rogue_root = ca.create_root_ca(
+        key=rogue_root_key, common_name="Gridfleet Test Root CA", organization=None, now=now, days=10
+    )
     device_key = ca.generate_key()
     foreign = ca.issue_device_certificate(
-        public_key=device_key.public_key(), serial=enrolled_gateway.gateway.serial, issuer_certificate=rogue_root,
-        issuer_key=rogue_root_key, now=now, days=10,
-    )  # fmt: skip
+        public_key=device_key.public_key(),
+        serial=enrolled_gateway.gateway.serial,
+        issuer_certificate=rogue_root,
+        issuer_key=rogue_root_key,
+        now=now,
+        days=10,
+    )
     del rogue_key
     body = signed_auth_request(device_key, ca.certificate_pem(foreign), enrolled_gateway.gateway.serial)
     refusal(auth(live_server, body), 401, "untrusted_issuer")
@@ -254,9 +283,13 @@ def issue_directly(pki_ca: CertificateAuthority, serial: str, *, now: datetime, 
     """A certificate signed with our issuing key but never recorded (as a stolen CA key would make)."""
     key = ca.generate_key()
     cert = ca.issue_device_certificate(
-        public_key=key.public_key(), serial=serial, issuer_certificate=pki_ca.certificate(),
-        issuer_key=ca.decrypt_private_key(bytes(pki_ca.encrypted_key_pem), conf.kek()), now=now, days=days,
-    )  # fmt: skip
+        public_key=key.public_key(),
+        serial=serial,
+        issuer_certificate=pki_ca.certificate(),
+        issuer_key=ca.decrypt_private_key(bytes(pki_ca.encrypted_key_pem), conf.kek()),
+        now=now,
+        days=days,
+    )
     return ca.certificate_pem(cert), key
 
 
@@ -290,11 +323,15 @@ def test_renewal_must_keep_the_key(live_server: Any, enrolled_gateway: EnrolledG
     headers = enrolled_gateway.auth_headers()
     url = f"{live_server.url}/gw/v1/certificate/renew"
     new_key = ec.generate_private_key(ec.SECP256R1())
-    refusal(httpx.post(url, json={"csr": csr_pem(new_key, enrolled_gateway.gateway.serial)}, headers=headers),
-            400, "key_mismatch")  # fmt: skip
+    refusal(
+        httpx.post(url, json={"csr": csr_pem(new_key, enrolled_gateway.gateway.serial)}, headers=headers),
+        400,
+        "key_mismatch",
+    )
     audited("pki.renew.refused", "key_mismatch")
-    same = httpx.post(url, json={"csr": csr_pem(enrolled_gateway.private_key, enrolled_gateway.gateway.serial)},
-                      headers=headers)  # fmt: skip
+    same = httpx.post(
+        url, json={"csr": csr_pem(enrolled_gateway.private_key, enrolled_gateway.gateway.serial)}, headers=headers
+    )
     assert same.status_code == 201, same.text
     assert x509.load_pem_x509_certificate(same.json()["certificate"].encode()).public_key() == (
         enrolled_gateway.private_key.public_key()

@@ -1,0 +1,124 @@
+"""Operating the PKI: CA creation command, key encryption at rest, CRL refresh task, WebSocket auth."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.testing import WebsocketCommunicator
+from cryptography import x509
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import CommandError, call_command
+
+from fleet.audit.models import AuditEntry
+from pki import conf, services, tasks
+from pki.authentication import GatewayAuthMiddleware
+from pki.models import CertificateAuthority, RevocationList
+from tests.pki.fixtures import TEST_KEK, EnrolledGateway
+
+pytestmark = pytest.mark.django_db
+
+
+def test_pki_init_creates_root_and_issuing_ca_with_encrypted_keys(settings: Any, capsys: Any) -> None:
+    settings.GRIDFLEET_PKI_KEK = TEST_KEK
+    call_command("pki_init", "--name", "Acme Fleet")
+    root = CertificateAuthority.objects.get(kind="root")
+    issuing = CertificateAuthority.objects.get(kind="issuing")
+    assert issuing.parent == root
+    for authority in (root, issuing):
+        stored = bytes(authority.encrypted_key_pem)
+        assert stored.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert issuing.certificate().issuer == root.certificate().subject
+    assert "Acme Fleet Root CA" in capsys.readouterr().out
+    assert AuditEntry.objects.filter(action="pki.ca.create").exists()
+    assert RevocationList.objects.filter(authority=issuing).exists(), "a CRL exists from the start"
+
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("pki_init")
+    call_command("pki_init", "--if-missing")
+    assert CertificateAuthority.objects.count() == 2
+
+
+def test_rotating_the_issuing_ca_keeps_earlier_certificates_valid(
+    enrolled_gateway: EnrolledGateway, client: Any
+) -> None:
+    call_command("pki_init", "--rotate-issuing")
+    assert CertificateAuthority.objects.filter(kind="issuing").count() == 2
+    assert CertificateAuthority.objects.filter(kind="issuing", is_active=True).count() == 1
+    body = enrolled_gateway.signed_auth_request()
+    assert client.post("/gw/v1/auth/token", body, content_type="application/json").status_code == 200
+
+
+def test_production_refuses_to_run_without_a_kek(settings: Any) -> None:
+    settings.GRIDFLEET_PKI_KEK = ""
+    settings.DEBUG = False
+    with pytest.raises(ImproperlyConfigured, match="GRIDFLEET_PKI_KEK"):
+        conf.kek()
+    settings.GRIDFLEET_PKI_KEK = "short"
+    with pytest.raises(ImproperlyConfigured, match="at least"):
+        conf.kek()
+
+
+def test_debug_generates_a_private_development_kek_once(settings: Any, isolated_var_dir: Path) -> None:
+    settings.GRIDFLEET_PKI_KEK = ""
+    settings.DEBUG = True
+    first = conf.kek()
+    path = isolated_var_dir / conf.KEK_FILE_NAME
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert conf.kek() == first and len(first) >= conf.KEK_MIN_LENGTH
+
+
+def test_ca_key_cannot_be_used_with_another_kek(settings: Any, pki_ca: Any) -> None:
+    settings.GRIDFLEET_PKI_KEK = "another-key-encryption-key-0123456789abcdef"
+    with pytest.raises(ValueError):
+        services.initialize_ca(name="x", rotate_issuing=True)
+
+
+def test_the_periodic_task_republishes_the_crl(enrolled_gateway: EnrolledGateway) -> None:
+    before = RevocationList.objects.get()
+    assert tasks.publish_crl.delay().get() == 1
+    after = RevocationList.objects.get()
+    assert after.number == before.number + 1
+    crl = x509.load_der_x509_crl(bytes(after.der))
+    assert crl.next_update_utc > crl.last_update_utc
+    assert crl.is_signature_valid(enrolled_gateway.certificate.issuer.certificate().public_key())
+
+
+def test_purge_drops_expired_tokens(enrolled_gateway: EnrolledGateway, settings: Any) -> None:
+    settings.GRIDFLEET_PKI_ACCESS_TOKEN_TTL = -1
+    enrolled_gateway.access_token()
+    assert tasks.purge_expired_credentials.delay().get() == 1
+
+
+class EchoGateway(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        if self.scope["gateway"] is None:
+            await self.close(code=4401, reason=self.scope["gateway_auth_error"])
+            return
+        await self.accept()
+        await self.send_json({"serial": self.scope["gateway"].serial})
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_websocket_middleware_identifies_the_gateway(enroll_gateway: Any) -> None:
+    enrolled = await sync_to_async(enroll_gateway)()
+    token = await sync_to_async(enrolled.access_token)()
+    app = GatewayAuthMiddleware(EchoGateway.as_asgi())
+    communicator = WebsocketCommunicator(
+        app, "/ws/gateway/v1/", headers=[(b"authorization", f"Bearer {token}".encode())]
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await communicator.receive_json_from() == {"serial": enrolled.gateway.serial}
+    await communicator.disconnect()
+
+    refused = WebsocketCommunicator(app, "/ws/gateway/v1/", headers=[(b"authorization", b"Bearer gfa_forged")])
+    connected, code = await refused.connect()
+    assert not connected and code == 4401
+    assert await sync_to_async(
+        AuditEntry.objects.filter(action="pki.access_token.refused", detail__error="invalid_access_token").exists
+    )()
