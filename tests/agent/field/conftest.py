@@ -67,7 +67,7 @@ def _device_entry(sim: SunSpecSimulator, **overrides: Any) -> dict[str, Any]:
         "port": sim.port,
         "unit_id": sim.unit_id,
         "poll_interval": 0.05,
-        "timeout": 0.3,
+        "timeout": 1.0,
         "debounce_polls": 2,
         "comm_loss_after": 2,
         **overrides,

@@ -126,13 +126,16 @@ async def test_an_injected_fault_raises_an_alarm_and_clears_when_the_fault_clear
         "details": {"bit": 0, "points": ["103.Evt1", "701.Alrm"]},
     }
     assert cleared["payload"]["severity"] == "critical"
-    assert [r["payload"]["state"] for r in sink.of_kind("alarm")] == ["raised", "cleared"]
+    ground_faults = [
+        r["payload"]["state"] for r in sink.of_kind("alarm") if r["payload"]["code"] == raised["payload"]["code"]
+    ]
+    assert ground_faults == ["raised", "cleared"]
 
 
 async def test_losing_communication_raises_its_alarm_and_recovery_clears_it(
     simulator: SunSpecSimulator, sink: RecordingSink, device_entry: DeviceEntry
 ) -> None:
-    async with FieldStack({"devices": [device_entry(simulator)]}, sink):
+    async with FieldStack({"devices": [device_entry(simulator, timeout=0.3)]}, sink):
         await sink.wait_for("telemetry")
         simulator.stop_responding()
         raised = await sink.wait_for("alarm", code="field.comms_lost", state="raised")
@@ -211,6 +214,29 @@ async def test_refused_power_limits_are_reported_as_rejected_and_change_nothing(
     assert outcome.status == "rejected"
     assert message in outcome.message
     assert (sim.get(704, "WMaxLimPct"), sim.get(704, "WMaxLimPctEna")) == (100.0, 0)
+
+
+async def test_a_limit_the_device_does_not_apply_is_reported_as_failed(
+    simulator: SunSpecSimulator, sink: RecordingSink, device_entry: DeviceEntry
+) -> None:
+    simulator.ignore_writes()
+    async with FieldStack({"devices": [device_entry(simulator)]}, sink) as stack:
+        outcome = await stack.execute("set_power_limit", {"device": "inv-1", "limit_pct": 60})
+
+    assert outcome.status == "failed"
+    assert "read back WMaxLimPct=100.0 WMaxLimPctEna=0 after writing 60.0" in outcome.message
+
+
+async def test_a_limit_for_a_device_that_stopped_answering_is_reported_as_failed(
+    simulator: SunSpecSimulator, sink: RecordingSink, device_entry: DeviceEntry
+) -> None:
+    async with FieldStack({"devices": [device_entry(simulator, timeout=0.3)]}, sink) as stack:
+        await sink.wait_for("telemetry")
+        simulator.stop_responding()
+        outcome = await stack.execute("set_power_limit", {"device": "inv-1", "limit_pct": 60})
+
+    assert outcome.status == "failed"
+    assert "timed out" in outcome.message
 
 
 async def test_a_device_without_power_controls_rejects_the_limit(

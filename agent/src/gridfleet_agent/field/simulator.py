@@ -1,4 +1,4 @@
-"""A SunSpec Modbus TCP device simulator for tests, `make demo` and the fleet simulator.
+"""A SunSpec Modbus (TCP or RTU) device simulator for tests, `make demo` and the fleet simulator.
 
 The register map is laid out from pysunspec2's own model definitions, so every point sits
 where a real SunSpec device puts it: 'SunS' at 40000, then `[model id, length, registers...]`
@@ -210,6 +210,7 @@ class SunSpecSimulator:
             self.update(model_id, model_values)
         self._responding = asyncio.Event()
         self._responding.set()
+        self._ignoring_writes = False
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
 
     # -- values ---------------------------------------------------------------------------
@@ -260,6 +261,10 @@ class SunSpecSimulator:
     def resume_responding(self) -> None:
         self._responding.set()
 
+    def ignore_writes(self, ignore: bool = True) -> None:
+        """Acknowledge writes but keep the old values, like a device in local/manual mode."""
+        self._ignoring_writes = ignore
+
     # -- server ---------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -308,9 +313,10 @@ class SunSpecSimulator:
         current_registers: list[int],
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
-        """pymodbus calls this before every access; our register list is the source of truth."""
+        """pymodbus calls this before every access; our register list is the source of truth
+        (copied over pymodbus' own copy each time, which also undoes writes we ignored)."""
         await self._responding.wait()
-        if set_values is not None:
+        if set_values is not None and not self._ignoring_writes:
             refusal = self._write(address - BASE_ADDRESS, [int(v) for v in set_values])
             if refusal is not None:
                 logger.info("simulator refused write at %s: %s", address, refusal)

@@ -99,9 +99,7 @@ class DeviceIdentity:
     model: str | None
     serial: str | None
     firmware_version: str | None
-    options: str | None
     sunspec_models: tuple[int, ...]
-    base_address: int
 
 
 @dataclass(frozen=True)
@@ -127,11 +125,10 @@ class SunSpecDevice:
         self.config = config
         self._device: sunspec_client.SunSpecModbusClientDevice | None = None
         self.identity: DeviceIdentity | None = None
-        bus = (
-            f"tcp:{config.host}:{config.port}:{config.unit_id}"
-            if config.protocol == "sunspec-tcp"
-            else (f"rtu:{config.serial_port}")
-        )
+        if config.protocol == "sunspec-tcp":
+            bus = f"tcp:{config.host}:{config.port}:{config.unit_id}"
+        else:
+            bus = f"rtu:{config.serial_port}"
         with _bus_locks_guard:
             self.lock = _bus_locks.setdefault(bus, threading.Lock())
 
@@ -157,9 +154,7 @@ class SunSpecDevice:
                 model=_text(common.points["Md"].value),
                 serial=_text(common.points["SN"].value),
                 firmware_version=_text(common.points["Vr"].value),
-                options=_text(common.points["Opt"].value),
                 sunspec_models=tuple(m.model_id for m in device.model_list),
-                base_address=int(device.base_addr),
             )
             return self.identity
 
@@ -174,7 +169,8 @@ class SunSpecDevice:
             device = self._require_discovered()
             present = {m.model_id: m for m in device.model_list}
             wanted = self.config.models if self.config.models is not None else TELEMETRY_MODELS
-            scope = (set(wanted) | {model_id for model_id, _ in self.config.points}) & present.keys() - {1}
+            asked = set(wanted) | {model_id for model_id, _ in self.config.points}
+            scope = (asked & present.keys()) - {1}
             try:
                 for model_id in sorted(scope):
                     present[model_id].read()
@@ -218,10 +214,11 @@ class SunSpecDevice:
         try:
             model.read()  # current scale factor
             if percent is not None:
-                if pct_point.sf_value is None and pct_point.sf is not None:
-                    sf_point = model.points[pct_point.sf]
-                    pct_point.sf_value = sf_point.value if sf_point.value is not None else 0
-                pct_point.cvalue = percent
+                sf_point = model.points.get(pct_point.sf) if pct_point.sf else None
+                if sf_point is not None and sf_point.value is None:
+                    pct_point.value = round(percent)  # scale factor not implemented: whole percent
+                else:
+                    pct_point.cvalue = percent
             if revert_after_s is not None:
                 model.points[revert_name].value = revert_after_s
             ena_point.value = 0 if percent is None else 1
@@ -295,9 +292,7 @@ class SunSpecDevice:
                 timeout=cfg.timeout,
             )
             device.open()
-        except _COMM_ERRORS as exc:
-            raise DeviceUnreachable(f"serial port {cfg.serial_port}: {_one_line(exc)}") from exc
-        except Exception as exc:  # pyserial raises its own SerialException (an OSError subclass in 3.5)
+        except _COMM_ERRORS as exc:  # includes pyserial's SerialException, an OSError
             raise DeviceUnreachable(f"serial port {cfg.serial_port}: {_one_line(exc)}") from exc
         return device
 
