@@ -1,21 +1,26 @@
-"""How gateways are authenticated on HTTP (DRF) and WebSocket (Channels): `Authorization: Bearer`.
+"""How gateways are authenticated on HTTP (DRF) and WebSocket (Channels).
 
-The bearer token comes from `POST /gw/v1/auth/token` (a signed request proving possession of the
-certificate key, see docs/protocol/identity.md). Every request re-checks the token's certificate,
-so a revocation takes effect on the next request, not when the token expires.
+Primary: `Authorization: Bearer <token>`, the token coming from `POST /gw/v1/auth/token` (a signed
+request proving possession of the certificate key, see docs/protocol/identity.md). Every request
+re-checks the token's certificate, so a revocation takes effect on the next request.
+
+Optional: mutual TLS terminated by a proxy in settings.TRUSTED_PROXIES, which passes the verified
+client certificate in GRIDFLEET_PKI_CLIENT_CERT_HEADER. The header is ignored from anyone else.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from rest_framework import authentication, exceptions, permissions
 
 from fleet.audit.services import request_ip
 from fleet.inventory.models import Gateway
-from pki import services
+from pki import conf, services
 from pki.errors import IdentityError
 from pki.models import DeviceCertificate
 
@@ -61,18 +66,44 @@ def bearer_token(header: str | bytes | None) -> str | None:
     return token.strip()
 
 
-class GatewayTokenAuthentication(authentication.BaseAuthentication):
-    """DRF authentication for gateway endpoints; requests without a bearer token are left to others."""
+def proxied_client_certificate(*, headers: dict[str, str], peer: str | None) -> str | None:
+    """The PEM client certificate a trusted TLS terminator vouches for, if mutual TLS is on."""
+    header = conf.get("GRIDFLEET_PKI_CLIENT_CERT_HEADER")
+    if not header or peer not in settings.TRUSTED_PROXIES:
+        return None
+    value = headers.get(header.lower(), "").strip()
+    return unquote(value) if value else None
 
-    def authenticate(self, request: Any) -> tuple[GatewayPrincipal, str] | None:
-        token = bearer_token(request.META.get("HTTP_AUTHORIZATION"))
-        if token is None:
-            return None
+
+def _authenticate(
+    *, authorization: str | bytes | None, headers: dict[str, str], peer: str | None, ip: str | None
+) -> DeviceCertificate | None:
+    token = bearer_token(authorization)
+    if token is not None:
+        return services.authenticate_access_token(token=token, ip=ip)
+    pem = proxied_client_certificate(headers=headers, peer=peer)
+    if pem is not None:
+        return services.authenticate_client_certificate(certificate_pem=pem, ip=ip)
+    return None
+
+
+class GatewayTokenAuthentication(authentication.BaseAuthentication):
+    """DRF authentication for gateway endpoints; requests with no gateway credential are left to others."""
+
+    def authenticate(self, request: Any) -> tuple[GatewayPrincipal, str | None] | None:
+        meta = request.META
         try:
-            certificate = services.authenticate_access_token(token=token, ip=request_ip(request))
+            certificate = _authenticate(
+                authorization=meta.get("HTTP_AUTHORIZATION"),
+                headers={k[5:].replace("_", "-").lower(): v for k, v in meta.items() if k.startswith("HTTP_")},
+                peer=meta.get("REMOTE_ADDR"),
+                ip=request_ip(request),
+            )
         except IdentityError as e:
             raise GatewayAuthenticationFailed(e) from e
-        return GatewayPrincipal(gateway=certificate.gateway, certificate=certificate), token
+        if certificate is None:
+            return None
+        return GatewayPrincipal(gateway=certificate.gateway, certificate=certificate), None
 
     def authenticate_header(self, request: Any) -> str:
         return 'Bearer error="invalid_token"'
@@ -100,18 +131,17 @@ class GatewayAuthMiddleware:
         scope["gateway"] = None
         scope["gateway_certificate"] = None
         scope["gateway_auth_error"] = None
-        headers = dict(scope.get("headers") or [])
-        token = bearer_token(headers.get(b"authorization"))
-        client = scope.get("client") or (None, None)
-        if token is None:
-            scope["gateway_auth_error"] = "invalid_access_token"
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        peer = (scope.get("client") or (None, None))[0]
+        try:
+            certificate = await database_sync_to_async(_authenticate)(
+                authorization=headers.get("authorization"), headers=headers, peer=peer, ip=peer
+            )
+        except IdentityError as e:
+            scope["gateway_auth_error"] = e.code
         else:
-            try:
-                certificate = await database_sync_to_async(services.authenticate_access_token)(
-                    token=token, ip=client[0]
-                )
-            except IdentityError as e:
-                scope["gateway_auth_error"] = e.code
+            if certificate is None:
+                scope["gateway_auth_error"] = "invalid_access_token"
             else:
                 scope["gateway"] = certificate.gateway
                 scope["gateway_certificate"] = certificate

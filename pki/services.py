@@ -719,6 +719,28 @@ def authenticate_signed_request(
     )
 
 
+def _client_certificate(*, certificate_pem: str, context: dict[str, Any]) -> DeviceCertificate:
+    certificate = _known_certificate(ca.load_certificate(certificate_pem), [])
+    context["gateway"] = certificate.gateway
+    _check_usable(certificate)
+    return certificate
+
+
+def authenticate_client_certificate(*, certificate_pem: str, ip: str | None = None) -> DeviceCertificate:
+    """The certificate a trusted TLS terminator verified (mutual TLS), checked against our records.
+
+    The terminator proved key possession in the handshake; here we re-check the chain, validity
+    and revocation, which the terminator may not know about.
+    """
+    context: dict[str, Any] = {}
+    return _audited_refusal(
+        "pki.client_certificate.refused",
+        ip=ip,
+        context=context,
+        call=lambda: _client_certificate(certificate_pem=certificate_pem, context=context),
+    )
+
+
 def mint_access_token(*, gateway: Gateway) -> str:
     """A bearer token for a gateway's newest usable certificate, as if it had signed an auth request.
 

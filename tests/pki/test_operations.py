@@ -122,3 +122,41 @@ async def test_websocket_middleware_identifies_the_gateway(enroll_gateway: Any) 
     assert await sync_to_async(
         AuditEntry.objects.filter(action="pki.access_token.refused", detail__error="invalid_access_token").exists
     )()
+
+
+# --- optional mutual TLS through a trusted TLS terminator ------------------------------------
+
+
+def escaped(pem: str) -> str:
+    from urllib.parse import quote
+
+    return quote(pem, safe="")
+
+
+def test_client_certificate_header_is_believed_only_from_trusted_proxies(
+    enrolled_gateway: EnrolledGateway, settings: Any, client: Any
+) -> None:
+    settings.GRIDFLEET_PKI_CLIENT_CERT_HEADER = "X-Client-Cert"
+    header = {"HTTP_X_CLIENT_CERT": escaped(enrolled_gateway.certificate_pem)}
+    settings.TRUSTED_PROXIES = []
+    response = client.get("/gw/v1/identity", **header)
+    assert response.status_code == 401 and response.json()["error"] == "invalid_access_token"
+
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
+    response = client.get("/gw/v1/identity", **header)
+    assert response.status_code == 200, response.content
+    assert response.json()["serial"] == enrolled_gateway.gateway.serial
+
+    services.revoke_certificate(certificate=enrolled_gateway.certificate, reason="key_compromise", user=None)
+    response = client.get("/gw/v1/identity", **header)
+    assert response.status_code == 401 and response.json()["error"] == "certificate_revoked"
+    assert AuditEntry.objects.filter(action="pki.client_certificate.refused", detail__error="certificate_revoked")
+
+
+def test_client_certificate_header_is_ignored_unless_configured(
+    enrolled_gateway: EnrolledGateway, settings: Any, client: Any
+) -> None:
+    settings.GRIDFLEET_PKI_CLIENT_CERT_HEADER = ""
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
+    response = client.get("/gw/v1/identity", HTTP_X_CLIENT_CERT=escaped(enrolled_gateway.certificate_pem))
+    assert response.status_code == 401
