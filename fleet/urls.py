@@ -6,11 +6,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 api_patterns = [
-    path("inventory/", include("fleet.inventory.api.urls")),
-    path("accounts/", include("fleet.accounts.api.urls")),
-    path("audit/", include("fleet.audit.api.urls")),
+    path("inventory/", include(("fleet.inventory.api.urls", "inventory-api"))),
+    path("accounts/", include(("fleet.accounts.api.urls", "accounts-api"))),
+    path("audit/", include(("fleet.audit.api.urls", "audit-api"))),
     path("firmware/", include("firmware.api.urls")),
     path("pki/", include("pki.api.urls")),
+    path("monitoring/", include(("fleet.monitoring.api.urls", "monitoring-api"))),
 ]
 
 gateway_patterns: list = [
@@ -30,5 +31,6 @@ urlpatterns = [
     path("gw/v1/", include(gateway_patterns)),
     path("firmware/", include("firmware.urls")),
     path("pki/", include("pki.urls")),
+    path("monitoring/", include("fleet.monitoring.urls")),
     path("tuf/", include("firmware.tuf_urls")),
 ]

@@ -1,0 +1,36 @@
+"""A newcomer's first minutes: the demo server starts, the admin logs in and sees the demo fleet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def test_admin_logs_in_and_sees_the_demo_fleet_in_the_browser(demo_server: Any, browser: Any) -> None:
+    page = browser.new_page()
+    page.goto(f"{demo_server.url}/gateways/")
+    assert page.url.startswith(f"{demo_server.url}/login/")
+    page.fill("#id_username", demo_server.username)
+    page.fill("#id_password", demo_server.password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{demo_server.url}/gateways/")
+    assert page.title() == "Gateways · Gridfleet"
+    assert page.locator("text=DEMO-GW-0001").count() == 1
+    # Filtering is an htmx partial update: the table changes without leaving the page.
+    page.fill("input[name=q]", "DEMO-GW-0003")
+    page.wait_for_function("() => !document.body.innerText.includes('DEMO-GW-0001')")
+    assert page.locator("#gateway-table tbody tr").count() == 1
+    page.close()
+
+
+def test_the_rest_api_of_the_demo_answers_with_a_token(demo_server: Any) -> None:
+    with httpx.Client(base_url=demo_server.url) as client:
+        token = client.post("/api/accounts/token/", data={"username": demo_server.username,
+                                                           "password": demo_server.password}).json()["token"]
+        gateways = client.get("/api/inventory/gateways/", headers={"Authorization": f"Token {token}"}).json()
+        assert gateways["count"] == 10
+        assert client.get("/api/schema/").status_code == 200
