@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from fleet.accounts.permissions import ensure_can
 from fleet.accounts.roles import Capability
-from fleet.accounts.selectors import organizations_where
+from fleet.accounts.selectors import organizations_visible_to
 from fleet.audit.services import request_ip
 from fleet.inventory.selectors import gateways_visible_to, sites_visible_to
 
@@ -60,11 +60,10 @@ class ArtifactViewSet(
 
     @extend_schema(request={"multipart/form-data": ArtifactUploadSerializer}, responses={201: ArtifactSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        form = ArtifactUploadSerializer(
-            data=request.data, organizations=selectors.organizations_for_artifacts(request.user)
-        )
+        form = ArtifactUploadSerializer(data=request.data, organizations=organizations_visible_to(request.user))
         form.is_valid(raise_exception=True)
         data = form.validated_data
+        ensure_can(request.user, Capability.MANAGE_ARTIFACTS, data["organization"])
         upload = data["file"]
         artifact = services.upload_artifact(
             organization=data["organization"],
@@ -80,10 +79,6 @@ class ArtifactViewSet(
             ip=request_ip(request),
         )
         return Response(ArtifactSerializer(artifact).data, status=status.HTTP_201_CREATED)
-
-
-def _gateways_for(user: Any, capability: Capability) -> Any:
-    return gateways_visible_to(user).filter(organization__in=organizations_where(user, capability))
 
 
 class AssignmentViewSet(
@@ -103,11 +98,12 @@ class AssignmentViewSet(
     def create(self, request: Request) -> Response:
         form = AssignRequestSerializer(
             data=request.data,
-            gateways=_gateways_for(request.user, Capability.MANAGE_DEPLOYMENTS),
+            gateways=gateways_visible_to(request.user),
             artifacts=selectors.artifacts_visible_to(request.user),
         )
         form.is_valid(raise_exception=True)
         artifact = form.validated_data["artifact"]
+        ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, form.validated_data["gateway"].organization)
         assignment = services.assign(
             gateway=form.validated_data["gateway"],
             artifact_type=artifact.type,
@@ -143,10 +139,9 @@ class LicenseView(FirmwareErrorMixin, APIView):
 
     @extend_schema(request=LicenseRequestSerializer, responses={201: DeviceBundleSerializer})
     def post(self, request: Request) -> Response:
-        form = LicenseRequestSerializer(
-            data=request.data, gateways=_gateways_for(request.user, Capability.MANAGE_DEPLOYMENTS)
-        )
+        form = LicenseRequestSerializer(data=request.data, gateways=gateways_visible_to(request.user))
         form.is_valid(raise_exception=True)
+        ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, form.validated_data["gateway"].organization)
         bundle = services.issue_license(**form.validated_data, actor=request.user, ip=request_ip(request))
         return Response(DeviceBundleSerializer(bundle).data, status=status.HTTP_201_CREATED)
 
@@ -158,10 +153,11 @@ class ConfigBuildView(FirmwareErrorMixin, APIView):
     def post(self, request: Request) -> Response:
         form = ConfigBuildRequestSerializer(
             data=request.data,
-            gateways=_gateways_for(request.user, Capability.MANAGE_DEPLOYMENTS),
+            gateways=gateways_visible_to(request.user),
             templates=selectors.config_templates_visible_to(request.user),
         )
         form.is_valid(raise_exception=True)
+        ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, form.validated_data["gateway"].organization)
         bundle = services.build_config(**form.validated_data, actor=request.user, ip=request_ip(request))
         return Response(DeviceBundleSerializer(bundle).data, status=status.HTTP_201_CREATED)
 

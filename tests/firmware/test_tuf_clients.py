@@ -244,3 +244,59 @@ def test_client_refuses_a_rolled_back_snapshot(served_device: ServedDevice, clie
     )
     with pytest.raises(ClientRefused):
         client.refresh()
+
+
+# ------------------------------------------------------------------ key rotation
+
+
+def _sign_offline_and_import(out: Path, files: list[str], keys: list[Path], monkeypatch: Any) -> None:
+    """What operators do: export, sign on the offline machine with the offline CLI, import."""
+    from django.core.management import call_command
+
+    from firmware import conf
+    from firmware.tuf import offline
+
+    call_command("tuf_export", str(out), stdout=io.StringIO())
+    monkeypatch.setenv("GRIDFLEET_KEY_PASSPHRASE", conf.key_passphrase())
+    for name in files:
+        for key in keys:
+            assert offline.main(["sign", str(out / name), "--key", str(key)]) == 0
+    output = io.StringIO()
+    call_command("tuf_import", *[str(out / name) for name in files], stdout=output)
+    assert "Published" in output.getvalue(), output.getvalue()
+
+
+def test_client_trusting_root_1_follows_root_and_online_key_rotations(
+    served_device: ServedDevice, client_class: type, tmp_path: Path, isolated_var_dir: Path, monkeypatch: Any
+) -> None:
+    from django.core.management import call_command
+
+    from firmware import conf
+    from firmware.tuf import offline
+
+    client = new_client(client_class, served_device, tmp_path / "client")
+    client.refresh()
+    offline_dir = isolated_var_dir / "offline"
+    root_keys = [offline_dir / f"root-{i}.pem" for i in (1, 2)]
+
+    # Root v2: new timestamp and snapshot keys.
+    call_command("tuf_stage", "root", rotate_online=["timestamp", "snapshot"], stdout=io.StringIO())
+    _sign_offline_and_import(tmp_path / "v2", ["2.root.json"], root_keys, monkeypatch)
+
+    # Root v3: replace root key 3 by a new one made on the offline machine.
+    monkeypatch.setenv("GRIDFLEET_KEY_PASSPHRASE", conf.key_passphrase())
+    assert offline.main(["keygen", str(offline_dir / "root-new.pem")]) == 0
+    old_key = json.loads((offline_dir / "root-3.pem.pub.json").read_text())["keyid"]
+    call_command("tuf_stage", "root", add_key=[str(offline_dir / "root-new.pem.pub.json")],
+                 remove_keyid=[old_key], stdout=io.StringIO())
+    _sign_offline_and_import(tmp_path / "v3", ["3.root.json"], root_keys, monkeypatch)
+
+    # New online key for the hash bins: devices v2 signed by the targets key, every bin re-signed.
+    call_command("tuf_stage", "bins-key", stdout=io.StringIO())
+    _sign_offline_and_import(tmp_path / "devices", ["2.devices.json"], [offline_dir / "targets-1.pem"], monkeypatch)
+
+    assignment = assignment_of(client, served_device)
+    assert assignment["firmware"]["version"] == "2.1.0"
+    trusted_root = json.loads((client.metadata_dir / "root.json").read_bytes())
+    assert trusted_root["signed"]["version"] == 3
+    assert old_key not in trusted_root["signed"]["keys"]
