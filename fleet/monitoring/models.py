@@ -15,6 +15,9 @@ from fleet.inventory.models import Gateway, Organization, Site
 
 from .lifecycle import AlarmState, AlarmStatus, Severity
 
+# The labels of an alarm (Alarm.labels): what routes group by and silences match on.
+ALARM_LABELS = ("organization", "site", "gateway", "source", "code", "device", "severity")
+
 
 class MonitoringSettings(models.Model):
     """Per-organization knobs; organizations without a row use the defaults below."""

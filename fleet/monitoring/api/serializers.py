@@ -5,8 +5,12 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
-from fleet.monitoring.lifecycle import SEVERITY_RANK
+from fleet.accounts.selectors import organizations_visible_to
+from fleet.api import StrictFieldsMixin
+from fleet.inventory.models import Organization
+from fleet.monitoring.lifecycle import SEVERITY_RANK, Severity
 from fleet.monitoring.models import (
+    ALARM_LABELS,
     Alarm,
     AlarmTransition,
     LogEntry,
@@ -111,8 +115,19 @@ class TelemetryLatestSerializer(serializers.ModelSerializer[TelemetryLatest]):
         read_only_fields = fields
 
 
-class NotificationRouteSerializer(serializers.ModelSerializer[NotificationRoute]):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+class OrganizationSlugField(serializers.SlugRelatedField[Organization]):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(slug_field="slug", **kwargs)
+
+    def get_queryset(self) -> Any:
+        request = self.context.get("request")
+        return organizations_visible_to(getattr(request, "user", None))
+
+
+class NotificationRouteSerializer(StrictFieldsMixin, serializers.ModelSerializer[NotificationRoute]):
+    organization = OrganizationSlugField()
+    severities = serializers.ListField(child=serializers.ChoiceField(choices=Severity.choices), required=False)
+    group_by = serializers.ListField(child=serializers.ChoiceField(choices=ALARM_LABELS), required=False)
 
     class Meta:
         model = NotificationRoute
@@ -133,11 +148,25 @@ class NotificationRouteSerializer(serializers.ModelSerializer[NotificationRoute]
         extra_kwargs = {"secret": {"write_only": True}}
 
 
-class SilenceSerializer(serializers.ModelSerializer[Silence]):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+class SilenceSerializer(StrictFieldsMixin, serializers.ModelSerializer[Silence]):
+    organization = OrganizationSlugField()
+    matchers = serializers.DictField(child=serializers.CharField(max_length=200, allow_blank=True), allow_empty=False)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = Silence
         fields = ["id", "organization", "matchers", "starts_at", "ends_at", "comment", "created_by", "created"]
         read_only_fields = ["created_by", "created"]
+
+    def validate_matchers(self, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(ALARM_LABELS))
+        if unknown:
+            raise serializers.ValidationError(f"Unknown labels {unknown}; use {', '.join(ALARM_LABELS)}.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        starts = attrs.get("starts_at", getattr(self.instance, "starts_at", None))
+        ends = attrs.get("ends_at", getattr(self.instance, "ends_at", None))
+        if starts and ends and ends <= starts:
+            raise serializers.ValidationError({"ends_at": "must be after starts_at."})
+        return attrs

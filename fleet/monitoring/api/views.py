@@ -1,0 +1,251 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from fleet.accounts.roles import Capability
+from fleet.api import AuditedModelViewSet
+from fleet.audit.services import request_ip
+from fleet.inventory.selectors import gateways_visible_to
+from fleet.monitoring import selectors, services
+from fleet.monitoring.filtersets import AlarmFilterSet, LogEntryFilterSet
+from fleet.monitoring.models import Alarm
+from fleet.uplink.protocol import parse_timestamp
+
+from .serializers import (
+    AlarmActionSerializer,
+    AlarmDetailSerializer,
+    AlarmSerializer,
+    BulkAcknowledgeSerializer,
+    CommentSerializer,
+    LogEntrySerializer,
+    NotificationRouteSerializer,
+    ShelveSerializer,
+    SilenceSerializer,
+    TelemetryLatestSerializer,
+)
+
+
+class AlarmViewSet(viewsets.ReadOnlyModelViewSet[Alarm]):
+    """Alarms of the user's organizations. Viewers read; operators acknowledge, shelve, comment..."""
+
+    read_capability = Capability.VIEW
+    write_capability = Capability.TRIAGE_ALARMS
+    filterset_class = AlarmFilterSet
+    search_fields = ["code", "message", "gateway__serial", "device"]
+    ordering_fields = ["last_raised_at", "raised_at", "severity_rank", "state", "occurrences", "code"]
+    ordering = ["severity_rank", "-last_raised_at"]
+
+    def get_queryset(self) -> QuerySet[Alarm]:
+        return selectors.alarms_visible_to(self.request.user)
+
+    def get_serializer_class(self) -> Any:
+        return AlarmDetailSerializer if self.action == "retrieve" else AlarmSerializer
+
+    def _respond(self, alarm: Alarm) -> Response:
+        return Response(AlarmDetailSerializer(alarm, context={"request": self.request}).data)
+
+    def _run(self, request: Request, name: str) -> Response:
+        form = AlarmActionSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        alarm = services.OPERATOR_ACTIONS[name](
+            alarm=self.get_object(), user=request.user, comment=form.validated_data["comment"], ip=request_ip(request)
+        )
+        return self._respond(alarm)
+
+    @extend_schema(request=AlarmActionSerializer, responses=AlarmDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request: Request, pk: str | None = None) -> Response:
+        return self._run(request, "acknowledge")
+
+    @extend_schema(request=ShelveSerializer, responses=AlarmDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def shelve(self, request: Request, pk: str | None = None) -> Response:
+        form = ShelveSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        alarm = services.shelve_alarm(
+            alarm=self.get_object(),
+            user=request.user,
+            duration=timedelta(minutes=form.validated_data["duration_minutes"]),
+            comment=form.validated_data["comment"],
+            ip=request_ip(request),
+        )
+        return self._respond(alarm)
+
+    @extend_schema(request=AlarmActionSerializer, responses=AlarmDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def unshelve(self, request: Request, pk: str | None = None) -> Response:
+        return self._run(request, "unshelve")
+
+    @extend_schema(request=AlarmActionSerializer, responses=AlarmDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def suppress(self, request: Request, pk: str | None = None) -> Response:
+        return self._run(request, "suppress")
+
+    @extend_schema(request=AlarmActionSerializer, responses=AlarmDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def unsuppress(self, request: Request, pk: str | None = None) -> Response:
+        return self._run(request, "unsuppress")
+
+    @extend_schema(request=AlarmActionSerializer, responses=AlarmDetailSerializer)
+    @action(detail=True, methods=["post"], url_path="remove-from-service")
+    def remove_from_service(self, request: Request, pk: str | None = None) -> Response:
+        return self._run(request, "remove_from_service")
+
+    @extend_schema(request=AlarmActionSerializer, responses=AlarmDetailSerializer)
+    @action(detail=True, methods=["post"], url_path="return-to-service")
+    def return_to_service(self, request: Request, pk: str | None = None) -> Response:
+        return self._run(request, "return_to_service")
+
+    @extend_schema(request=CommentSerializer, responses=AlarmDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def comment(self, request: Request, pk: str | None = None) -> Response:
+        form = CommentSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        alarm = services.comment_on_alarm(
+            alarm=self.get_object(), user=request.user, comment=form.validated_data["comment"], ip=request_ip(request)
+        )
+        return self._respond(alarm)
+
+    @extend_schema(request=BulkAcknowledgeSerializer, responses=dict)
+    @action(detail=False, methods=["post"], url_path="bulk-acknowledge")
+    def bulk_acknowledge(self, request: Request) -> Response:
+        form = BulkAcknowledgeSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        ids = form.validated_data["ids"]
+        alarms = list(self.get_queryset().filter(pk__in=ids))
+        unknown = sorted(set(ids) - {a.pk for a in alarms})
+        if unknown:
+            return Response(
+                {"ids": [f"No such alarm: {', '.join(map(str, unknown))}."]}, status=status.HTTP_400_BAD_REQUEST
+            )
+        result = services.acknowledge_alarms(
+            alarms=alarms, user=request.user, comment=form.validated_data["comment"], ip=request_ip(request)
+        )
+        return Response({"acknowledged": [a.pk for a in result.done], "refused": result.refused})
+
+
+class LogCursorPagination(CursorPagination):
+    ordering = ("-ts", "-id")
+    page_size = 100
+
+
+class LogEntryViewSet(viewsets.ReadOnlyModelViewSet[Any]):
+    """Gateway logs, newest first, with cursor pagination (stable under a live stream of inserts)."""
+
+    serializer_class = LogEntrySerializer
+    filterset_class = LogEntryFilterSet
+    pagination_class = LogCursorPagination
+    ordering = ["-ts", "-id"]
+    ordering_fields: list[str] = []
+    search_fields = ["message", "logger"]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return selectors.logs_visible_to(self.request.user)
+
+
+class TelemetryLatestViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Any]):
+    """Latest value of every point; filter with ?gateway=<id>&device=<key>."""
+
+    serializer_class = TelemetryLatestSerializer
+    filterset_fields = ["gateway", "device", "point"]
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return selectors.telemetry_latest_visible_to(self.request.user).order_by("gateway", "device", "point")
+
+
+class SeriesQuerySerializer(serializers.Serializer[Any]):
+    gateway = serializers.IntegerField()
+    device = serializers.CharField(max_length=200)
+    point = serializers.CharField(max_length=64)
+    since = serializers.CharField(required=False)
+    until = serializers.CharField(required=False)
+    max_points = serializers.IntegerField(min_value=2, max_value=5000, default=500)
+
+    def _time(self, value: str | None, default: datetime) -> datetime:
+        if not value:
+            return default
+        try:
+            return parse_timestamp(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(f"{exc} (RFC 3339, e.g. 2026-11-26T13:00:00Z)") from None
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        now = timezone.now()
+        attrs["until"] = self._time(attrs.get("until"), now)
+        attrs["since"] = self._time(attrs.get("since"), attrs["until"] - timedelta(hours=24))
+        if attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError({"since": "must be before until."})
+        return attrs
+
+
+class TelemetrySeriesView(APIView):
+    """A point over time, downsampled to at most max_points buckets (avg/min/max per bucket)."""
+
+    read_capability = Capability.VIEW
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(name, str, required=name in {"gateway", "device", "point"})
+            for name in ("gateway", "device", "point", "since", "until", "max_points")
+        ],
+        responses=dict,
+    )
+    def get(self, request: Request) -> Response:
+        query = SeriesQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        q = query.validated_data
+        gateway = get_object_or_404(gateways_visible_to(request.user), pk=q["gateway"])
+        bucket, points = selectors.telemetry_series(
+            gateway=gateway,
+            device=q["device"],
+            point=q["point"],
+            since=q["since"],
+            until=q["until"],
+            max_points=q["max_points"],
+        )
+        return Response(
+            {
+                "gateway": gateway.pk,
+                "device": q["device"],
+                "point": q["point"],
+                "since": q["since"],
+                "until": q["until"],
+                "bucket_seconds": bucket,
+                "points": [{"ts": p.ts, "avg": p.avg, "min": p.min, "max": p.max, "count": p.count} for p in points],
+            }
+        )
+
+
+class NotificationRouteViewSet(AuditedModelViewSet):
+    """Where alarm notifications go; admins manage them."""
+
+    selector = selectors.notification_routes_visible_to
+    serializer_class = NotificationRouteSerializer
+    read_capability = Capability.VIEW
+    write_capability = Capability.MANAGE_SETTINGS
+
+
+class SilenceViewSet(AuditedModelViewSet):
+    """Time-boxed silences of notifications (not of the console); operators manage them."""
+
+    selector = selectors.silences_visible_to
+    serializer_class = SilenceSerializer
+    read_capability = Capability.VIEW
+    write_capability = Capability.TRIAGE_ALARMS
+
+    def perform_create(self, serializer: Any) -> None:
+        serializer.validated_data["created_by"] = self.request.user
+        super().perform_create(serializer)

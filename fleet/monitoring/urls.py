@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("alarms/", views.AlarmConsoleView.as_view(), name="alarm-console"),
+    path("alarms/acknowledge/", views.AlarmBulkAcknowledgeView.as_view(), name="alarm-bulk-acknowledge"),
+    path("alarms/<int:pk>/", views.AlarmDetailView.as_view(), name="alarm-detail"),
+    path("alarms/<int:pk>/<slug:action>/", views.AlarmActionView.as_view(), name="alarm-action"),
+    path("logs/", views.LogSearchView.as_view(), name="log-search"),
+    path("gateways/<int:pk>/logs/", views.GatewayLogView.as_view(), name="gateway-logs"),
+    path("gateways/<int:pk>/telemetry/", views.GatewayTelemetryView.as_view(), name="gateway-telemetry"),
+]
