@@ -55,10 +55,9 @@ def ensure_demo_admin() -> DemoCredentials:
 @transaction.atomic
 def ensure_demo_fleet(*, gateways_per_site: int = 2) -> list[Gateway]:
     organizations = {
-        "sunrise-solar": Organization.objects.get_or_create(
-            slug="sunrise-solar", defaults={"name": "Sunrise Solar Installers", "kind": Organization.Kind.INSTALLER})[0],
-        "valley-der": Organization.objects.get_or_create(
-            slug="valley-der", defaults={"name": "Valley DER Aggregator", "kind": Organization.Kind.AGGREGATOR})[0],
+        slug: Organization.objects.get_or_create(slug=slug, defaults={"name": name, "kind": kind})[0]
+        for slug, name, kind in [("sunrise-solar", "Sunrise Solar Installers", Organization.Kind.INSTALLER),
+                                 ("valley-der", "Valley DER Aggregator", Organization.Kind.AGGREGATOR)]
     }
     pilot = Tag.objects.get_or_create(slug="pilot", defaults={"name": "pilot"})[0]
     gateways: list[Gateway] = []
