@@ -25,15 +25,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tuf.api import exceptions  # noqa: E402
-from tuf.api.metadata import TargetFile  # noqa: E402
-from tuf.ngclient import Updater  # noqa: E402
-from tuf.ngclient.fetcher import FetcherInterface  # noqa: E402
+from tuf.api import exceptions
+from tuf.api.metadata import TargetFile
+from tuf.ngclient import Updater
+from tuf.ngclient.fetcher import FetcherInterface
 
-from firmware.tuf.bootstrap import generate_offline_keys, initialise  # noqa: E402
-from firmware.tuf.keys import OnlineKeyring  # noqa: E402
-from firmware.tuf.layout import SNAPSHOT, recommended_bit_length  # noqa: E402
-from firmware.tuf.repository import TufRepository  # noqa: E402
+from firmware.tuf.bootstrap import generate_offline_keys, initialise
+from firmware.tuf.keys import OnlineKeyring
+from firmware.tuf.layout import SNAPSHOT, recommended_bit_length
+from firmware.tuf.repository import TufRepository
 
 PASSPHRASE = "bench-only"
 
@@ -115,13 +115,21 @@ def main() -> None:
     root = (metadata_dir / "1.root.json").read_bytes()
     client_dir = work / "client"
     client_dir.mkdir()
-    served = {f"devices/{watched}/{hashlib.sha256(d).hexdigest()}.{n.rsplit('/', 1)[1]}": d
-              for n, d in watched_targets.items()}
+    served = {
+        f"devices/{watched}/{hashlib.sha256(d).hexdigest()}.{n.rsplit('/', 1)[1]}": d
+        for n, d in watched_targets.items()
+    }
     fetcher = CountingFetcher(metadata_dir, served)
 
     def poll(download: list[str]) -> tuple[int, int, int]:
-        updater = Updater(str(client_dir), "bench://metadata/", str(client_dir), "bench://targets/",
-                          fetcher=fetcher, bootstrap=root if not (client_dir / "root.json").exists() else None)
+        updater = Updater(
+            str(client_dir),
+            "bench://metadata/",
+            str(client_dir),
+            "bench://targets/",
+            fetcher=fetcher,
+            bootstrap=root if not (client_dir / "root.json").exists() else None,
+        )
         updater.refresh()
         for name in download:
             info = updater.get_targetinfo(name)
@@ -147,24 +155,43 @@ def main() -> None:
         new_bins[name] = list(current.values())
     repo.publish(bins=new_bins)
     publish_one_seconds = time.perf_counter() - t0
-    served.update({f"devices/{watched}/{hashlib.sha256(d).hexdigest()}.{n.rsplit('/', 1)[1]}": d
-                   for n, d in changed.items()})
+    served.update(
+        {f"devices/{watched}/{hashlib.sha256(d).hexdigest()}.{n.rsplit('/', 1)[1]}": d for n, d in changed.items()}
+    )
     # The agent refreshes, reads its new assignment and fetches the bundle it names.
     after_change = poll(list(changed))
 
     kb = 1024
-    print(f"gateways                      {args.gateways:,} x 2 device targets ({2 * args.gateways:,} targets)")
-    print(f"hash bins                     {len(bin_sizes)} (bit length {bit_length})")
-    print(f"total time                    {total_seconds:.1f} s  (init {init_seconds:.1f} s, hash/group "
-          f"{build_seconds:.1f} s, sign+write {len(result.bins)} bins + snapshot + timestamp {sign_seconds:.1f} s)")
-    print(f"bin size                      mean {statistics.mean(bin_sizes) / kb:.1f} KB, max {max(bin_sizes) / kb:.1f} KB")
-    print(f"snapshot size                 {len(snapshot_bytes) / kb:.1f} KB ({len(gzip.compress(snapshot_bytes)) / kb:.1f} KB gzipped)")
-    print(f"timestamp size                {timestamp_size} B")
-    print(f"cold start (first poll)       {cold[0] / kb:.1f} KB metadata + {cold[1] / kb:.1f} KB targets, {cold[2]} requests")
-    print(f"idle poll                     {idle[0] + idle[1]} B in {idle[2]} requests (root N+1 probe 404 + timestamp)")
-    print(f"poll after own bundle changed {after_change[0] / kb:.1f} KB metadata (timestamp, snapshot, changed bins)"
-          f" + {after_change[1] / kb:.1f} KB targets (assignment + bundle), {after_change[2]} requests")
-    print(f"publish one gateway's change  {publish_one_seconds * 1000:.0f} ms ({len(touched)} bins + snapshot + timestamp)")
+    snapshot_gz = len(gzip.compress(snapshot_bytes))
+    lines = [
+        ("gateways", f"{args.gateways:,} x 2 device targets ({2 * args.gateways:,} targets)"),
+        ("hash bins", f"{len(bin_sizes)} (bit length {bit_length})"),
+        (
+            "total time",
+            f"{total_seconds:.1f} s (init {init_seconds:.1f} s, hash/group {build_seconds:.1f} s, "
+            f"sign+write {len(result.bins)} bins + snapshot + timestamp {sign_seconds:.1f} s)",
+        ),
+        ("bin size", f"mean {statistics.mean(bin_sizes) / kb:.1f} KB, max {max(bin_sizes) / kb:.1f} KB"),
+        ("snapshot size", f"{len(snapshot_bytes) / kb:.1f} KB ({snapshot_gz / kb:.1f} KB gzipped)"),
+        ("timestamp size", f"{timestamp_size} B"),
+        (
+            "cold start (first poll)",
+            f"{cold[0] / kb:.1f} KB metadata + {cold[1] / kb:.1f} KB targets, {cold[2]} requests",
+        ),
+        ("idle poll", f"{idle[0] + idle[1]} B in {idle[2]} requests (root N+1 probe 404 + timestamp)"),
+        (
+            "poll after own bundle changed",
+            f"{after_change[0] / kb:.1f} KB metadata (timestamp, snapshot, changed "
+            f"bins) + {after_change[1] / kb:.1f} KB targets (assignment + bundle), "
+            f"{after_change[2]} requests",
+        ),
+        (
+            "publish one gateway's change",
+            f"{publish_one_seconds * 1000:.0f} ms ({len(touched)} bins + snapshot + timestamp)",
+        ),
+    ]
+    for label, value in lines:
+        print(f"{label:<30}{value}")
 
 
 if __name__ == "__main__":

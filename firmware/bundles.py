@@ -88,7 +88,7 @@ def check_bundle(
     if declared_sha256 is not None and declared_sha256.lower() != sha256:
         raise BundleError(f"declared sha256 {declared_sha256} but the upload hashes to {sha256}")
     try:
-        archive = tarfile.open(fileobj=fileobj, mode="r:*")  # noqa: SIM115 (closed below)
+        archive = tarfile.open(fileobj=fileobj, mode="r:*")
     except tarfile.TarError as e:
         raise BundleError(f"not a tar archive: {e}") from e
     try:

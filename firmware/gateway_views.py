@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from pki.authentication import GatewayTokenAuthentication, IsGateway
 
 from . import conf, services
-from .repo import get_keyring, LICENSE
+from .repo import LICENSE, get_keyring
 from .tuf.keys import key_to_json
 from .tuf.layout import device_target_path
 

@@ -163,6 +163,9 @@ class PendingBin(models.Model):
     bin_name = models.CharField(max_length=16, db_index=True)
     created = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return self.bin_name
+
 
 class ConfigTemplate(models.Model):
     """Files rendered with Django template syntax from values validated by a JSON schema."""
@@ -198,6 +201,9 @@ class ConfigValues(models.Model):
             models.UniqueConstraint(fields=["template", "site"], name="unique_site_values"),
             models.UniqueConstraint(fields=["template", "gateway"], name="unique_gateway_values"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.template} values for {self.site or self.gateway}"
 
     @property
     def organization(self) -> Organization:

@@ -32,6 +32,7 @@ from .errors import (
     FirmwareError,
     IncompatibleArtifactError,
 )
+from .locks import publisher_lock
 from .models import (
     Artifact,
     ArtifactType,
@@ -43,7 +44,6 @@ from .models import (
     PendingBin,
     UpdateChannel,
 )
-from .locks import publisher_lock
 from .repo import get_repository, license_signer
 from .tuf.layout import FIRMWARE, device_target_path
 from .tuf.repository import PublishResult
@@ -398,7 +398,14 @@ def _next_bundle_version(gateway: Gateway, kind: str) -> int:
 
 
 def _assign_bundle(
-    *, gateway: Gateway, kind: str, name: str, files: dict[str, bytes], source: dict[str, Any], actor: Any, ip: str | None
+    *,
+    gateway: Gateway,
+    kind: str,
+    name: str,
+    files: dict[str, bytes],
+    source: dict[str, Any],
+    actor: Any,
+    ip: str | None,
 ) -> DeviceBundle:
     version = _next_bundle_version(gateway, kind)
     data = bundles.build_bundle(type=kind, name=name, version=str(version), files=files)

@@ -33,7 +33,7 @@ def metadata(request: HttpRequest, name: str) -> FileResponse:
         raise Http404("no such metadata file")
     path = conf.tuf_dir() / "metadata" / name
     try:
-        handle = open(path, "rb")  # noqa: SIM115 (FileResponse closes it)
+        handle = open(path, "rb")
     except FileNotFoundError as e:
         # 404, never 403: clients probe N+1.root.json on every refresh and treat 404 as "no newer root".
         raise Http404("no such metadata file") from e

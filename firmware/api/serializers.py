@@ -17,8 +17,18 @@ class ArtifactSerializer(serializers.ModelSerializer[Artifact]):
     class Meta:
         model = Artifact
         fields = [
-            "id", "organization", "type", "name", "version", "hardware_models", "release_notes",
-            "sha256", "size", "target_path", "manifest", "created",
+            "id",
+            "organization",
+            "type",
+            "name",
+            "version",
+            "hardware_models",
+            "release_notes",
+            "sha256",
+            "size",
+            "target_path",
+            "manifest",
+            "created",
         ]
         read_only_fields = fields
 
@@ -39,9 +49,7 @@ class ArtifactUploadSerializer(serializers.Serializer[Any]):
     type = serializers.ChoiceField(choices=ArtifactType.choices)
     name = serializers.RegexField(r"^[a-z0-9][a-z0-9._-]{0,63}$")
     version = serializers.CharField(max_length=64)
-    hardware_models = CommaSeparatedListField(
-        child=serializers.CharField(max_length=64), required=False, default=list
-    )
+    hardware_models = CommaSeparatedListField(child=serializers.CharField(max_length=64), required=False, default=list)
     release_notes = serializers.CharField(required=False, allow_blank=True, default="")
     file = serializers.FileField()
     size = serializers.IntegerField(required=False, min_value=0, help_text="Declared size in bytes.")

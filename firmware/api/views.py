@@ -43,7 +43,10 @@ class FirmwareErrorMixin:
 
 
 class ArtifactViewSet(
-    FirmwareErrorMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+    FirmwareErrorMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
     viewsets.GenericViewSet,
 ):
     """Uploaded bundles. Created by multipart upload (streamed to disk), never changed afterwards."""
@@ -82,7 +85,10 @@ class ArtifactViewSet(
 
 
 class AssignmentViewSet(
-    FirmwareErrorMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+    FirmwareErrorMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
     """What each gateway must run. POST assigns an artifact; DELETE stops managing that type."""
@@ -117,7 +123,9 @@ class AssignmentViewSet(
         assignment = self.get_object()
         ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, assignment.gateway.organization)
         services.unassign(
-            gateway=assignment.gateway, artifact_type=assignment.artifact_type, actor=request.user,
+            gateway=assignment.gateway,
+            artifact_type=assignment.artifact_type,
+            actor=request.user,
             ip=request_ip(request),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -163,7 +171,10 @@ class ConfigBuildView(FirmwareErrorMixin, APIView):
 
 
 class ConfigTemplateViewSet(
-    FirmwareErrorMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+    FirmwareErrorMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
     viewsets.GenericViewSet,
 ):
     serializer_class = ConfigTemplateSerializer
@@ -182,7 +193,10 @@ class ConfigTemplateViewSet(
 
 
 class ConfigValuesViewSet(
-    FirmwareErrorMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+    FirmwareErrorMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
     viewsets.GenericViewSet,
 ):
     """Site or gateway values for a template; POST again to replace them."""

@@ -84,9 +84,7 @@ def generate_key_file(private_path: Path, passphrase: str) -> Key:
     `<private_path>.pub.json` (the TUF public key with its keyid); return the public key."""
     private_key = Ed25519PrivateKey.generate()
     public_key = SSlibKey.from_crypto(private_key.public_key())
-    pem = private_key.private_bytes(
-        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(passphrase.encode())
-    )
+    pem = private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(passphrase.encode()))
     private_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -195,7 +193,5 @@ class OnlineKeyring:
     def signer(self, role: str) -> Signer:
         if role not in self._signers:
             key = OnlineKey.from_json(self._read()["active"][role])
-            self._signers[role] = Signer.from_priv_key_uri(
-                key.uri, key.public_key, lambda _name: self._passphrase()
-            )
+            self._signers[role] = Signer.from_priv_key_uri(key.uri, key.public_key, lambda _name: self._passphrase())
         return self._signers[role]

@@ -1,10 +1,10 @@
 """Names, path patterns and lifetimes of the Gridfleet repository layout (PEP 458 shape).
 
-    root (offline, 2 of 3) -> targets (offline)
-        -> firmware   "firmware/*/*"  release keys (offline-capable)
-        -> devices    "devices/*/*"   static role holding a TAP 15 succinct_roles delegation
-            -> bins-000 .. bins-<2^k-1>  online key
-    snapshot, timestamp: online keys
+root (offline, 2 of 3) -> targets (offline)
+    -> firmware   "firmware/*/*"  release keys (offline-capable)
+    -> devices    "devices/*/*"   static role holding a TAP 15 succinct_roles delegation
+        -> bins-000 .. bins-<2^k-1>  online key
+snapshot, timestamp: online keys
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ from tuf.api.metadata import (
     MetaFile,
     Root,
     Snapshot,
-    Targets,
     TargetFile,
+    Targets,
     Timestamp,
 )
 from tuf.api.serialization.json import JSONSerializer
@@ -210,9 +210,7 @@ class TufRepository:
             f"{role}.json": MetaFile(version=self.version(role))
             for role in [TARGETS, FIRMWARE, DEVICES, *self.bin_names]
         }
-        snapshot = Snapshot(
-            version=self._next_version(SNAPSHOT), expires=now + self.lifetimes.snapshot, meta=meta
-        )
+        snapshot = Snapshot(version=self._next_version(SNAPSHOT), expires=now + self.lifetimes.snapshot, meta=meta)
         snapshot_bytes = self._write_role(SNAPSHOT, Metadata(snapshot), [self.keyring.signer(SNAPSHOT)])
         timestamp = Timestamp(
             version=self._next_version(TIMESTAMP),
@@ -288,9 +286,7 @@ class TufRepository:
                         f"{role} expires {self.expires(role).isoformat()}: stage a re-signed version "
                         f"(tuf_stage resign {role}), sign it offline and import it"
                     )
-        stale = any(
-            self.expires(role) - now < self.lifetimes.online_margin(role) for role in (SNAPSHOT, TIMESTAMP)
-        )
+        stale = any(self.expires(role) - now < self.lifetimes.online_margin(role) for role in (SNAPSHOT, TIMESTAMP))
         if result.bins or result.offline_roles or stale:
             self._publish_snapshot_and_timestamp(result, now)
         return result
@@ -375,8 +371,12 @@ class TufRepository:
         )
         return [
             self._stage(role, Metadata(signed))
-            for role, signed in ((ROOT, root), (TARGETS, targets), (FIRMWARE, Targets(expires=expires)),
-                                 (DEVICES, devices))
+            for role, signed in (
+                (ROOT, root),
+                (TARGETS, targets),
+                (FIRMWARE, Targets(expires=expires)),
+                (DEVICES, devices),
+            )
         ]
 
     def draft_root(
@@ -512,9 +512,10 @@ class TufRepository:
         # Make keys named in the new metadata active.
         root = self.load(ROOT).signed
         for role in (SNAPSHOT, TIMESTAMP):
-            if self.keyring.has_pending(role) and self.keyring.public_key(role, pending=True).keyid in root.roles[
-                role
-            ].keyids:
+            if (
+                self.keyring.has_pending(role)
+                and self.keyring.public_key(role, pending=True).keyid in root.roles[role].keyids
+            ):
                 self.keyring.promote(role)
         rotated_bins = False
         if self.keyring.has_pending(BINS):
@@ -547,4 +548,3 @@ class TufRepository:
             "bins": len(bins),
             "staged": {role: vars(self.signing_status(role)) for role in self.staged_roles()},
         }
-

@@ -19,7 +19,9 @@ def make_bundle(
     manifest_overrides: dict[str, Any] | None = None,
     extra_members: dict[str, bytes] | None = None,
 ) -> bytes:
-    files = files if files is not None else {"rootfs.img": b"root filesystem " * 64, "scripts/install.sh": b"#!/bin/sh\n"}
+    files = (
+        files if files is not None else {"rootfs.img": b"root filesystem " * 64, "scripts/install.sh": b"#!/bin/sh\n"}
+    )
     manifest: dict[str, Any] = {
         "format": "gridfleet-bundle/1",
         "type": type,

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from fleet.audit.models import AuditEntry
 from firmware.models import Artifact, Assignment, Blob, DeviceTarget, PendingBin
 from firmware.repo import get_repository
 from firmware.services import publish
+from fleet.audit.models import AuditEntry
 from tests.factories import GatewayFactory, OrganizationFactory, member
 from tests.firmware.bundles import make_bundle
 
@@ -21,8 +21,14 @@ ARTIFACTS = "/api/firmware/artifacts/"
 
 
 def upload(client: Any, organization: Any, bundle: bytes, **fields: Any) -> Any:
-    data = {"organization": organization.pk, "type": "firmware", "name": "gw-os", "version": "2.1.0",
-            "file": io.BytesIO(bundle), **fields}
+    data = {
+        "organization": organization.pk,
+        "type": "firmware",
+        "name": "gw-os",
+        "version": "2.1.0",
+        "file": io.BytesIO(bundle),
+        **fields,
+    }
     return client.post(ARTIFACTS, data, format="multipart")
 
 
@@ -39,8 +45,14 @@ def operator(api_client_for: Any, users: dict[str, Any]) -> Any:
         (make_bundle(), {"sha256": "0" * 64}, "declared sha256 0000"),
         (make_bundle(version="2.0.0"), {}, "declared version '2.1.0' but the manifest says '2.0.0'"),
         (make_bundle(extra_members={"evil.sh": b"rm -rf /"}), {}, "evil.sh is in the archive but not listed"),
-        (make_bundle(manifest_overrides={"files": {"rootfs.img": {"sha256": "1" * 64, "length": 1024}}},
-                     files={"rootfs.img": b"x" * 1024}), {}, "rootfs.img does not match its sha256"),
+        (
+            make_bundle(
+                manifest_overrides={"files": {"rootfs.img": {"sha256": "1" * 64, "length": 1024}}},
+                files={"rootfs.img": b"x" * 1024},
+            ),
+            {},
+            "rootfs.img does not match its sha256",
+        ),
         (b"definitely not a tar archive", {}, "not a tar archive"),
         (make_bundle(), {"version": "2.1"}, "not a semantic version"),
     ],
@@ -99,25 +111,35 @@ def test_viewers_cannot_upload_and_other_tenants_cannot_see_artifacts(
 def test_upload_through_the_web_ui_shows_refusals(users: dict[str, Any], organization: Any) -> None:
     browser = Client()
     browser.force_login(users["operator"])
-    refused = browser.post("/firmware/upload/", {
-        "organization": organization.pk, "type": "config", "name": "gw-os", "version": "2.1.0",
-        "file": io.BytesIO(make_bundle()),
-    })
+    refused = browser.post(
+        "/firmware/upload/",
+        {
+            "organization": organization.pk,
+            "type": "config",
+            "name": "gw-os",
+            "version": "2.1.0",
+            "file": io.BytesIO(make_bundle()),
+        },
+    )
     assert refused.status_code == 400
     assert "declared type &#x27;config&#x27; but the manifest says &#x27;firmware&#x27;" in refused.content.decode()
-    accepted = browser.post("/firmware/upload/", {
-        "organization": organization.pk, "type": "firmware", "name": "gw-os", "version": "2.1.0",
-        "file": io.BytesIO(make_bundle()),
-    })
+    accepted = browser.post(
+        "/firmware/upload/",
+        {
+            "organization": organization.pk,
+            "type": "firmware",
+            "name": "gw-os",
+            "version": "2.1.0",
+            "file": io.BytesIO(make_bundle()),
+        },
+    )
     assert accepted.status_code == 302
     assert "gw-os" in browser.get(accepted["Location"]).content.decode()
     assert "gw-os" in browser.get("/firmware/").content.decode()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_assignment_is_refused_for_incompatible_hardware(
-    tuf_repo: Any, operator: Any, organization: Any
-) -> None:
+def test_assignment_is_refused_for_incompatible_hardware(tuf_repo: Any, operator: Any, organization: Any) -> None:
     artifact_id = upload(operator, organization, make_bundle(hardware_models=["GF-200"])).json()["id"]
     gateway = GatewayFactory(organization=organization, hardware_model="GF-100")
     response = operator.post("/api/firmware/assignments/", {"gateway": gateway.pk, "artifact": artifact_id})
@@ -132,9 +154,12 @@ def test_assignment_marks_only_the_gateways_bins_and_publish_signs_them(
 ) -> None:
     artifact_id = upload(operator, organization, make_bundle()).json()["id"]
     gateway = GatewayFactory(organization=organization)
-    assert api_client_for(users["viewer"]).post(
-        "/api/firmware/assignments/", {"gateway": gateway.pk, "artifact": artifact_id}
-    ).status_code == 403
+    assert (
+        api_client_for(users["viewer"])
+        .post("/api/firmware/assignments/", {"gateway": gateway.pk, "artifact": artifact_id})
+        .status_code
+        == 403
+    )
     response = operator.post("/api/firmware/assignments/", {"gateway": gateway.pk, "artifact": artifact_id})
     assert response.status_code == 201, response.content
     # The publish task ran on commit (eager in the embedded default).
@@ -152,21 +177,42 @@ def test_config_values_that_break_the_schema_are_refused_with_the_path(
     tuf_repo: Any, operator: Any, organization: Any
 ) -> None:
     gateway = GatewayFactory(organization=organization)
-    template = operator.post("/api/firmware/config-templates/", {
-        "organization": organization.pk, "name": "limits",
-        "schema": {"type": "object", "properties": {"export_limit_kw": {"type": "number", "maximum": 100}}},
-        "files": {"limits.conf": "{{ values.export_limit_kw }}"},
-    }, format="json").json()
-    assert operator.post("/api/firmware/config-values/", {
-        "template": template["id"], "gateway": gateway.pk, "values": {"export_limit_kw": 250},
-    }, format="json").status_code == 201
+    template = operator.post(
+        "/api/firmware/config-templates/",
+        {
+            "organization": organization.pk,
+            "name": "limits",
+            "schema": {"type": "object", "properties": {"export_limit_kw": {"type": "number", "maximum": 100}}},
+            "files": {"limits.conf": "{{ values.export_limit_kw }}"},
+        },
+        format="json",
+    ).json()
+    assert (
+        operator.post(
+            "/api/firmware/config-values/",
+            {
+                "template": template["id"],
+                "gateway": gateway.pk,
+                "values": {"export_limit_kw": 250},
+            },
+            format="json",
+        ).status_code
+        == 201
+    )
     response = operator.post("/api/firmware/configs/", {"gateway": gateway.pk, "template": template["id"]})
     assert response.status_code == 400
     assert response.json()["error"] == "config_invalid"
     assert "export_limit_kw" in response.json()["detail"]
-    bad_schema = operator.post("/api/firmware/config-templates/", {
-        "organization": organization.pk, "name": "broken", "schema": {"type": "nonsense"}, "files": {},
-    }, format="json")
+    bad_schema = operator.post(
+        "/api/firmware/config-templates/",
+        {
+            "organization": organization.pk,
+            "name": "broken",
+            "schema": {"type": "nonsense"},
+            "files": {},
+        },
+        format="json",
+    )
     assert bad_schema.status_code == 400
 
 

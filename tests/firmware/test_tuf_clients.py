@@ -45,8 +45,13 @@ class ServedDevice:
 
 @pytest.fixture
 def served_device(
-    live_server: Any, transactional_db: None, tuf_repo: Any, organization: Any, users: dict[str, Any],
-    enroll_gateway: Any, api_client_for: Any,
+    live_server: Any,
+    transactional_db: None,
+    tuf_repo: Any,
+    organization: Any,
+    users: dict[str, Any],
+    enroll_gateway: Any,
+    api_client_for: Any,
 ) -> ServedDevice:
     enrolled = enroll_gateway(GatewayFactory(organization=organization, hardware_model="GF-100"))
     gateway = enrolled.gateway
@@ -54,29 +59,46 @@ def served_device(
     firmware = make_bundle(name="gw-os", version="2.1.0", files=FIRMWARE_FILES)
     response = operator.post(
         "/api/firmware/artifacts/",
-        {"organization": organization.pk, "type": "firmware", "name": "gw-os", "version": "2.1.0",
-         "file": io.BytesIO(firmware), "size": len(firmware)},
+        {
+            "organization": organization.pk,
+            "type": "firmware",
+            "name": "gw-os",
+            "version": "2.1.0",
+            "file": io.BytesIO(firmware),
+            "size": len(firmware),
+        },
         format="multipart",
     )
     assert response.status_code == 201, response.content
     response = operator.post("/api/firmware/assignments/", {"gateway": gateway.pk, "artifact": response.data["id"]})
     assert response.status_code == 201, response.content
-    response = operator.post("/api/firmware/config-templates/", {
-        "organization": organization.pk, "name": "site-default",
-        "schema": {"type": "object", "required": ["export_limit_kw"],
-                   "properties": {"export_limit_kw": {"type": "number", "maximum": 100}, "poll_s": {"type": "integer"}}},
-        "files": {"limits.conf": "export_limit_kw={{ values.export_limit_kw }}\nserial={{ gateway.serial }}\n"},
-    }, format="json")
+    response = operator.post(
+        "/api/firmware/config-templates/",
+        {
+            "organization": organization.pk,
+            "name": "site-default",
+            "schema": {
+                "type": "object",
+                "required": ["export_limit_kw"],
+                "properties": {"export_limit_kw": {"type": "number", "maximum": 100}, "poll_s": {"type": "integer"}},
+            },
+            "files": {"limits.conf": "export_limit_kw={{ values.export_limit_kw }}\nserial={{ gateway.serial }}\n"},
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.content
     template_id = response.data["id"]
-    for level in ({"site": gateway.site_id, "values": {"export_limit_kw": 10, "poll_s": 300}},
-                  {"gateway": gateway.pk, "values": {"export_limit_kw": 7.5}}):
+    for level in (
+        {"site": gateway.site_id, "values": {"export_limit_kw": 10, "poll_s": 300}},
+        {"gateway": gateway.pk, "values": {"export_limit_kw": 7.5}},
+    ):
         response = operator.post("/api/firmware/config-values/", {"template": template_id, **level}, format="json")
         assert response.status_code == 201, response.content
     response = operator.post("/api/firmware/configs/", {"gateway": gateway.pk, "template": template_id})
     assert response.status_code == 201, response.content
     response = operator.post(
-        "/api/firmware/licenses/", {"gateway": gateway.pk, "limits": {"field_devices": 20}, "features": ["export_limit"]},
+        "/api/firmware/licenses/",
+        {"gateway": gateway.pk, "limits": {"field_devices": 20}, "features": ["export_limit"]},
         format="json",
     )
     assert response.status_code == 201, response.content
@@ -287,8 +309,13 @@ def test_client_trusting_root_1_follows_root_and_online_key_rotations(
     monkeypatch.setenv("GRIDFLEET_KEY_PASSPHRASE", conf.key_passphrase())
     assert offline.main(["keygen", str(offline_dir / "root-new.pem")]) == 0
     old_key = json.loads((offline_dir / "root-3.pem.pub.json").read_text())["keyid"]
-    call_command("tuf_stage", "root", add_key=[str(offline_dir / "root-new.pem.pub.json")],
-                 remove_keyid=[old_key], stdout=io.StringIO())
+    call_command(
+        "tuf_stage",
+        "root",
+        add_key=[str(offline_dir / "root-new.pem.pub.json")],
+        remove_keyid=[old_key],
+        stdout=io.StringIO(),
+    )
     _sign_offline_and_import(tmp_path / "v3", ["3.root.json"], root_keys, monkeypatch)
 
     # New online key for the hash bins: devices v2 signed by the targets key, every bin re-signed.

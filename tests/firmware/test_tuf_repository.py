@@ -41,7 +41,9 @@ def offline_keys(tmp_path: Path) -> OfflineKeys:
 
 @pytest.fixture
 def repo(tmp_path: Path, clock: Clock, offline_keys: OfflineKeys) -> TufRepository:
-    repository = TufRepository(tmp_path / "repo", OnlineKeyring(tmp_path / "repo" / "keys", lambda: PASSPHRASE), clock=clock)
+    repository = TufRepository(
+        tmp_path / "repo", OnlineKeyring(tmp_path / "repo" / "keys", lambda: PASSPHRASE), clock=clock
+    )
     initialise(repository, offline_keys, bit_length=4)
     return repository
 
@@ -56,7 +58,8 @@ def test_initial_publish_has_pep458_layout_with_succinct_bins(repo: TufRepositor
     assert root.roles[ROOT].threshold == 2 and len(root.roles[ROOT].keyids) == 3
     targets = repo.load("targets").signed
     assert {r.name: r.paths for r in targets.delegations.roles.values()} == {
-        "firmware": ["firmware/*/*"], "devices": ["devices/*/*"],
+        "firmware": ["firmware/*/*"],
+        "devices": ["devices/*/*"],
     }
     devices = repo.load(DEVICES).signed
     assert devices.delegations.roles is None

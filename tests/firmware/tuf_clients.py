@@ -52,8 +52,12 @@ class PythonTufClient:
 
     def _updater(self) -> Updater:
         return Updater(
-            str(self.metadata_dir), self.metadata_url, str(self.targets_dir), self.targets_url,
-            fetcher=BearerFetcher(self.bearer), bootstrap=None,
+            str(self.metadata_dir),
+            self.metadata_url,
+            str(self.targets_dir),
+            self.targets_url,
+            fetcher=BearerFetcher(self.bearer),
+            bootstrap=None,
         )
 
     def refresh(self) -> None:
@@ -106,8 +110,15 @@ class JsTufClient:
     def download(self, target: str) -> bytes:
         shutil.rmtree(self.targets_dir, ignore_errors=True)
         self._run(
-            "--metadata-url", self.metadata_url, "--target-name", target,
-            "--target-base-url", self.targets_url, "--target-dir", str(self.targets_dir), "download",
+            "--metadata-url",
+            self.metadata_url,
+            "--target-name",
+            target,
+            "--target-base-url",
+            self.targets_url,
+            "--target-dir",
+            str(self.targets_dir),
+            "download",
         )
         return (self.targets_dir / target.replace("/", "%2F")).read_bytes()
 
@@ -119,7 +130,11 @@ def ensure_tuf_js() -> str | None:
     if (JS_DIR / "node_modules" / "tuf-js").exists():
         return None
     done = subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, capture_output=True, text=True, timeout=300,
+        ["npm", "ci", "--no-audit", "--no-fund"],
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
         check=False,
     )
     if done.returncode != 0:

@@ -7,10 +7,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from fleet.audit.services import record
 from firmware import services
 from firmware.repo import get_repository, reset
 from firmware.tuf.errors import RepositoryError, ThresholdNotMetError
+from fleet.audit.services import record
 
 
 class Command(BaseCommand):

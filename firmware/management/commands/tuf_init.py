@@ -12,13 +12,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from fleet.audit.services import record
 from firmware import conf, services
 from firmware.repo import RELEASE, get_keyring, get_repository
 from firmware.tuf.bootstrap import generate_offline_keys, sign_staged
 from firmware.tuf.errors import RepositoryError
 from firmware.tuf.keys import load_public_key
 from firmware.tuf.layout import DEVICES, FIRMWARE, ROOT, TARGETS, recommended_bit_length
+from fleet.audit.services import record
 
 
 class Command(BaseCommand):
@@ -32,7 +32,8 @@ class Command(BaseCommand):
         parser.add_argument("--release-key", action="append", default=[])
         parser.add_argument("--release-threshold", type=int, default=1)
         parser.add_argument(
-            "--online-release-key", action="store_true",
+            "--online-release-key",
+            action="store_true",
             help="the server holds a release key and signs the firmware role itself",
         )
         parser.add_argument("--expected-gateways", type=int, default=10_000, help="sizes the hash bins")
@@ -76,12 +77,11 @@ class Command(BaseCommand):
             self.stdout.write("Next: tuf_export, sign each file offline, tuf_import the signed files.")
             return
         for role in (ROOT, TARGETS, DEVICES):
-            sign_staged(repo, role, keys.for_role(role)[: options["root_threshold"]] if role == ROOT else
-                        keys.for_role(role))
+            sign_staged(
+                repo, role, keys.for_role(role)[: options["root_threshold"]] if role == ROOT else keys.for_role(role)
+            )
         sign_staged(repo, FIRMWARE, repo.release_signers)
         result = repo.publish_staged()
         services.rebin_all()
         services.publish()
-        self.stdout.write(
-            f"Published root v1 and {len(result.bins)} hash bins; offline keys (demo only!) in {dev_dir}"
-        )
+        self.stdout.write(f"Published root v1 and {len(result.bins)} hash bins; offline keys (demo only!) in {dev_dir}")

@@ -1,9 +1,9 @@
 """Stage a new version of an offline role for signing: root rotation, online key rotation, re-sign.
 
-    tuf_stage root --add-key new.pub.json --remove-keyid ID --threshold 2
-    tuf_stage root --rotate-online timestamp --rotate-online snapshot
-    tuf_stage bins-key            new online key for the hash bins (devices role N+1)
-    tuf_stage resign targets      same content, new version and expiry
+tuf_stage root --add-key new.pub.json --remove-keyid ID --threshold 2
+tuf_stage root --rotate-online timestamp --rotate-online snapshot
+tuf_stage bins-key            new online key for the hash bins (devices role N+1)
+tuf_stage resign targets      same content, new version and expiry
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from fleet.audit.services import record
 from firmware.repo import get_repository
 from firmware.tuf.errors import RepositoryError
 from firmware.tuf.keys import load_public_key
+from fleet.audit.services import record
 
 
 class Command(BaseCommand):
@@ -48,6 +48,8 @@ class Command(BaseCommand):
                 path = repo.draft_resign(options["role"])
         except RepositoryError as e:
             raise CommandError(str(e)) from e
-        record(action="firmware.repository.stage", detail={"file": path.name, **{
-            k: options[k] for k in ("remove_keyid", "threshold", "rotate_online")}})
+        record(
+            action="firmware.repository.stage",
+            detail={"file": path.name, **{k: options[k] for k in ("remove_keyid", "threshold", "rotate_online")}},
+        )
         self.stdout.write(f"Staged {path}; export it, sign it offline and import it.")
