@@ -44,6 +44,8 @@ class DeviceCertificateSerializer(serializers.ModelSerializer[DeviceCertificate]
     issuer_name = serializers.CharField(source="issuer.name", read_only=True, default=None)
     trust_anchor_name = serializers.CharField(source="trust_anchor.name", read_only=True, default=None)
     external = serializers.BooleanField(source="is_external", read_only=True)
+    # A plain string here so the schema has one enum for revocation reasons (RevokeSerializer's).
+    revocation_reason = serializers.CharField(read_only=True, help_text="RFC 5280 reason; empty unless revoked")
 
     class Meta:
         model = DeviceCertificate
