@@ -89,17 +89,12 @@ def cmd_enroll(config: AgentConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_run(config: AgentConfig) -> int:
-    from gridfleet_agent.daemon import Agent
+    from gridfleet_agent.daemon import Agent, QueueLogHandler, run_until_signalled
 
     logging.basicConfig(level=config.agent.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     agent = Agent(config)
-    from gridfleet_agent.daemon import QueueLogHandler
-
     logging.getLogger("gridfleet_agent").addHandler(QueueLogHandler(agent.outbox, logging.INFO))
-    try:
-        asyncio.run(agent.run())
-    except KeyboardInterrupt:
-        pass
+    asyncio.run(run_until_signalled(agent.run()))
     return 0
 
 

@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import ssl
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -38,6 +39,16 @@ logger = logging.getLogger(__name__)
 INVENTORY_INTERVAL = 60.0
 FIRST_CHECK_DELAY = 5.0  # seconds, jittered: lets the uplink come up first after a start
 SEEN_COMMANDS_KEPT = 256
+
+
+async def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main``; SIGTERM (systemd stop) and SIGINT cancel it so that it shuts down cleanly."""
+    task = asyncio.create_task(main)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def ssl_context_for(config: AgentConfig) -> ssl.SSLContext | None:

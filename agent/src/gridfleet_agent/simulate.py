@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gridfleet_agent.config import AgentConfig
-from gridfleet_agent.daemon import Agent, ssl_context_for
+from gridfleet_agent.daemon import Agent, run_until_signalled, ssl_context_for
 from gridfleet_agent.identity import Identity, NotEnrolled, enroll
 
 logger = logging.getLogger(__name__)
@@ -178,8 +178,5 @@ def run_simulation(config: AgentConfig, args: argparse.Namespace) -> int:
     if args.count < 1:
         raise ValueError("--count must be at least 1")
     identities = load_identities(config, count=args.count, tokens=read_tokens(args.tokens), prefix=args.prefix)
-    try:
-        asyncio.run(simulate(config, identities, telemetry_interval=args.telemetry_interval))
-    except KeyboardInterrupt:
-        pass
+    asyncio.run(run_until_signalled(simulate(config, identities, telemetry_interval=args.telemetry_interval)))
     return 0

@@ -1,0 +1,162 @@
+"""Runs a real Gridfleet server in its own processes for the agent's end-to-end tests.
+
+``ServerProcess`` starts uvicorn (``fleet.asgi:application``) on a loopback port with its own
+SQLite database under a temporary GRIDFLEET_VAR_DIR, and can stop and restart it on the same port.
+Server-side set-up (CA, TUF repository, gateways, enrollment tokens, releases) runs through the
+server's own management commands and services in a subprocess: ``python e2e_server.py VAR ACTION``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PKI_KEK = "e2e-key-encryption-key-0123456789abcdef"
+ORG_SLUG = "e2e"
+HARDWARE_MODEL = "GF-100"
+
+
+def server_env(var_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="fleet.settings",
+        GRIDFLEET_VAR_DIR=str(var_dir),
+        GRIDFLEET_PKI_KEK=PKI_KEK,
+        CELERY_TASK_ALWAYS_EAGER="1",
+        GRIDFLEET_INPROCESS_SCHEDULER="0",
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    return env
+
+
+def run_action(var_dir: Path, *args: str) -> Any:
+    """Run an action of this file's __main__ in a server-side process; returns its JSON output."""
+    done = subprocess.run(
+        [sys.executable, __file__, str(var_dir), *args],
+        cwd=REPO_ROOT, env=server_env(var_dir), capture_output=True, text=True, check=False, timeout=180,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"server action {args} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    def __init__(self, var_dir: Path) -> None:
+        self.var_dir = var_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = var_dir / "server.log"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "fleet.asgi:application", "--host", "127.0.0.1",
+                 "--port", str(self.port), "--log-level", "warning", "--lifespan", "off"],
+                cwd=REPO_ROOT, env=server_env(self.var_dir), stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("server did not start listening within 30 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Read what the server stored (its SQLite database), the way an operator's report would."""
+        import sqlite3
+
+        with sqlite3.connect(self.var_dir / "gridfleet.sqlite3", timeout=20) as db:
+            return db.execute(sql, params).fetchall()
+
+
+# --------------------------------------------------------------------- server-side actions
+
+
+def _setup(gateways: int) -> dict[str, Any]:
+    from django.core.management import call_command
+
+    from fleet.inventory.models import Gateway, Organization, Site
+    from pki import services as pki
+
+    call_command("migrate", verbosity=0)
+    call_command("pki_init", name="Gridfleet E2E", stdout=open(os.devnull, "w"))
+    var_dir = Path(os.environ["GRIDFLEET_VAR_DIR"])
+    call_command("tuf_init", dev_offline_keys=str(var_dir / "offline"), bit_length=4, stdout=open(os.devnull, "w"))
+    organization = Organization.objects.create(name="E2E Solar", slug=ORG_SLUG)
+    site = Site.objects.create(organization=organization, name="Test Site")
+    tokens = {}
+    for n in range(1, gateways + 1):
+        serial = f"E2E-{n:03d}"
+        Gateway.objects.create(organization=organization, site=site, serial=serial, hardware_model=HARDWARE_MODEL)
+        tokens[serial] = pki.create_enrollment_token(organization=organization, serial=serial, user=None)[1]
+    return {"tokens": tokens}
+
+
+def _release(serial: str, bundle: str, version: str, deployment: str) -> dict[str, Any]:
+    from firmware import services as firmware
+    from firmware.models import Artifact
+    from fleet.inventory.models import Gateway, Organization
+
+    organization = Organization.objects.get(slug=ORG_SLUG)
+    artifact = Artifact.objects.filter(organization=organization, name="gw-os", version=version).first()
+    if artifact is None:
+        with open(bundle, "rb") as f:
+            artifact = firmware.upload_artifact(
+                organization=organization, type="firmware", name="gw-os", version=version, fileobj=f,
+                hardware_models=[HARDWARE_MODEL], actor=None,
+            )  # fmt: skip
+    gateway = Gateway.objects.get(serial=serial)
+    firmware.assign(gateway=gateway, artifact_type="firmware", artifact=artifact, deployment=deployment)
+    return {"target": artifact.target_path}
+
+
+def _command(serial: str, name: str) -> dict[str, Any]:
+    from fleet.inventory.models import Gateway
+    from fleet.uplink import services as uplink
+
+    command = uplink.send_command(gateway=Gateway.objects.get(serial=serial), name=name, args={}, user=None)
+    return {"id": str(command.id)}
+
+
+if __name__ == "__main__":
+    import django
+
+    sys.path.insert(0, str(REPO_ROOT))
+    django.setup()
+    var, action, *rest = sys.argv[1:]
+    if action == "setup":
+        result = _setup(int(rest[0]))
+    elif action == "release":
+        result = _release(*rest)
+    elif action == "command":
+        result = _command(*rest)
+    else:
+        raise SystemExit(f"unknown action {action}")
+    print(json.dumps(result))

@@ -1,0 +1,228 @@
+"""The agent against a real server: uvicorn serving fleet.asgi on a loopback port, SQLite, real processes.
+
+The agent enrolls with a one-time token, goes online over the uplink WebSocket, reports its
+inventory, receives a firmware deployment through TUF, installs it on its A/B slots and reports
+every step; a bundle whose health check fails is rolled back and reported; records queued while
+the server is down arrive once each after it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gridfleet_agent.config import parse_config
+from gridfleet_agent.daemon import Agent, QueueLogHandler
+from gridfleet_agent.identity import enroll
+
+from .bundles import firmware_bundle
+from .e2e_server import ServerProcess, run_action
+
+pytestmark = pytest.mark.slow
+
+AGENT = str(Path(sys.executable).parent / "gridfleet-agent")
+
+
+@dataclass
+class Server:
+    process: ServerProcess
+    tokens: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    def gateway_id(self, serial: str) -> int:
+        return int(self.process.query("SELECT id FROM inventory_gateway WHERE serial = ?", serial)[0][0])
+
+    def status_steps(self, deployment: str) -> list[str]:
+        rows = self.process.query(
+            "SELECT step FROM monitoring_statusreport WHERE deployment = ? ORDER BY seq", deployment
+        )
+        return [step for (step,) in rows]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    var_dir = tmp_path_factory.mktemp("server")
+    tokens = run_action(var_dir, "setup", "4")["tokens"]
+    process = ServerProcess(var_dir)
+    process.start()
+    try:
+        yield Server(process, tokens)
+    finally:
+        process.stop()
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class AgentProcess:
+    """One gateway: its config file and state directory, driven through the ``gridfleet-agent`` CLI."""
+
+    def __init__(self, server: Server, directory: Path, serial: str) -> None:
+        self.serial = serial
+        self.state_dir = directory / "state"
+        self.config = directory / "agent.toml"
+        self.config.write_text(
+            f'[agent]\nserver_url = "{server.url}"\nstate_dir = "{self.state_dir}"\nhardware_model = "GF-100"\n'
+            "[uplink]\nreconnect_max_delay = 2\n"
+            '[updates]\npoll_interval = 3600\nfactory_firmware_version = "1.0.0"\nhealth_timeout = 10\n'
+        )
+        self.log = directory / "agent.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [AGENT, "--config", str(self.config), *args], capture_output=True, text=True, check=False, timeout=60
+        )
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen([AGENT, "--config", str(self.config), "run"], stdout=log, stderr=log)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(15)
+
+    def status(self) -> dict[str, Any]:
+        result = self.cli("status", "--json")
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+
+@pytest.fixture
+def online_agent(server: Server, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[AgentProcess]:
+    """An enrolled agent daemon, connected; each test gets its own gateway serial."""
+    serial = request.param
+    agent = AgentProcess(server, tmp_path, serial)
+    enrolled = agent.cli("enroll", "--token", server.tokens[serial], "--serial", serial)
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert f"enrolled {serial}" in enrolled.stdout
+    agent.start()
+    try:
+        wait_for(lambda: agent.status().get("connection", {}).get("state") == "online", what="the agent to come online")
+        yield agent
+    finally:
+        agent.stop()
+
+
+def release_and_check(server: Server, agent: AgentProcess, bundle: Path, version: str, deployment: str) -> None:
+    run_action(server.process.var_dir, "release", agent.serial, str(bundle), version, deployment)
+    asked = agent.cli("check-now")
+    assert asked.returncode == 0, asked.stderr
+
+
+@pytest.mark.parametrize("online_agent", ["E2E-001"], indirect=True)
+def test_agent_goes_online_reports_inventory_and_installs_a_deployment(
+    server: Server, online_agent: AgentProcess, tmp_path: Path
+):
+    gateway = server.gateway_id("E2E-001")
+    wait_for(
+        lambda: server.process.query(
+            "SELECT firmware_version FROM inventory_gateway WHERE id = ? AND firmware_version = '1.0.0'", gateway
+        ),
+        what="the inventory report",
+    )
+    assert server.process.query("SELECT name FROM monitoring_gatewayevent WHERE gateway_id = ?", gateway) == [
+        ("agent.started",)
+    ]
+
+    bundle = firmware_bundle(tmp_path, "2.0.0", health_check="echo healthy\n")
+    release_and_check(server, online_agent, bundle, "2.0.0", "dep-ok")
+
+    wait_for(lambda: "success" in server.status_steps("dep-ok"), what="the success report")
+    assert server.status_steps("dep-ok") == ["downloading", "downloaded", "installing", "committing", "success"]
+    status = online_agent.status()
+    assert status["installed"]["firmware"] == "2.0.0"
+    assert status["last_check"]["actions"]["firmware"] == "success 2.0.0"
+    wait_for(
+        lambda: server.process.query(
+            "SELECT 1 FROM inventory_gateway WHERE id = ? AND firmware_version = '2.0.0'", gateway
+        ),
+        what="the new firmware version in the inventory",
+    )
+
+
+@pytest.mark.parametrize("online_agent", ["E2E-002"], indirect=True)
+def test_bundle_failing_its_health_check_is_rolled_back_and_reported(
+    server: Server, online_agent: AgentProcess, tmp_path: Path
+):
+    bundle = firmware_bundle(tmp_path, "3.0.0", health_check="echo 'inverter bridge did not start'\nexit 1\n")
+    release_and_check(server, online_agent, bundle, "3.0.0", "dep-bad")
+
+    wait_for(lambda: "rolled_back" in server.status_steps("dep-bad"), what="the rollback report")
+    assert server.status_steps("dep-bad") == ["downloading", "downloaded", "installing", "failure", "rolled_back"]
+    (payload,) = server.process.query(
+        "SELECT payload FROM monitoring_statusreport WHERE deployment = 'dep-bad' AND step = 'failure'"
+    )
+    failure = json.loads(payload[0])
+    assert failure["code"] == "health_check_failed"
+    assert "inverter bridge did not start" in failure["log_excerpt"]
+    assert online_agent.status()["installed"]["firmware"] == "1.0.0"
+
+
+def test_records_queued_while_the_server_is_down_arrive_once_each(server: Server, tmp_path: Path):
+    serial = "E2E-003"
+    identity = enroll(server.url, server.tokens[serial], serial, tmp_path / "state")
+    config = parse_config({"agent": {"server_url": server.url, "state_dir": str(tmp_path / "state")},
+                           "uplink": {"reconnect_max_delay": 1.0}, "updates": {"poll_interval": 3600}})  # fmt: skip
+    gateway = server.gateway_id(serial)
+
+    async def scenario() -> None:
+        agent = Agent(config, identity=identity, control_socket=False)
+        log = logging.getLogger("gridfleet_agent.e2e")
+        log.addHandler(QueueLogHandler(agent.outbox, logging.INFO))
+        running = asyncio.create_task(agent.run())
+        try:
+            await asyncio.wait_for(agent.uplink.online.wait(), 30)
+            await asyncio.to_thread(server.process.stop)
+            for n in range(5):
+                agent.field_record(
+                    {"kind": "alarm", "ts": "2026-11-26T13:00:00Z", "payload": {
+                        "source": "device:INV-1", "device": "INV-1", "code": f"sunspec.evt1.test_{n}",
+                        "severity": "major", "state": "raised", "message": f"offline alarm {n}"}}
+                )  # fmt: skip
+                log.warning("offline log %d", n)
+            assert agent.outbox.depth().by_kind.get("alarm") == 5
+            await asyncio.to_thread(server.process.start)
+            for _ in range(300):
+                if agent.outbox.depth().total == 0 and agent.uplink.state == "online":
+                    break
+                await asyncio.sleep(0.1)
+            assert agent.outbox.depth().total == 0
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+    alarms = server.process.query(
+        "SELECT code, occurrences FROM monitoring_alarm WHERE gateway_id = ? ORDER BY code", gateway
+    )
+    assert alarms == [(f"sunspec.evt1.test_{n}", 1) for n in range(5)]
+    logs = server.process.query(
+        "SELECT message FROM monitoring_logentry WHERE gateway_id = ? AND message LIKE 'offline log %' ORDER BY seq",
+        gateway,
+    )
+    assert logs == [(f"offline log {n}",) for n in range(5)]
+    (counts,) = server.process.query(
+        "SELECT COUNT(*), COUNT(DISTINCT seq) FROM monitoring_logentry WHERE gateway_id = ?", gateway
+    )
+    assert counts[0] == counts[1]
