@@ -216,6 +216,21 @@ async def test_refused_power_limits_are_reported_as_rejected_and_change_nothing(
     assert (sim.get(704, "WMaxLimPct"), sim.get(704, "WMaxLimPctEna")) == (100.0, 0)
 
 
+async def test_a_power_limit_caps_the_output_of_a_producing_plant(
+    simulator: SunSpecSimulator, sink: RecordingSink, device_entry: DeviceEntry
+) -> None:
+    simulator.set_available_power(8000)  # of a 10 kW rating
+    async with FieldStack({"devices": [device_entry(simulator)]}, sink) as stack:
+        await sink.wait_for_points(W=8000, St=4)
+        await stack.execute("set_power_limit", {"device": "inv-1", "limit_pct": 50})
+        throttled = await sink.wait_for_points(W=5000)
+        await stack.set_active_power_limit("inv-1", None)
+        await sink.wait_for_points(W=8000, St=4)
+
+    assert throttled["payload"]["points"]["St"] == 5  # THROTTLED
+    assert throttled["payload"]["points"]["InvSt"] == 4
+
+
 async def test_a_limit_the_device_does_not_apply_is_reported_as_failed(
     simulator: SunSpecSimulator, sink: RecordingSink, device_entry: DeviceEntry
 ) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, cast
@@ -25,6 +26,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from sunspec2 import device as sunspec_device
 
 from gridfleet_agent.field.events import INVERTER_EVENT_POINTS
+from gridfleet_agent.field.sunspec import INVERTER_MODELS, POWER_LIMIT_CONTROLS
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +181,7 @@ class SunSpecSimulator:
         power_limit_range: tuple[float, float] = (0.0, 100.0),
         serial_port: str | None = None,
         baudrate: int = 9600,
+        rated_w: float = 10_000.0,
     ) -> None:
         if not models or models[0] != 1:
             raise SimulatorError("a SunSpec map starts with model 1 (common)")
@@ -188,6 +191,8 @@ class SunSpecSimulator:
         self.power_limit_range = power_limit_range
         self.serial_port = serial_port
         self.baudrate = baudrate
+        self.rated_w = rated_w
+        self._available_w: float | None = None  # None: W stays what was set
         self._models: dict[int, sunspec_device.Model] = {}
         self._offsets: dict[int, int] = {}  # model id -> register offset of its ID point from BASE_ADDRESS
         offset = len(SUNS_MARKER) // 2
@@ -244,6 +249,38 @@ class SunSpecSimulator:
         """The Modbus address of a model's ID register."""
         self._model(model_id)
         return BASE_ADDRESS + self._offsets[model_id]
+
+    # -- plant ----------------------------------------------------------------------------
+
+    def set_available_power(self, watts: float) -> None:
+        """Behave like a PV plant from now on: output follows the available power, capped at
+        `rated_w` x the enabled power limit (704 or 123), with St/InvSt showing 'throttled'."""
+        self._available_w = max(0.0, watts)
+        self._apply_plant()
+
+    def power_limit_pct(self) -> float | None:
+        """The enabled active power limit in percent, None when no limit is enabled."""
+        for model_id, pct_name, ena_name, _ in POWER_LIMIT_CONTROLS:
+            if model_id in self._models and self.get(model_id, ena_name) == 1:
+                return float(self.get(model_id, pct_name))
+        return None
+
+    def _apply_plant(self) -> None:
+        if self._available_w is None:
+            return
+        limit = self.power_limit_pct()
+        cap = self.rated_w if limit is None else self.rated_w * limit / 100
+        watts = round(min(self._available_w, cap))
+        throttled = watts < round(self._available_w)
+        for model_id in INVERTER_MODELS:
+            if model_id in self._models:
+                volts = self.get(model_id, "PhVphA") or 230.0
+                state = 5 if throttled else 4 if watts else 2  # THROTTLED, MPPT, SLEEPING
+                self.update(model_id, {"W": watts, "VA": watts, "A": round(watts / volts, 2), "St": state})
+        if 701 in self._models:
+            volts = self.get(701, "LNV") or 230.0
+            state = 4 if throttled else 3 if watts else 1  # THROTTLED, RUNNING, SLEEPING
+            self.update(701, {"W": watts, "VA": watts, "A": round(watts / volts, 2), "InvSt": state})
 
     # -- faults ---------------------------------------------------------------------------
 
@@ -350,6 +387,7 @@ class SunSpecSimulator:
         for model_id in touched:
             start = self._offsets[model_id]
             self._models[model_id].set_mb(_registers_to_bytes(candidate[start : start + decoded[model_id].len]))
+        self._apply_plant()  # a new power limit changes the output
         return None
 
     def _change_event_bit(self, bit: int, *, on: bool) -> None:
@@ -390,6 +428,17 @@ def _registers_to_bytes(registers: Sequence[int]) -> bytes:
     return b"".join(r.to_bytes(2, "big") for r in registers)
 
 
+async def follow_the_sun(sim: SunSpecSimulator, *, day_seconds: float, step: float = 1.0) -> None:
+    """Drive the available power along a daylight bell (the day starts at sunrise), forever."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while True:
+        phase = ((loop.time() - start) % day_seconds) / day_seconds
+        sun = max(0.0, math.sin(2 * math.pi * phase))  # first half of the day is daylight
+        sim.set_available_power(sim.rated_w * sun)
+        await asyncio.sleep(step)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m gridfleet_agent.field.simulator",
@@ -406,6 +455,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="comma-separated SunSpec model ids, starting with 1 (default: %(default)s)",
     )
     parser.add_argument("--serial", default=None, help="serial number reported in model 1")
+    parser.add_argument("--rated-w", type=float, default=10_000.0, help="WMax for power limits (default: %(default)s)")
+    parser.add_argument(
+        "--solar-day",
+        type=float,
+        default=0.0,
+        help="seconds per simulated day: output follows a sun curve and honours power limits (0: static)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
@@ -421,9 +477,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             port=args.port,
             serial_port=args.serial_port,
             baudrate=args.baudrate,
+            rated_w=args.rated_w,
         )
         async with sim:
             print(f"SunSpec simulator on {sim.endpoint} models {sim.model_ids}", flush=True)
+            if args.solar_day > 0:
+                await follow_the_sun(sim, day_seconds=args.solar_day)
             await asyncio.Event().wait()
 
     try:
