@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "fleet.uplink",
     "pki",
     "firmware",
+    "firmware.deployments",
 ]
 
 MIDDLEWARE = [
@@ -145,7 +146,22 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=not REDI
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Identity: CRLs are re-signed long before their nextUpdate; spent tokens and nonces are purged.
+    "pki-publish-crl": {"task": "pki.publish_crl", "schedule": timedelta(hours=1)},
+    "pki-purge-expired-credentials": {"task": "pki.purge_expired_credentials", "schedule": timedelta(hours=1)},
+    # Monitoring: offline detection, shelf expiry, grouped notifications, partitions and retention.
+    "monitoring-detect-offline-gateways": {"task": "monitoring.detect_offline_gateways",
+                                           "schedule": timedelta(seconds=30)},
+    "monitoring-expire-shelves": {"task": "monitoring.expire_shelves", "schedule": timedelta(seconds=30)},
+    "monitoring-flush-notifications": {"task": "monitoring.flush_notifications", "schedule": timedelta(seconds=10)},
+    "monitoring-maintain-partitions": {"task": "monitoring.maintain_partitions", "schedule": timedelta(hours=6)},
+    # Signed distribution: publish pending changes; re-sign roles before they expire.
+    "firmware-publish-repository": {"task": "firmware.publish_repository", "schedule": timedelta(seconds=15)},
+    "firmware-resign-repository": {"task": "firmware.resign_repository", "schedule": timedelta(hours=1)},
+    # Rollouts: timeouts, phase advance, thresholds, new group members, rate-limited assignments.
+    "deployments-run-rollouts": {"task": "deployments.run_rollouts", "schedule": timedelta(seconds=30)},
+}
 # In the embedded default there is no beat process: the ASGI server runs the same schedule on a
 # timer (fleet.scheduler). Disable it for tests and for production, where beat runs.
 GRIDFLEET_INPROCESS_SCHEDULER = env_bool("GRIDFLEET_INPROCESS_SCHEDULER", default=not REDIS_URL)
