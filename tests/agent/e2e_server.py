@@ -137,6 +137,28 @@ def _release(serial: str, bundle: str, version: str, deployment: str) -> dict[st
     return {"target": artifact.target_path}
 
 
+def _config_and_license(serial: str) -> dict[str, Any]:
+    from firmware import services as firmware
+    from fleet.inventory.models import Gateway
+
+    gateway = Gateway.objects.get(serial=serial)
+    template = firmware.create_config_template(
+        organization=gateway.organization,
+        name=f"site-default-{serial}",
+        schema={
+            "type": "object",
+            "required": ["export_limit_kw"],
+            "properties": {"export_limit_kw": {"type": "number"}},
+        },
+        files={"limits.conf": "export_limit_kw={{ values.export_limit_kw }}\nserial={{ gateway.serial }}\n"},
+        actor=None,
+    )
+    firmware.set_config_values(template=template, values={"export_limit_kw": 7.5}, gateway=gateway, actor=None)
+    config = firmware.build_config(gateway=gateway, template=template)
+    license_ = firmware.issue_license(gateway=gateway, limits={"field_devices": 20}, features=["export_limit"])
+    return {"config_version": config.version, "license_version": license_.version}
+
+
 def _command(serial: str, name: str) -> dict[str, Any]:
     from fleet.inventory.models import Gateway
     from fleet.uplink import services as uplink
@@ -155,6 +177,8 @@ if __name__ == "__main__":
         result = _setup(int(rest[0]))
     elif action == "release":
         result = _release(*rest)
+    elif action == "config-and-license":
+        result = _config_and_license(*rest)
     elif action == "command":
         result = _command(*rest)
     else:

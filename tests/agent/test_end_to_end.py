@@ -54,7 +54,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     var_dir = tmp_path_factory.mktemp("server")
-    tokens = run_action(var_dir, "setup", "4")["tokens"]
+    tokens = run_action(var_dir, "setup", "7")["tokens"]
     process = ServerProcess(var_dir)
     process.start()
     try:
@@ -176,6 +176,59 @@ def test_bundle_failing_its_health_check_is_rolled_back_and_reported(
     assert failure["code"] == "health_check_failed"
     assert "inverter bridge did not start" in failure["log_excerpt"]
     assert online_agent.status()["installed"]["firmware"] == "1.0.0"
+
+
+@pytest.mark.parametrize("online_agent", ["E2E-004"], indirect=True)
+def test_server_built_config_and_signed_license_are_installed(server: Server, online_agent: AgentProcess):
+    versions = run_action(server.process.var_dir, "config-and-license", online_agent.serial)
+    assert online_agent.cli("check-now").returncode == 0
+
+    wait_for(lambda: online_agent.status()["installed"]["license"], what="the license to be installed")
+    installed = online_agent.status()["installed"]
+    assert installed == {"firmware": "1.0.0", "config": str(versions["config_version"]),
+                         "license": str(versions["license_version"])}  # fmt: skip
+    active = online_agent.state_dir / "config" / "current"
+    assert json.loads((active / "config.json").read_text()) == {"export_limit_kw": 7.5}
+    assert (active / "files" / "limits.conf").read_text() == "export_limit_kw=7.5\nserial=E2E-004\n"
+    gateway = server.gateway_id(online_agent.serial)
+    events = "SELECT name FROM monitoring_gatewayevent WHERE gateway_id = ? AND name LIKE '%.%ed' ORDER BY name"
+    wait_for(lambda: len(server.process.query(events, gateway)) >= 3, what="config.applied and license.installed")
+    assert server.process.query(events, gateway) == [("agent.started",), ("config.applied",), ("license.installed",)]
+    (attributes,) = wait_for(
+        lambda: server.process.query(
+            "SELECT attributes FROM inventory_gateway WHERE id = ? AND attributes LIKE '%field_devices%'", gateway
+        ),
+        what="the license limits in the inventory",
+    )
+    assert json.loads(attributes[0])["license_limits"] == {"field_devices": 20}
+
+
+def test_simulator_runs_several_enrolled_gateways_that_report_telemetry(server: Server, tmp_path: Path):
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text("serial,token,expires_at\n" + "".join(
+        f"{serial},{server.tokens[serial]},2099-01-01T00:00:00Z\n" for serial in ("E2E-005", "E2E-006")))  # fmt: skip
+    simulator = subprocess.Popen(
+        [AGENT, "--server", server.url, "--state-dir", str(tmp_path / "fleet"), "simulate", "--count", "2",
+         "--tokens", str(tokens), "--telemetry-interval", "0.5"],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "simulate.log").open("wb"),
+    )  # fmt: skip
+    try:
+        gateways = [server.gateway_id("E2E-005"), server.gateway_id("E2E-006")]
+        for gateway in gateways:
+            wait_for(
+                lambda gateway=gateway: server.process.query(
+                    "SELECT 1 FROM monitoring_telemetrylatest WHERE gateway_id = ? AND point = 'W'", gateway
+                ),
+                what=f"telemetry from gateway {gateway}",
+            )
+            devices = server.process.query(
+                "SELECT kind, model FROM inventory_fielddevice WHERE gateway_id = ?", gateway
+            )
+            assert devices == [("inverter", "SimInverter")]
+    finally:
+        simulator.terminate()
+        simulator.wait(15)
+    assert simulator.returncode == 0, (tmp_path / "simulate.log").read_text()[-2000:]
 
 
 def test_records_queued_while_the_server_is_down_arrive_once_each(server: Server, tmp_path: Path):
