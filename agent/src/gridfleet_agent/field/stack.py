@@ -8,20 +8,22 @@
 Every record handed to the sink is `{"kind": ..., "ts": RFC 3339 UTC, "payload": {...}}` with
 kind `telemetry`, `alarm` or `inventory` and the payloads of docs/protocol/uplink.md section 3
 (docs/field-devices.md shows what this stack puts in them). Each device polls in its own task;
-its blocking Modbus I/O runs in a worker thread, so one slow device never delays another or
-the daemon's event loop.
+its blocking Modbus I/O runs in the stack's own worker threads (one per device), so a slow or
+hung device never delays another, the daemon's event loop, or the daemon's default executor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from gridfleet_agent.field.alarms import AlarmTransition, CommLossTracker, EventAlarmTracker
 from gridfleet_agent.field.config import DeviceConfig, FieldConfig
@@ -34,6 +36,7 @@ from gridfleet_agent.field.sunspec import (
     DeviceIdentity,
     DeviceUnreachable,
     PowerLimitResult,
+    Reading,
     SunSpecDevice,
 )
 
@@ -41,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 Sink = Callable[[Record], Awaitable[None] | None]
+T = TypeVar("T")
+Blocking = Callable[..., Awaitable[Any]]
 
 MQTT_CONNECT_WAIT = 2.0  # seconds start() waits for the broker before going on without it
 
@@ -70,14 +75,22 @@ class FieldStack:
     def __init__(self, config: FieldConfig | Mapping[str, Any], sink: Sink) -> None:
         self.config = config if isinstance(config, FieldConfig) else FieldConfig.from_dict(config)
         self._sink = sink
-        self._pollers = {d.id: DevicePoller(d, self._emit, self._identity_changed) for d in self.config.devices}
+        self._pollers = {
+            d.id: DevicePoller(d, emit=self._emit, identity_changed=self._identity_changed, blocking=self._blocking)
+            for d in self.config.devices
+        }
         self._tasks: list[asyncio.Task[None]] = []
         self._mqtt = MqttPublisher(self.config.mqtt) if self.config.mqtt.enabled else None
+        # One worker per device plus one for controls and the MQTT start-up wait.
+        self._executor = ThreadPoolExecutor(max_workers=len(self._pollers) + 1, thread_name_prefix="field-io")
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
 
     async def start(self) -> None:
         if self._mqtt is not None:
             self._mqtt.start()
-            if not await asyncio.to_thread(self._mqtt.wait_connected, MQTT_CONNECT_WAIT):
+            if not await self._blocking(self._mqtt.wait_connected, MQTT_CONNECT_WAIT):
                 logger.warning(
                     "MQTT broker %s:%s not reachable yet; publishing once it is",
                     self.config.mqtt.host,
@@ -93,9 +106,10 @@ class FieldStack:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        await asyncio.gather(*(asyncio.to_thread(p.device.close) for p in self._pollers.values()))
+        await asyncio.gather(*(self._blocking(p.device.close) for p in self._pollers.values()))
         if self._mqtt is not None:
-            await asyncio.to_thread(self._mqtt.stop)
+            await self._blocking(self._mqtt.stop)
+        self._executor.shutdown(wait=False)  # a stopped stack is done; a new configuration gets a new stack
 
     async def __aenter__(self) -> FieldStack:
         await self.start()
@@ -124,7 +138,7 @@ class FieldStack:
                 await poller.discover()
         except DeviceUnreachable as exc:
             raise ControlFailed(f"{device_id} is not answering: {exc}") from exc
-        return await asyncio.to_thread(poller.device.set_active_power_limit, limit_pct, revert_after_s)
+        return await self._blocking(poller.device.set_active_power_limit, limit_pct, revert_after_s)
 
     async def execute(self, name: str, args: Mapping[str, Any]) -> CommandOutcome:
         """Run a server command addressed to the field stack (uplink section 2.6)."""
@@ -178,12 +192,15 @@ class DevicePoller:
     def __init__(
         self,
         config: DeviceConfig,
+        *,
         emit: Callable[[Record], Awaitable[None]],
         identity_changed: Callable[[], Awaitable[None]],
+        blocking: Blocking,
     ) -> None:
         self.config = config
         self.device = SunSpecDevice(config)
         self.identity: DeviceIdentity | None = None
+        self._blocking = blocking
         self._emit = emit
         self._identity_changed = identity_changed
         self._events = EventAlarmTracker(config.debounce_polls)
@@ -197,7 +214,7 @@ class DevicePoller:
             await asyncio.sleep(max(0.0, self.config.poll_interval - (loop.time() - started)))
 
     async def discover(self) -> DeviceIdentity:
-        identity = await asyncio.to_thread(self.device.discover)
+        identity: DeviceIdentity = await self._blocking(self.device.discover)
         if identity != self.identity:
             self.identity = identity
             await self._identity_changed()
@@ -207,7 +224,7 @@ class DevicePoller:
         try:
             if self.device.needs_discovery:
                 await self.discover()
-            reading = await asyncio.to_thread(self.device.read)
+            reading: Reading = await self._blocking(self.device.read)
         except DeviceUnreachable as exc:
             logger.info("field device %s: %s", self.config.id, exc)
             await self._alarm(self._comm.failed(), {"error": str(exc), "address": self.config.address})
