@@ -51,6 +51,7 @@ _pytest:
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy fleet pki firmware
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -73,10 +72,12 @@ class AuditedModelViewSet(viewsets.ModelViewSet):
     Subclasses set `selector` (a function of the user returning a queryset) and the serializer.
     """
 
-    selector: Callable[[Any], QuerySet[Any]]
+    @staticmethod
+    def selector(user: Any) -> QuerySet[Any]:
+        raise NotImplementedError("Set `selector = staticmethod(<tenancy selector>)` on the viewset.")
 
     def get_queryset(self) -> QuerySet[Any]:
-        return type(self).selector(self.request.user)
+        return self.selector(self.request.user)
 
     write_capability: Capability = Capability.MANAGE_INVENTORY
 

@@ -118,7 +118,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": GRIDFLEET_VAR_DIR / "gridfleet.sqlite3",
+            "NAME": str(GRIDFLEET_VAR_DIR / "gridfleet.sqlite3"),
             # WAL plus a busy timeout lets the server and a demo fleet write concurrently.
             "OPTIONS": {
                 "timeout": 20,

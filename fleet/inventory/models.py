@@ -111,7 +111,7 @@ class Gateway(models.Model):
         return self.serial
 
     def clean(self) -> None:
-        if self.site_id and self.organization_id and self.site.organization_id != self.organization_id:
+        if self.site is not None and self.organization_id and self.site.organization_id != self.organization_id:
             raise ValidationError({"site": "The site belongs to another organization."})
 
 

@@ -27,7 +27,7 @@ def memberships_managed_by(user: Any) -> Any:
 class MembershipViewSet(AuditedModelViewSet):
     """Who belongs to which organization with which role. Admins of the organization only."""
 
-    selector = memberships_managed_by
+    selector = staticmethod(memberships_managed_by)
     serializer_class = MembershipSerializer
     read_capability = Capability.MANAGE_MEMBERS
     write_capability = Capability.MANAGE_MEMBERS

@@ -1,7 +1,9 @@
+from django.db.models import QuerySet
 from rest_framework import viewsets
 
 from fleet.accounts.roles import Capability
 from fleet.audit.filtersets import AuditEntryFilterSet
+from fleet.audit.models import AuditEntry
 from fleet.audit.selectors import audit_entries_visible_to
 
 from .serializers import AuditEntrySerializer
@@ -16,5 +18,5 @@ class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet):
     search_fields = ["action", "actor_label", "target_repr"]
     ordering_fields = ["timestamp", "action"]
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[AuditEntry]:
         return audit_entries_visible_to(self.request.user).select_related("organization")

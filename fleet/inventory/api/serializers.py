@@ -22,8 +22,8 @@ from fleet.inventory.models import (
 from fleet.inventory.selectors import gateways_visible_to, sites_visible_to
 
 
-def _request_user(serializer: serializers.Serializer[Any]) -> Any:
-    request = serializer.context.get("request")
+def _request_user(serializer: serializers.BaseSerializer[Any] | None) -> Any:
+    request = serializer.context.get("request") if serializer is not None else None
     return getattr(request, "user", None)
 
 

@@ -73,7 +73,7 @@ class CsvImportExportMixin:
 class OrganizationViewSet(AuditedModelViewSet):
     """Tenants. Every user sees their own; only superusers create or change them."""
 
-    selector = organizations_visible_to
+    selector = staticmethod(organizations_visible_to)
     serializer_class = OrganizationSerializer
     permission_classes = [SuperuserOnly]
     search_fields = ["name", "slug"]
@@ -82,7 +82,7 @@ class OrganizationViewSet(AuditedModelViewSet):
 
 
 class SiteViewSet(CsvImportExportMixin, AuditedModelViewSet):
-    selector = selectors.sites_visible_to
+    selector = staticmethod(selectors.sites_visible_to)
     serializer_class = SiteSerializer
     filterset_class = SiteFilterSet
     search_fields = ["name", "address", "utility_account"]
@@ -91,7 +91,7 @@ class SiteViewSet(CsvImportExportMixin, AuditedModelViewSet):
 
 
 class GatewayViewSet(CsvImportExportMixin, AuditedModelViewSet):
-    selector = selectors.gateways_visible_to
+    selector = staticmethod(selectors.gateways_visible_to)
     serializer_class = GatewaySerializer
     filterset_class = GatewayFilterSet
     search_fields = ["serial", "name", "hardware_model", "site__name"]
@@ -107,7 +107,7 @@ class GatewayViewSet(CsvImportExportMixin, AuditedModelViewSet):
 
 
 class GatewayGroupViewSet(AuditedModelViewSet):
-    selector = selectors.groups_visible_to
+    selector = staticmethod(selectors.groups_visible_to)
     serializer_class = GatewayGroupSerializer
     filterset_class = GatewayGroupFilterSet
     search_fields = ["name", "description"]
@@ -122,7 +122,7 @@ class GatewayGroupViewSet(AuditedModelViewSet):
 
 
 class FieldDeviceViewSet(AuditedModelViewSet):
-    selector = selectors.field_devices_visible_to
+    selector = staticmethod(selectors.field_devices_visible_to)
     serializer_class = FieldDeviceSerializer
     filterset_class = FieldDeviceFilterSet
     search_fields = ["make", "model", "serial", "address"]
