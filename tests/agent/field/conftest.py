@@ -22,13 +22,15 @@ class RecordingSink:
     def of_kind(self, kind: str) -> list[Record]:
         return [r for r in self.records if r["kind"] == kind]
 
-    async def wait_for(self, kind: str, timeout: float = 5.0, **payload: Any) -> Record:
-        """The first record of `kind` whose payload has these values (waits for it to arrive)."""
+    async def wait_for(self, kind: str, timeout: float = 5.0, after: Record | None = None, **payload: Any) -> Record:
+        """The first record of `kind` (after the record `after`, if given) whose payload has
+        these values; waits for it to arrive."""
 
         async def first_match() -> Record:
             while True:
-                for record in self.of_kind(kind):
-                    if all(record["payload"].get(k) == v for k, v in payload.items()):
+                start = next(i for i, r in enumerate(self.records) if r is after) + 1 if after else 0
+                for record in self.records[start:]:
+                    if record["kind"] == kind and all(record["payload"].get(k) == v for k, v in payload.items()):
                         return record
                 await asyncio.sleep(0.02)
 

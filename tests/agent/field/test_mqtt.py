@@ -46,15 +46,17 @@ class Subscriber:
         self.client.subscribe(topic_filter, qos=1)
         assert subscribed.wait(5), "broker did not confirm the subscription"
 
-    async def wait_for(self, topic: str, timeout: float = 5.0) -> tuple[dict[str, Any], bool]:
-        """The first message on `topic`: its JSON body and whether it came as retained."""
+    async def wait_for(self, topic: str, timeout: float = 5.0, **payload: Any) -> tuple[dict[str, Any], bool]:
+        """The first message on `topic` (whose record payload has these values): its JSON body
+        and whether it came as retained."""
 
         async def first() -> tuple[dict[str, Any], bool]:
             while True:
-                for t, payload, retained, qos in list(self.messages):
-                    if t == topic:
+                for t, body, retained, qos in list(self.messages):
+                    record = json.loads(body) if t == topic else None
+                    if record is not None and all(record["payload"].get(k) == v for k, v in payload.items()):
                         assert qos == 1, f"{topic} arrived with QoS {qos}"
-                        return json.loads(payload), retained
+                        return record, retained
                 await asyncio.sleep(0.02)
 
         return await asyncio.wait_for(first(), timeout)
@@ -88,10 +90,12 @@ async def test_telemetry_alarms_and_inventory_arrive_at_the_broker_as_retained_q
         async with FieldStack(config, sink):
             await sink.wait_for("telemetry")
             simulator.raise_event(7)
-            await sink.wait_for("alarm", code="sunspec.evt1.over_temperature")
+            await sink.wait_for("alarm", code="sunspec.evt1.over_temperature", state="raised")
 
             telemetry, _ = await subscriber.wait_for(f"{prefix}/field/inv-1/telemetry")
-            alarm, _ = await subscriber.wait_for(f"{prefix}/field/inv-1/alarms/sunspec.evt1.over_temperature")
+            alarm, _ = await subscriber.wait_for(
+                f"{prefix}/field/inv-1/alarms/sunspec.evt1.over_temperature", state="raised"
+            )
             inventory, _ = await subscriber.wait_for(f"{prefix}/field/inv-1/inventory")
     finally:
         subscriber.close()

@@ -35,9 +35,9 @@ async def test_device_alarms_telemetry_and_identity_reach_the_server(
     async with FieldStack({"devices": [device_entry(simulator, debounce_polls=1)]}, sink):
         await sink.wait_for("inventory")
         simulator.raise_event(0)
-        await sink.wait_for("alarm", code="sunspec.evt1.ground_fault", state="raised")
+        raised = await sink.wait_for("alarm", code="sunspec.evt1.ground_fault", state="raised")
         simulator.clear_event(0)
-        await sink.wait_for("alarm", code="sunspec.evt1.ground_fault", state="cleared")
+        await sink.wait_for("alarm", code="sunspec.evt1.ground_fault", state="cleared", after=raised)
 
     records = [r for r in sink.records if r["kind"] != "telemetry"] + sink.of_kind("telemetry")[-1:]
     session = GatewaySession(str(await database_sync_to_async(enrolled_gateway.access_token)()))

@@ -85,7 +85,7 @@ async def test_der_model_701_alone_is_enough_for_telemetry_and_alarms(
         async with FieldStack({"devices": [device_entry(sim, debounce_polls=1)]}, sink):
             record = await sink.wait_for_points(W=3100)
             sim.raise_event(16)
-            alarm = await sink.wait_for("alarm", code="sunspec.evt1.manufacturer_alarm")
+            alarm = await sink.wait_for("alarm", code="sunspec.evt1.manufacturer_alarm", state="raised")
 
     points = record["payload"]["points"]
     assert (points["PF"], points["Hz"], points["V"], points["WH"]) == (-0.9, 60.01, 120.5, 98765)
@@ -114,7 +114,7 @@ async def test_an_injected_fault_raises_an_alarm_and_clears_when_the_fault_clear
         simulator.raise_event(0)  # ground fault
         raised = await sink.wait_for("alarm", code="sunspec.evt1.ground_fault", state="raised")
         simulator.clear_event(0)
-        cleared = await sink.wait_for("alarm", code="sunspec.evt1.ground_fault", state="cleared")
+        cleared = await sink.wait_for("alarm", code="sunspec.evt1.ground_fault", state="cleared", after=raised)
 
     assert raised["payload"] == {
         "source": "device:inv-1",
@@ -129,7 +129,22 @@ async def test_an_injected_fault_raises_an_alarm_and_clears_when_the_fault_clear
     ground_faults = [
         r["payload"]["state"] for r in sink.of_kind("alarm") if r["payload"]["code"] == raised["payload"]["code"]
     ]
-    assert ground_faults == ["raised", "cleared"]
+    assert ground_faults == ["cleared", "raised", "cleared"]  # the first is the start-up resync
+
+
+async def test_the_first_poll_clears_every_alarm_the_device_does_not_report(
+    simulator: SunSpecSimulator, sink: RecordingSink, device_entry: DeviceEntry
+) -> None:
+    """Alarm state lives in memory: after an agent restart, faults that went away meanwhile
+    must not stay open on the server (which ignores clears of alarms that are not open)."""
+    simulator.raise_event(7)
+    async with FieldStack({"devices": [device_entry(simulator)]}, sink):
+        await sink.wait_for("alarm", code="sunspec.evt1.over_temperature", state="raised")
+
+    first_poll = {r["payload"]["code"]: r["payload"]["state"] for r in sink.of_kind("alarm")}
+    assert first_poll.pop("sunspec.evt1.over_temperature") == "raised"
+    assert first_poll.pop("field.comms_lost") == "cleared"
+    assert len(first_poll) == 16 and set(first_poll.values()) == {"cleared"}
 
 
 async def test_losing_communication_raises_its_alarm_and_recovery_clears_it(
@@ -141,7 +156,7 @@ async def test_losing_communication_raises_its_alarm_and_recovery_clears_it(
         raised = await sink.wait_for("alarm", code="field.comms_lost", state="raised")
         telemetry_before = len(sink.of_kind("telemetry"))
         simulator.resume_responding()
-        await sink.wait_for("alarm", code="field.comms_lost", state="cleared")
+        await sink.wait_for("alarm", code="field.comms_lost", state="cleared", after=raised)
         await sink.wait_for_points(W=5000)
 
     assert raised["payload"]["severity"] == "major"
@@ -158,7 +173,7 @@ async def test_a_device_that_never_answers_raises_the_communication_alarm(
         closed_port = s.getsockname()[1]  # nothing listens once the socket is closed
 
     async with FieldStack({"devices": [device_entry(simulator, port=closed_port)]}, sink):
-        raised = await sink.wait_for("alarm", code="field.comms_lost")
+        raised = await sink.wait_for("alarm", code="field.comms_lost", state="raised")
 
     assert "refused" in raised["payload"]["details"]["error"].lower()
     assert sink.of_kind("telemetry") == [] and sink.of_kind("inventory") == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gridfleet_agent.field.events import COMM_LOSS, EventDefinition, definition_for
+from gridfleet_agent.field.events import COMM_LOSS, EVENT_BITS, EventDefinition, definition_for
 
 BITFIELD_WIDTH = 32
 
@@ -20,7 +20,12 @@ class AlarmTransition:
 
 class EventAlarmTracker:
     """A bit raises its alarm after `debounce` consecutive polls with it set, and clears it
-    after `debounce` consecutive polls with it clear. A chattering bit changes nothing."""
+    after `debounce` consecutive polls with it clear. A chattering bit changes nothing.
+
+    The first readable bitfield also clears every standard bit that is not set: alarm state
+    lives in memory, so after an agent restart this is how a fault that went away meanwhile
+    gets cleared on the server (which ignores clears of alarms that are not open).
+    """
 
     def __init__(self, debounce: int) -> None:
         if debounce < 1:
@@ -28,12 +33,16 @@ class EventAlarmTracker:
         self.debounce = debounce
         self.active: set[int] = set()
         self._streak: dict[int, int] = {}  # bit -> consecutive polls disagreeing with its state
+        self._synced = False
 
     def update(self, bits: int | None) -> list[AlarmTransition]:
         """Feed one poll's bitfield; None (not implemented or unread) changes nothing."""
         if bits is None:
             return []
         transitions: list[AlarmTransition] = []
+        if not self._synced:
+            self._synced = True
+            transitions += [AlarmTransition(d, raised=False) for bit, d in EVENT_BITS.items() if not bits >> bit & 1]
         for bit in range(BITFIELD_WIDTH):
             is_set = bool(bits >> bit & 1)
             if is_set == (bit in self.active):
@@ -51,7 +60,8 @@ class EventAlarmTracker:
 
 
 class CommLossTracker:
-    """Raises after `threshold` consecutive failed polls; clears on the first good one."""
+    """Raises after `threshold` consecutive failed polls; clears on the first good one (and
+    the first good one after start always sends a clear, for the same reason as above)."""
 
     def __init__(self, threshold: int) -> None:
         if threshold < 1:
@@ -59,6 +69,7 @@ class CommLossTracker:
         self.threshold = threshold
         self.failures = 0
         self.active = False
+        self._synced = False
 
     def failed(self) -> AlarmTransition | None:
         self.failures += 1
@@ -69,7 +80,7 @@ class CommLossTracker:
 
     def succeeded(self) -> AlarmTransition | None:
         self.failures = 0
-        if self.active:
-            self.active = False
+        if self.active or not self._synced:
+            self.active, self._synced = False, True
             return AlarmTransition(COMM_LOSS, raised=False)
         return None
