@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from gridfleet_agent.queue import Outbox, RecordKind
+from gridfleet_agent.queue import Outbox, RecordKind, RecordTooLarge
 
 
 @pytest.fixture
@@ -91,6 +91,12 @@ def test_pending_pages_after_a_sequence_number(outbox: Outbox):
     assert [r.seq for r in outbox.pending(limit=2, after_seq=seqs[0])] == seqs[1:3]
 
 
+def test_payload_larger_than_the_server_accepts_is_refused_at_queue_time(outbox: Outbox):
+    with pytest.raises(RecordTooLarge):
+        outbox.put(RecordKind.LOG, {"level": "info", "message": "x" * 70_000})
+    assert outbox.depth().total == 0
+
+
 def test_unknown_kind_is_refused(outbox: Outbox):
     with pytest.raises(ValueError):
         outbox.put("gossip", {})
@@ -105,9 +111,7 @@ def test_queued_alarm_survives_the_process_being_killed(tmp_path: Path):
         "print(seq, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=False)
     assert result.returncode == -9
 
     records = Outbox(path).pending()

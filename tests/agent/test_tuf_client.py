@@ -115,9 +115,7 @@ def test_unknown_target_fails(tmp_path: Path, metadata_dir: Path, tuf_server: Re
     assert download(metadata_dir, tuf_server, tmp_path / "targets", "firmware/none/missing.tar") == 1
 
 
-def test_expired_timestamp_is_refused(
-    metadata_dir: Path, tuf_repository: TufRepository, tuf_server: RepositoryServer
-):
+def test_expired_timestamp_is_refused(metadata_dir: Path, tuf_repository: TufRepository, tuf_server: RepositoryServer):
     tuf_repository.publish(timestamp_expires=datetime.now(UTC) - timedelta(minutes=1))
     assert refresh(metadata_dir, tuf_server) == 1
 

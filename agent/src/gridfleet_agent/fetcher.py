@@ -54,9 +54,7 @@ class AgentFetcher(FetcherInterface):
         if offset:
             headers["Range"] = f"bytes={offset}-"
         try:
-            response = self._pool.request(
-                "GET", url, headers=headers, preload_content=False, timeout=self._timeout
-            )
+            response = self._pool.request("GET", url, headers=headers, preload_content=False, timeout=self._timeout)
         except urllib3.exceptions.MaxRetryError as e:
             if isinstance(e.reason, urllib3.exceptions.TimeoutError):
                 raise exceptions.SlowRetrievalError(f"timed out fetching {url}") from e

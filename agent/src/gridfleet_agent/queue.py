@@ -35,6 +35,13 @@ class RecordKind(StrEnum):
 
 
 DROPPABLE_KINDS = frozenset({RecordKind.TELEMETRY})
+MAX_PAYLOAD_BYTES = 65_536
+"""The server refuses larger payloads (docs/protocol/uplink.md, limits); refusing them here keeps
+one oversized record from being resent forever."""
+
+
+class RecordTooLarge(ValueError):
+    """A payload is larger than the server accepts; the message says how large it was."""
 
 
 @dataclass(frozen=True)
@@ -104,9 +111,11 @@ class Outbox:
     def put_many(self, records: Iterable[tuple[RecordKind | str, Mapping[str, Any], str]]) -> list[int]:
         """Queue records in one transaction (one fsync), in order; returns the stored ones' seqs."""
         rows = [
-            (str(RecordKind(kind)), ts, json.dumps(payload, separators=(",", ":")))
-            for kind, payload, ts in records
+            (str(RecordKind(kind)), ts, json.dumps(payload, separators=(",", ":"))) for kind, payload, ts in records
         ]
+        for kind, _, payload in rows:
+            if len(payload.encode()) > MAX_PAYLOAD_BYTES:
+                raise RecordTooLarge(f"{kind} payload of {len(payload.encode())} bytes exceeds {MAX_PAYLOAD_BYTES}")
         seqs = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
