@@ -13,6 +13,7 @@ from channels.testing import WebsocketCommunicator
 from cryptography import x509
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
+from django.db import connections
 
 from fleet.audit.models import AuditEntry
 from pki import conf, services, tasks
@@ -122,6 +123,8 @@ async def test_websocket_middleware_identifies_the_gateway(enroll_gateway: Any) 
     assert await sync_to_async(
         AuditEntry.objects.filter(action="pki.access_token.refused", detail__error="invalid_access_token").exists
     )()
+    # The middleware's queries ran in the sync worker thread; close its connection before teardown.
+    await sync_to_async(connections.close_all)()
 
 
 # --- optional mutual TLS through a trusted TLS terminator ------------------------------------
