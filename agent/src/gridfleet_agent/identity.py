@@ -131,8 +131,8 @@ def _csr_pem(key: ec.EllipticCurvePrivateKey, serial: str) -> str:
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def _parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+def _spki(key: Any) -> bytes:
+    return bytes(key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 @dataclass
@@ -149,6 +149,7 @@ class Identity:
     _token_expires: float = 0.0
     _token_lifetime: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _clients: dict[str, _Http] = field(default_factory=dict, repr=False)
 
     # --- persistence -------------------------------------------------------------------------
 
@@ -206,7 +207,11 @@ class Identity:
         return self.certificate.fingerprint(hashes.SHA256()).hex()[:40]
 
     def _http(self, server_url: str | None) -> _Http:
-        return _Http(server_url or self.server_url, self.ssl_context, self.timeout)
+        """One connection pool per server URL, reused across token refreshes and renewals."""
+        url = server_url or self.server_url
+        if url not in self._clients:
+            self._clients[url] = _Http(url, self.ssl_context, self.timeout)
+        return self._clients[url]
 
     # --- authentication ----------------------------------------------------------------------
 
@@ -284,7 +289,7 @@ def _finish(
     ssl_context: ssl.SSLContext | None,
 ) -> Identity:
     certificate = x509.load_pem_x509_certificate(str(data["certificate"]).encode())
-    if certificate.public_key().public_numbers() != key.public_key().public_numbers():
+    if _spki(certificate.public_key()) != _spki(key.public_key()):
         raise IdentityError("key_mismatch", "the issued certificate is not for our key")
     identity = Identity(
         state_dir=Path(state_dir),
