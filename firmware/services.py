@@ -10,6 +10,8 @@ import json
 import logging
 import re
 import secrets
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
@@ -231,8 +233,18 @@ def upload_artifact(
 
 
 def ensure_channel(*, gateway: Gateway) -> UpdateChannel:
-    channel, _ = UpdateChannel.objects.get_or_create(gateway=gateway, defaults={"token": secrets.token_hex(16)})
-    return channel
+    return _ensure_channels([gateway])[gateway.pk]
+
+
+def _ensure_channels(gateways: list[Gateway]) -> dict[int, UpdateChannel]:
+    ids = [g.pk for g in gateways]
+    have = set(UpdateChannel.objects.filter(gateway_id__in=ids).values_list("gateway_id", flat=True))
+    UpdateChannel.objects.bulk_create(
+        [UpdateChannel(gateway_id=i, token=secrets.token_hex(16)) for i in ids if i not in have],
+        ignore_conflicts=True,
+        batch_size=2000,
+    )
+    return {c.gateway_id: c for c in UpdateChannel.objects.filter(gateway_id__in=ids)}
 
 
 def _entry(assignment: Assignment, channel: UpdateChannel) -> dict[str, Any]:
@@ -255,48 +267,64 @@ def _entry(assignment: Assignment, channel: UpdateChannel) -> dict[str, Any]:
     }
 
 
-def _rebuild_device_targets(gateway: Gateway) -> None:
-    """Write a new assignment document and make the gateway's bin entries match its assignments."""
-    channel = ensure_channel(gateway=gateway)
-    channel.sequence += 1
-    channel.save(update_fields=["sequence"])
-    assignments = {
-        a.artifact_type: a
-        for a in Assignment.objects.filter(gateway=gateway).select_related(
-            "artifact__organization", "artifact__blob", "bundle__blob"
-        )
-    }
-    document = {
-        "format": ASSIGNMENT_FORMAT,
-        "token": channel.token,
-        "sequence": channel.sequence,
-        "issued_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        **{t: _entry(assignments[t], channel) if t in assignments else None for t in ArtifactType.values},
-    }
-    blob = storage.store_bytes(json.dumps(document, indent=2, sort_keys=True).encode())
-    assignment_bundle = DeviceBundle.objects.create(
-        gateway=gateway,
-        kind=DeviceBundle.Kind.ASSIGNMENT,
-        version=channel.sequence,
-        filename="assignment.json",
-        blob=blob,
+def _rebuild_device_targets(gateways: list[Gateway]) -> None:
+    """Write a new assignment document per gateway and make its bin entries match its assignments."""
+    channels = _ensure_channels(gateways)
+    for channel in channels.values():
+        channel.sequence += 1
+    UpdateChannel.objects.bulk_update(channels.values(), ["sequence"], batch_size=2000)
+    assignments: dict[int, dict[str, Assignment]] = defaultdict(dict)
+    for a in Assignment.objects.filter(gateway_id__in=channels).select_related(
+        "artifact__organization", "artifact__blob", "bundle__blob"
+    ):
+        assignments[a.gateway_id][a.artifact_type] = a
+    issued_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    documents = []
+    for gateway_id, channel in channels.items():
+        mine = assignments[gateway_id]
+        document = {
+            "format": ASSIGNMENT_FORMAT,
+            "token": channel.token,
+            "sequence": channel.sequence,
+            "issued_at": issued_at,
+            **{t: _entry(mine[t], channel) if t in mine else None for t in ArtifactType.values},
+        }
+        documents.append(json.dumps(document, indent=2, sort_keys=True).encode())
+    blobs = storage.store_many(documents)
+    new_bundles = DeviceBundle.objects.bulk_create(
+        [
+            DeviceBundle(
+                gateway_id=gateway_id,
+                kind=DeviceBundle.Kind.ASSIGNMENT,
+                version=channel.sequence,
+                filename="assignment.json",
+                blob=blob,
+            )
+            for (gateway_id, channel), blob in zip(channels.items(), blobs, strict=True)
+        ],
+        batch_size=2000,
     )
-    wanted = {device_target_path(channel.token, "assignment.json"): assignment_bundle}
-    for a in assignments.values():
-        if a.bundle is not None:
-            wanted[device_target_path(channel.token, a.bundle.filename)] = a.bundle
+    wanted: dict[str, DeviceBundle] = {}
+    for bundle in new_bundles:
+        token = channels[bundle.gateway_id].token
+        wanted[device_target_path(token, "assignment.json")] = bundle
+        for a in assignments[bundle.gateway_id].values():
+            if a.bundle is not None:
+                wanted[device_target_path(token, a.bundle.filename)] = a.bundle
     repo = get_repository()
     bin_for = repo.bin_for if repo.is_initialized else (lambda _path: "")
     touched: set[str] = set()
-    for row in DeviceTarget.objects.filter(gateway=gateway):
-        if row.path not in wanted:
-            touched.add(row.bin_name)
-            row.delete()
-    for path, bundle in wanted.items():
-        row, _ = DeviceTarget.objects.update_or_create(
-            path=path, defaults={"gateway": gateway, "bundle": bundle, "bin_name": bin_for(path)}
-        )
-        touched.add(row.bin_name)
+    stale = DeviceTarget.objects.filter(gateway_id__in=channels).exclude(path__in=wanted)
+    touched.update(stale.values_list("bin_name", flat=True))
+    stale.delete()
+    rows = [
+        DeviceTarget(path=path, gateway_id=bundle.gateway_id, bundle=bundle, bin_name=bin_for(path))
+        for path, bundle in wanted.items()
+    ]
+    DeviceTarget.objects.bulk_create(
+        rows, update_conflicts=True, unique_fields=["path"], update_fields=["bundle", "bin_name"], batch_size=2000
+    )
+    touched.update(row.bin_name for row in rows)
     _mark_pending(touched)
 
 
@@ -331,16 +359,7 @@ def assign(
         artifact = candidates[0]
     if artifact.type != artifact_type:
         raise FirmwareError(f"{artifact} is a {artifact.type}, not a {artifact_type}")
-    if artifact.organization_id != gateway.organization_id:
-        raise FirmwareError(f"{artifact} belongs to another organization than {gateway}")
-    if not artifact.is_compatible_with(gateway.hardware_model):
-        raise IncompatibleArtifactError(
-            f"{artifact} supports {', '.join(artifact.hardware_models)}, not {gateway.hardware_model!r}"
-        )
-    if artifact.target_path not in _released_paths():
-        raise ArtifactNotReleasedError(
-            f"{artifact} is not signed into the firmware role yet (release signatures pending)"
-        )
+    _check_assignable(artifact, [gateway])
     return _set_assignment(
         gateway=gateway,
         artifact_type=artifact_type,
@@ -348,6 +367,73 @@ def assign(
         actor=actor,
         ip=ip,
     )
+
+
+def _check_assignable(artifact: Artifact, gateways: list[Gateway]) -> None:
+    foreign = [g.serial for g in gateways if g.organization_id != artifact.organization_id]
+    if foreign:
+        raise FirmwareError(f"{artifact} belongs to another organization than {', '.join(foreign[:5])}")
+    incompatible = [g for g in gateways if not artifact.is_compatible_with(g.hardware_model)]
+    if incompatible:
+        models_ = sorted({g.hardware_model for g in incompatible})
+        raise IncompatibleArtifactError(
+            f"{artifact} supports {', '.join(artifact.hardware_models)}, not {', '.join(repr(m) for m in models_)}"
+            + (f" ({len(incompatible)} gateways)" if len(gateways) > 1 else "")
+        )
+    if artifact.target_path not in _released_paths():
+        raise ArtifactNotReleasedError(
+            f"{artifact} is not signed into the firmware role yet (release signatures pending)"
+        )
+
+
+ASSIGN_BATCH = 1000
+
+
+def assign_many(
+    *,
+    gateways: Iterable[Gateway],
+    artifact: Artifact,
+    deployment: str = "",
+    install: dict[str, Any] | None = None,
+    actor: Any = None,
+    ip: str | None = None,
+) -> int:
+    """`assign` for many gateways at once (a rollout phase): batched writes, one audit entry.
+    Refuses the whole batch if any gateway is incompatible or in another organization."""
+    gateways = list(gateways)
+    _check_assignable(artifact, gateways)
+    with transaction.atomic():
+        for i in range(0, len(gateways), ASSIGN_BATCH):
+            batch = gateways[i : i + ASSIGN_BATCH]
+            Assignment.objects.bulk_create(
+                [
+                    Assignment(
+                        gateway=g,
+                        artifact_type=artifact.type,
+                        artifact=artifact,
+                        deployment=deployment,
+                        install=install,
+                    )
+                    for g in batch
+                ],
+                update_conflicts=True,
+                unique_fields=["gateway", "artifact_type"],
+                update_fields=["artifact", "bundle", "deployment", "install", "updated"],
+            )
+            _rebuild_device_targets(batch)
+        record(
+            action="firmware.assignment.bulk_set",
+            target=artifact,
+            user=actor,
+            ip=ip,
+            detail={
+                "artifact_type": artifact.type,
+                "version": artifact.version,
+                "deployment": deployment,
+                "gateways": len(gateways),
+            },
+        )
+    return len(gateways)
 
 
 def _set_assignment(
@@ -359,7 +445,7 @@ def _set_assignment(
         assignment, _ = Assignment.objects.update_or_create(
             gateway=gateway, artifact_type=artifact_type, defaults=values
         )
-        _rebuild_device_targets(gateway)
+        _rebuild_device_targets([gateway])
         record(
             action="firmware.assignment.set",
             target=assignment,
@@ -378,7 +464,7 @@ def unassign(*, gateway: Gateway, artifact_type: str, actor: Any = None, ip: str
             return
         before = snapshot(existing)
         existing.delete()
-        _rebuild_device_targets(gateway)
+        _rebuild_device_targets([gateway])
         record(
             action="firmware.assignment.clear",
             organization=gateway.organization,

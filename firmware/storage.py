@@ -11,6 +11,7 @@ import tempfile
 from typing import IO
 
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
 
 from .models import Blob
@@ -47,6 +48,24 @@ def store_bytes(data: bytes) -> Blob:
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as f:
         f.write(data)
         return store_file(f, sha256=hashlib.sha256(data).hexdigest())
+
+
+def store_many(datas: list[bytes]) -> list[Blob]:
+    """Store many small contents (assignment documents) with one database round trip per batch."""
+    by_hash = {hashlib.sha256(data).hexdigest(): data for data in datas}
+    existing = set(Blob.objects.filter(sha256__in=by_hash).values_list("sha256", flat=True))
+    storage = blob_storage()
+    new = []
+    for sha256, data in by_hash.items():
+        if sha256 in existing:
+            continue
+        blob = Blob(sha256=sha256, size=len(data))
+        if not storage.exists(blob.storage_name):
+            storage.save(blob.storage_name, ContentFile(data))
+        new.append(blob)
+    Blob.objects.bulk_create(new, ignore_conflicts=True, batch_size=2000)
+    blobs = Blob.objects.in_bulk(list(by_hash))
+    return [blobs[hashlib.sha256(data).hexdigest()] for data in datas]
 
 
 def open_blob(blob: Blob) -> IO[bytes]:

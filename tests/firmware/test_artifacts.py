@@ -13,6 +13,7 @@ from django.test import Client
 from firmware.models import Artifact, Assignment, Blob, DeviceTarget, PendingBin
 from firmware.repo import get_repository
 from firmware.services import publish
+from firmware.storage import read_blob
 from fleet.audit.models import AuditEntry
 from tests.factories import GatewayFactory, OrganizationFactory, member
 from tests.firmware.bundles import make_bundle
@@ -222,3 +223,27 @@ def test_repository_status_reports_roles_after_init(tuf_repo: Any, operator: Any
     assert status["bins"] == 16
     assert json.dumps(status)  # JSON-serialisable for the UI as well
     assert publish() is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_assign_many_refuses_the_batch_with_an_incompatible_gateway_else_publishes_all(
+    tuf_repo: Any, operator: Any, organization: Any, users: dict[str, Any]
+) -> None:
+    from firmware.services import assign_many
+
+    artifact = Artifact.objects.get(pk=upload(operator, organization, make_bundle()).json()["id"])
+    gateways = GatewayFactory.create_batch(30, organization=organization, hardware_model="GF-100")
+    odd_one = GatewayFactory(organization=organization, hardware_model="GF-900")
+    with pytest.raises(Exception, match="not 'GF-900'"):
+        assign_many(gateways=[*gateways, odd_one], artifact=artifact, deployment="7", actor=users["operator"])
+    assert not Assignment.objects.exists()
+
+    assert assign_many(gateways=gateways, artifact=artifact, deployment="7", actor=users["operator"]) == 30
+    assert Assignment.objects.filter(deployment="7").count() == 30
+    assert AuditEntry.objects.filter(action="firmware.assignment.bulk_set").count() == 1
+    assert not PendingBin.objects.exists()
+    repo = get_repository()
+    for row in DeviceTarget.objects.filter(gateway__in=gateways).select_related("bundle"):
+        published = repo.load(row.bin_name).signed.targets[row.path]
+        assert published.hashes["sha256"] == row.bundle.blob_id
+        assert json.loads(read_blob(row.bundle.blob))["firmware"]["deployment"] == "7"
