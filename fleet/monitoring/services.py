@@ -136,7 +136,9 @@ def _transition(
 
 
 def _locked(alarm: Alarm) -> Alarm:
-    return Alarm.objects.select_for_update().select_related("organization", "gateway", "site").get(pk=alarm.pk)
+    return (
+        Alarm.objects.select_for_update(of=("self",)).select_related("organization", "gateway", "site").get(pk=alarm.pk)
+    )
 
 
 # --- conditions reported by gateways (or detected by the server) -------------------------------

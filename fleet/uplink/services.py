@@ -122,7 +122,7 @@ def ingest_batch(*, gateway: Gateway, stream: str, parsed: ParsedRecords, now: d
             _apply_command_results(gateway, by_kind[Kind.EVENT], now)
         if by_kind[Kind.STATUS]:
             reports = monitoring.store_status_reports(gateway=gateway, records=by_kind[Kind.STATUS], received_at=now)
-            status_reported.send(sender=Gateway, gateway=gateway, reports=reports)
+            _hand_over_status_reports(gateway, reports)
         stored = sum(len(records) for records in by_kind.values())
         # Alarms and inventory change state record by record; one refused must not sink the batch.
         for kind, apply_one in ((Kind.ALARM, _apply_alarm), (Kind.INVENTORY, _apply_inventory)):
@@ -141,6 +141,21 @@ def ingest_batch(*, gateway: Gateway, stream: str, parsed: ParsedRecords, now: d
             position.save(update_fields=["last_seq", "updated"])
     tracker.seen(gateway.pk, now)
     return result
+
+
+def _hand_over_status_reports(gateway: Gateway, reports: list[Any]) -> None:
+    """Receivers (firmware/) run in a savepoint of the batch: a bug in one must not block the uplink.
+
+    Otherwise every resend of the batch would fail again, and the gateway's logs and alarms would
+    queue up behind it forever. The reports stay stored for a later replay.
+    """
+    try:
+        with transaction.atomic():
+            status_reported.send(sender=Gateway, gateway=gateway, reports=reports)
+    except Exception:
+        logger.exception(
+            "A status_reported receiver failed for gateway %s; reports stored, not applied", gateway.serial
+        )
 
 
 def _reason(exc: Exception) -> str:

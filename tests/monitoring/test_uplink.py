@@ -159,17 +159,35 @@ async def test_the_ack_follows_the_commit(session: GatewaySession, gateway: Gate
 
         seen_in_transaction.append(connection.in_atomic_block)
 
-    status_reported.connect(receiver)
-    try:
+    # Only this receiver: what firmware/ does with reports is not the subject here.
+    with mock.patch.object(status_reported, "receivers", []):
+        status_reported.connect(receiver)
         await session.send(
             batch("b1", {"seq": 1, "kind": "status", "ts": ts(), "payload": {"deployment": "7", "step": "success"}})
         )
         ack = await session.receive()
-    finally:
-        status_reported.disconnect(receiver)
     assert seen_in_transaction == [True]
     assert ack["last_seq"] == 1
     assert await count(StatusReport, gateway=gateway, deployment="7") == 1
+    await session.disconnect()
+
+
+async def test_a_failing_status_receiver_does_not_block_the_uplink(session: GatewaySession, gateway: Gateway) -> None:
+    def broken(**kwargs: Any) -> None:
+        StatusReport.objects.create(
+            gateway=gateway, seq=0, ts=timezone.now(), received_at=timezone.now(), deployment="x", step="x", payload={}
+        )
+        raise RuntimeError("bug in a receiver")
+
+    await session.start()
+    with mock.patch.object(status_reported, "receivers", []):
+        status_reported.connect(broken)
+        status = {"seq": 1, "kind": "status", "ts": ts(), "payload": {"deployment": "7", "step": "success"}}
+        ack = await session.request(batch("b1", status, log(2)))
+    assert ack["stored"] == 2 and ack["last_seq"] == 2
+    # The receiver's own writes were rolled back with its savepoint; the records are kept.
+    assert await count(StatusReport, gateway=gateway) == 1
+    assert await count(LogEntry, gateway=gateway) == 1
     await session.disconnect()
 
 
