@@ -14,6 +14,7 @@ api_patterns = [
     path("firmware/", include("firmware.api.urls")),
     path("pki/", include("pki.api.urls")),
     path("monitoring/", include(("fleet.monitoring.api.urls", "monitoring-api"))),
+    path("deployments/", include(("firmware.deployments.api.urls", "deployments-api"))),
 ]
 
 gateway_patterns: list = [
@@ -37,4 +38,5 @@ urlpatterns = [
     path("pki/", include("pki.urls")),
     path("monitoring/", include("fleet.monitoring.urls")),
     path("tuf/", include("firmware.tuf_urls")),
+    path("deployments/", include("firmware.deployments.urls")),
 ]
