@@ -4,12 +4,15 @@ from typing import Any
 
 from django import forms
 
+from fleet.inventory.models import Organization
 from pki.api.serializers import MAX_TOKEN_HOURS
 from pki.models import RevocationReason
 
 
 class _OrganizationForm(forms.Form):
-    organization = forms.ModelChoiceField(queryset=None, empty_label=None)  # type: ignore[arg-type]
+    organization: forms.ModelChoiceField[Organization] = forms.ModelChoiceField(
+        queryset=Organization.objects.none(), empty_label=None
+    )
     valid_hours = forms.IntegerField(min_value=1, max_value=MAX_TOKEN_HOURS, initial=7 * 24, label="Valid (hours)")
 
     def __init__(self, *args: Any, organizations: Any, **kwargs: Any) -> None:
@@ -35,8 +38,8 @@ class RevokeForm(forms.Form):
 
 
 class TrustAnchorForm(forms.Form):
-    organization = forms.ModelChoiceField(
-        queryset=None,  # type: ignore[arg-type]
+    organization: forms.ModelChoiceField[Organization] = forms.ModelChoiceField(
+        queryset=Organization.objects.none(),
         required=False,
         empty_label="(deployment-wide, superusers only)",
     )

@@ -153,7 +153,8 @@ class IdentityView(GatewayAPIView):
     permission_classes = [IsGateway]
 
     def get(self, request: Request) -> Response:
-        certificate = request.user.certificate
+        principal: GatewayPrincipal = request.user  # type: ignore[assignment]
+        certificate = principal.certificate
         return Response(
             {
                 "serial": certificate.gateway.serial,

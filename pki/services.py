@@ -863,6 +863,7 @@ def _publish_crl(authority: CertificateAuthority, *, now: datetime) -> Revocatio
     authority = CertificateAuthority.objects.select_for_update().get(pk=authority.pk)
     authority.crl_number += 1
     authority.save(update_fields=["crl_number"])
+    next_update = now + timedelta(hours=conf.get("GRIDFLEET_PKI_CRL_VALIDITY_HOURS"))
     revoked = DeviceCertificate.objects.filter(
         issuer=authority, status=DeviceCertificate.Status.REVOKED, not_after__gt=now
     ).order_by("revoked_at")
@@ -877,7 +878,7 @@ def _publish_crl(authority: CertificateAuthority, *, now: datetime) -> Revocatio
         ],
         number=authority.crl_number,
         this_update=now,
-        next_update=now + timedelta(hours=conf.get("GRIDFLEET_PKI_CRL_VALIDITY_HOURS")),
+        next_update=next_update,
     )
     published, _ = RevocationList.objects.update_or_create(
         authority=authority,
@@ -885,7 +886,7 @@ def _publish_crl(authority: CertificateAuthority, *, now: datetime) -> Revocatio
             "number": authority.crl_number,
             "der": crl.public_bytes(serialization.Encoding.DER),
             "this_update": now,
-            "next_update": crl.next_update_utc,
+            "next_update": next_update,
         },
     )
     return published

@@ -38,7 +38,9 @@ class CertificateAuthoritySerializer(serializers.ModelSerializer[CertificateAuth
 
 class DeviceCertificateSerializer(serializers.ModelSerializer[DeviceCertificate]):
     gateway_serial = serializers.CharField(source="gateway.serial", read_only=True)
-    organization = serializers.SlugRelatedField(source="gateway.organization", slug_field="slug", read_only=True)
+    organization: serializers.SlugRelatedField[Organization] = serializers.SlugRelatedField(
+        source="gateway.organization", slug_field="slug", read_only=True
+    )
     state = serializers.CharField(read_only=True, help_text="active, expired or revoked")
     renew_after = serializers.DateTimeField(read_only=True)
     issuer_name = serializers.CharField(source="issuer.name", read_only=True, default=None)
@@ -79,7 +81,9 @@ class RevokeSerializer(serializers.Serializer[Any]):
 
 
 class EnrollmentTokenSerializer(serializers.ModelSerializer[EnrollmentToken]):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    organization: serializers.SlugRelatedField[Organization] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     state = serializers.CharField(read_only=True, help_text="unused, used or expired")
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
 

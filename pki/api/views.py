@@ -39,13 +39,13 @@ class PkiPermission(OrgRolePermission):
     message = "Only admins manage the PKI."
 
 
-class PkiViewSetMixin:
+class PkiViewSet(viewsets.GenericViewSet[Any]):
     permission_classes = [PkiPermission]
     read_capability = Capability.MANAGE_PKI
     write_capability = Capability.MANAGE_PKI
 
 
-class CertificateAuthorityViewSet(PkiViewSetMixin, viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
+class CertificateAuthorityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PkiViewSet):
     serializer_class = CertificateAuthoritySerializer
     filter_backends: list[Any] = []
 
@@ -56,7 +56,7 @@ class CertificateAuthorityViewSet(PkiViewSetMixin, viewsets.ReadOnlyModelViewSet
         """CAs belong to the deployment, not an organization: any PKI admin may read them."""
 
 
-class DeviceCertificateViewSet(PkiViewSetMixin, viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
+class DeviceCertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PkiViewSet):
     serializer_class = DeviceCertificateSerializer
     filterset_class = DeviceCertificateFilterSet
     search_fields = ["gateway__serial", "lfdi", "sfdi", "serial_number"]
@@ -77,13 +77,7 @@ class DeviceCertificateViewSet(PkiViewSetMixin, viewsets.ReadOnlyModelViewSet): 
         return Response(DeviceCertificateSerializer(revoked).data)
 
 
-class EnrollmentTokenViewSet(
-    PkiViewSetMixin,
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,  # type: ignore[type-arg]
-):
+class EnrollmentTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, PkiViewSet):
     """Tokens are shown once, in the answer that creates them; the server keeps only a hash."""
 
     serializer_class = EnrollmentTokenSerializer
@@ -144,7 +138,7 @@ def tokens_csv_response(tokens: list[tuple[EnrollmentToken, str]], *, filename: 
     return response
 
 
-class EnrollmentRequestViewSet(PkiViewSetMixin, viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
+class EnrollmentRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PkiViewSet):
     serializer_class = EnrollmentRequestSerializer
     filterset_fields = ["status"]
 
@@ -168,12 +162,7 @@ class EnrollmentRequestViewSet(PkiViewSetMixin, viewsets.ReadOnlyModelViewSet): 
 
 
 class TrustAnchorViewSet(
-    PkiViewSetMixin,
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,  # type: ignore[type-arg]
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, PkiViewSet
 ):
     serializer_class = TrustAnchorSerializer
     filter_backends: list[Any] = []
