@@ -229,6 +229,11 @@ class DevicePoller:
             logger.info("field device %s: %s", self.config.id, exc)
             await self._alarm(self._comm.failed(), {"error": str(exc), "address": self.config.address})
             return
+        except Exception as exc:  # an answer pysunspec2 cannot make sense of must not end this device's polling
+            logger.exception("field device %s gave an unusable answer", self.config.id)
+            await self._blocking(self.device.close)  # start over with a fresh discovery
+            await self._alarm(self._comm.failed(), {"error": f"unusable answer: {exc}", "address": self.config.address})
+            return
         await self._alarm(self._comm.succeeded(), {"address": self.config.address})
         if reading.values:
             await self._emit(make_record("telemetry", {"device": self.config.id, "points": reading.values}))
