@@ -159,11 +159,12 @@ def _config_and_license(serial: str) -> dict[str, Any]:
     return {"config_version": config.version, "license_version": license_.version}
 
 
-def _command(serial: str, name: str) -> dict[str, Any]:
+def _command(serial: str, name: str, args: str) -> dict[str, Any]:
     from fleet.inventory.models import Gateway
     from fleet.uplink import services as uplink
 
-    command = uplink.send_command(gateway=Gateway.objects.get(serial=serial), name=name, args={}, user=None)
+    gateway = Gateway.objects.get(serial=serial)
+    command = uplink.send_command(gateway=gateway, name=name, args=json.loads(args), user=None)
     return {"id": str(command.id)}
 
 

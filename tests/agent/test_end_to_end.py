@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from gridfleet_agent.config import parse_config
 from gridfleet_agent.daemon import Agent, QueueLogHandler
+from gridfleet_agent.field.simulator import SunSpecSimulator
 from gridfleet_agent.identity import enroll
 
 from .bundles import firmware_bundle
@@ -279,3 +280,48 @@ def test_records_queued_while_the_server_is_down_arrive_once_each(server: Server
         "SELECT COUNT(*), COUNT(DISTINCT seq) FROM monitoring_logentry WHERE gateway_id = ?", gateway
     )
     assert counts[0] == counts[1]
+
+
+def test_field_devices_and_a_command_queued_while_offline_reach_the_server(server: Server, tmp_path: Path):
+    serial = "E2E-007"
+    gateway = server.gateway_id(serial)
+    identity = enroll(server.url, server.tokens[serial], serial, tmp_path / "state")
+    # Created while the gateway is offline: the server sends it after the agent's next hello.
+    run_action(server.process.var_dir, "command", serial, "set_power_limit", '{"device": "inv-1", "limit_pct": 60}')
+
+    async def scenario() -> None:
+        async with SunSpecSimulator(port=0) as inverter:
+            config = parse_config({
+                "agent": {"server_url": server.url, "state_dir": str(tmp_path / "state")},
+                "updates": {"poll_interval": 3600},
+                "field": {"devices": [{"id": "inv-1", "kind": "inverter", "protocol": "sunspec-tcp",
+                                       "host": inverter.host, "port": inverter.port, "unit_id": inverter.unit_id,
+                                       "poll_interval": 0.2}]},
+            })  # fmt: skip
+            agent = Agent(config, identity=identity, control_socket=False)
+            running = asyncio.create_task(agent.run())
+            try:
+                for _ in range(300):
+                    done = await asyncio.to_thread(
+                        server.process.query,
+                        "SELECT state FROM uplink_command WHERE gateway_id = ? AND state = 'succeeded'",
+                        gateway,
+                    )
+                    if done and agent.outbox.depth().total == 0:
+                        break
+                    await asyncio.sleep(0.1)
+            finally:
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+    (command,) = server.process.query("SELECT state, result FROM uplink_command WHERE gateway_id = ?", gateway)
+    assert command[0] == "succeeded"
+    assert json.loads(command[1])["readback_pct"] == 60.0
+    assert server.process.query(
+        "SELECT 1 FROM monitoring_telemetrylatest WHERE gateway_id = ? AND device = 'inv-1' AND point = 'W'", gateway
+    )
+    assert server.process.query("SELECT kind, protocol FROM inventory_fielddevice WHERE gateway_id = ?", gateway) == [
+        ("inverter", "sunspec-tcp")
+    ]
