@@ -220,6 +220,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "PREPROCESSING_HOOKS": ["fleet.api.only_user_api_endpoints"],
+    # Choice sets whose field names collide across apps get explicit component names.
+    "ENUM_NAME_OVERRIDES": {
+        "DeploymentActionStateEnum": "firmware.deployments.models.ActionState",
+        "ArtifactTypeEnum": "firmware.models.ArtifactType",
+    },
     # Swagger UI assets are served locally: operators' networks often have no CDN access.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -259,6 +264,7 @@ GRIDFLEET_PKI_ENROLLMENT_TOKEN_HOURS = int(os.environ.get("GRIDFLEET_PKI_ENROLLM
 GRIDFLEET_PKI_REQUIRE_ACCEPTANCE = env_bool("GRIDFLEET_PKI_REQUIRE_ACCEPTANCE", default=False)
 GRIDFLEET_PKI_ACCESS_TOKEN_TTL = int(os.environ.get("GRIDFLEET_PKI_ACCESS_TOKEN_TTL", 600))
 GRIDFLEET_PKI_AUTH_MAX_SKEW = int(os.environ.get("GRIDFLEET_PKI_AUTH_MAX_SKEW", 120))
-GRIDFLEET_PKI_CRL_URL = os.environ.get("GRIDFLEET_PKI_CRL_URL", "")
+# Public base URL of this server (https://fleet.example.com); when set, issued certificates name their CRL URL.
+GRIDFLEET_PKI_PUBLIC_URL = os.environ.get("GRIDFLEET_PKI_PUBLIC_URL", "")
 # Optional mutual TLS: header with the client certificate verified by a proxy in TRUSTED_PROXIES.
 GRIDFLEET_PKI_CLIENT_CERT_HEADER = os.environ.get("GRIDFLEET_PKI_CLIENT_CERT_HEADER", "")

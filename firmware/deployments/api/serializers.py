@@ -83,13 +83,15 @@ class DeploymentRequestSerializer(StrictFieldsMixin, serializers.Serializer[Any]
     failure_threshold_count = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     failure_min_sample = serializers.IntegerField(min_value=1, required=False)
 
-    def __init__(self, *args: Any, organizations: Any, artifacts: Any, groups: Any, gateways: Any,
-                 **kwargs: Any) -> None:
+    def __init__(self, *args: Any, organizations: Any = None, artifacts: Any = None, groups: Any = None,
+                 gateways: Any = None, **kwargs: Any) -> None:
+        """The querysets are the requesting user's (tenancy); without them (schema generation) nothing matches."""
         super().__init__(*args, **kwargs)
-        self.fields["organization"].queryset = organizations
-        self.fields["artifacts"].child_relation.queryset = artifacts
-        self.fields["target_group"].queryset = groups
-        self.fields["target_gateways"].child_relation.queryset = gateways
+        if organizations is not None:
+            self.fields["organization"].queryset = organizations
+            self.fields["artifacts"].child_relation.queryset = artifacts
+            self.fields["target_group"].queryset = groups
+            self.fields["target_gateways"].child_relation.queryset = gateways
 
     def to_request(self) -> DeploymentRequest:
         data = self.validated_data

@@ -116,7 +116,8 @@ class DeploymentOperationView(generics.GenericAPIView):
     def get_queryset(self) -> Any:
         return selectors.deployments_visible_to(self.request.user)
 
-    @extend_schema(request=OperationSerializer, responses={200: DeploymentSerializer})
+    @extend_schema(request=OperationSerializer, responses={200: DeploymentSerializer},
+                   operation_id="deployments_operate")
     def post(self, request: Request, pk: int, operation: str) -> Response:
         deployment = get_object_or_404(self.get_queryset(), pk=pk)
         self.check_object_permissions(request, deployment)
