@@ -26,7 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "GRIDFLEET_PKI_REQUIRE_ACCEPTANCE": False,
     "GRIDFLEET_PKI_ACCESS_TOKEN_TTL": 600,
     "GRIDFLEET_PKI_AUTH_MAX_SKEW": 120,
-    "GRIDFLEET_PKI_CRL_URL": "",
+    "GRIDFLEET_PKI_PUBLIC_URL": "",
     "GRIDFLEET_PKI_CRL_VALIDITY_HOURS": 24,
     # Header in which a TLS terminator in TRUSTED_PROXIES passes the verified client certificate
     # (URL-encoded PEM, nginx `$ssl_client_escaped_cert`); empty disables mutual TLS.

@@ -17,4 +17,11 @@ urlpatterns = [
     path("pki/ca-chain.pem", gateway_views.CAChainView.as_view(), name="ca-chain"),
     path("pki/crl.der", gateway_views.CRLView.as_view(), name="crl-der"),
     path("pki/crl.pem", gateway_views.CRLView.as_view(pem=True), name="crl-pem"),
+    path("pki/ca-bundle.pem", gateway_views.CABundleView.as_view(), name="ca-bundle"),
+    path("pki/crl/<int:authority_id>.der", gateway_views.AuthorityCRLView.as_view(), name="crl-authority-der"),
+    path(
+        "pki/crl/<int:authority_id>.pem",
+        gateway_views.AuthorityCRLView.as_view(pem=True),
+        name="crl-authority-pem",
+    ),
 ]

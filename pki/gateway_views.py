@@ -10,7 +10,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from rest_framework import exceptions, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -26,7 +26,7 @@ from pki.authentication import (
     IsGateway,
 )
 from pki.errors import IdentityError, InvalidAccessToken, InvalidRequest
-from pki.models import DeviceCertificate, EnrollmentRequest
+from pki.models import DeviceCertificate, EnrollmentRequest, RevocationList
 
 PEM_TYPE = "application/x-pem-file"
 ENROLLMENT_POLL_SECONDS = 60
@@ -173,16 +173,38 @@ class CAChainView(GatewayAPIView):
         return HttpResponse(selectors.ca_chain_pem(), content_type=PEM_TYPE)
 
 
+class CABundleView(GatewayAPIView):
+    def get(self, request: Request) -> HttpResponse:
+        return HttpResponse(selectors.ca_bundle_pem(), content_type=PEM_TYPE)
+
+
+def _crl_response(crls: list[RevocationList], *, pem: bool) -> HttpResponse:
+    if pem:
+        body = b"".join(x509.load_der_x509_crl(bytes(c.der)).public_bytes(serialization.Encoding.PEM) for c in crls)
+        response = HttpResponse(body, content_type=PEM_TYPE)
+    else:
+        response = HttpResponse(bytes(crls[0].der), content_type="application/pkix-crl")
+    response["Cache-Control"] = "public, max-age=300"
+    return response
+
+
 class CRLView(GatewayAPIView):
+    """DER: the active issuing CA's CRL. PEM: the CRLs of every unexpired issuing CA, concatenated."""
+
     pem = False
 
     def get(self, request: Request) -> HttpResponse:
-        crl = selectors.current_crl()
-        der = bytes(crl.der)
-        if self.pem:
-            body = x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM)
-            response = HttpResponse(body, content_type=PEM_TYPE)
-        else:
-            response = HttpResponse(der, content_type="application/pkix-crl")
-        response["Cache-Control"] = "public, max-age=300"
-        return response
+        crls = selectors.current_crls()
+        return _crl_response(crls if self.pem else crls[:1], pem=self.pem)
+
+
+class AuthorityCRLView(GatewayAPIView):
+    """One issuing CA's CRL at the URL its certificates name as CRL distribution point."""
+
+    pem = False
+
+    def get(self, request: Request, authority_id: int) -> HttpResponse:
+        crl = selectors.crl_of(authority_id)
+        if crl is None:
+            raise Http404("No CRL for this certificate authority.")
+        return _crl_response([crl], pem=self.pem)

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from fleet.accounts.roles import Capability
 from fleet.accounts.selectors import organizations_where
@@ -99,12 +100,35 @@ def issuer_chain_pem(authority: CertificateAuthority) -> str:
     return authority.certificate_pem + (parent.certificate_pem if parent else "")
 
 
-def current_crl() -> RevocationList:
-    crl = (
-        RevocationList.objects.filter(authority__kind=CertificateAuthority.Kind.ISSUING, authority__is_active=True)
+def _published_crls() -> QuerySet[RevocationList]:
+    """CRLs of issuing CAs that can still vouch for a certificate (not expired), newest CA first."""
+    return (
+        RevocationList.objects.filter(
+            authority__kind=CertificateAuthority.Kind.ISSUING, authority__not_after__gt=timezone.now()
+        )
         .select_related("authority")
-        .first()
+        .order_by("-authority__is_active", "-authority__created")
     )
-    if crl is None:
+
+
+def current_crls() -> list[RevocationList]:
+    """Every published CRL, the active issuing CA's first (a TLS terminator loads them all)."""
+    crls = list(_published_crls())
+    if not crls:
         raise CANotInitialized("The server has no certificate authority yet; run `manage.py pki_init`.")
-    return crl
+    return crls
+
+
+def current_crl() -> RevocationList:
+    """The active issuing CA's CRL."""
+    return current_crls()[0]
+
+
+def crl_of(authority_id: int) -> RevocationList | None:
+    return _published_crls().filter(authority_id=authority_id).first()
+
+
+def ca_bundle_pem() -> str:
+    """Root plus every unexpired issuing CA: what a TLS terminator verifying client certs needs."""
+    authorities = CertificateAuthority.objects.filter(not_after__gt=timezone.now()).order_by("kind", "-created")
+    return "".join(a.certificate_pem for a in authorities)

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from fleet.api import DomainError
@@ -405,6 +406,12 @@ def _store_certificate(
     )
 
 
+def _crl_url(authority: CertificateAuthority) -> str | None:
+    """The CRL distribution point written into certificates: this CA's own, stable CRL URL."""
+    public = conf.get("GRIDFLEET_PKI_PUBLIC_URL").rstrip("/")
+    return public + reverse("pki-gw:crl-authority-der", args=[authority.pk]) if public else None
+
+
 def _issue(*, gateway: Gateway, public_key: ec.EllipticCurvePublicKey) -> DeviceCertificate:
     issuing = active_issuing_ca()
     cert = ca.issue_device_certificate(
@@ -414,7 +421,7 @@ def _issue(*, gateway: Gateway, public_key: ec.EllipticCurvePublicKey) -> Device
         issuer_key=_issuing_key(issuing),
         now=timezone.now(),
         days=conf.get("GRIDFLEET_PKI_DEVICE_CERT_DAYS"),
-        crl_url=conf.get("GRIDFLEET_PKI_CRL_URL") or None,
+        crl_url=_crl_url(issuing),
     )
     return _store_certificate(gateway=gateway, cert=cert, issuer=issuing)
 

@@ -44,14 +44,40 @@ def test_pki_init_creates_root_and_issuing_ca_with_encrypted_keys(settings: Any,
     assert CertificateAuthority.objects.count() == 2
 
 
-def test_rotating_the_issuing_ca_keeps_earlier_certificates_valid(
-    enrolled_gateway: EnrolledGateway, client: Any
+def test_rotating_the_issuing_ca_keeps_earlier_certificates_valid_and_revocable(
+    enrolled_gateway: EnrolledGateway, enroll_gateway: Any, client: Any
 ) -> None:
+    old_ca = enrolled_gateway.certificate.issuer
     call_command("pki_init", "--rotate-issuing")
-    assert CertificateAuthority.objects.filter(kind="issuing").count() == 2
-    assert CertificateAuthority.objects.filter(kind="issuing", is_active=True).count() == 1
+    new_ca = CertificateAuthority.objects.get(kind="issuing", is_active=True)
+    assert new_ca != old_ca
     body = enrolled_gateway.signed_auth_request()
     assert client.post("/gw/v1/auth/token", body, content_type="application/json").status_code == 200
+    assert enroll_gateway().certificate.issuer == new_ca, "only the newest issuing CA issues"
+
+    services.revoke_certificate(certificate=enrolled_gateway.certificate, reason="superseded", user=None)
+    old_crl = x509.load_der_x509_crl(client.get(f"/gw/v1/pki/crl/{old_ca.pk}.der").content)
+    assert old_crl.get_revoked_certificate_by_serial_number(int(enrolled_gateway.certificate.serial_number, 16))
+    # crl.der is the active CA's; crl.pem carries every issuing CA's CRL for TLS terminators.
+    active_crl = x509.load_der_x509_crl(client.get("/gw/v1/pki/crl.der").content)
+    assert active_crl.issuer == new_ca.certificate().subject
+    bundle = client.get("/gw/v1/pki/crl.pem").content
+    assert bundle.count(b"-----BEGIN X509 CRL-----") == 2
+    assert client.get("/gw/v1/pki/ca-bundle.pem").content.count(b"-----BEGIN CERTIFICATE-----") == 3
+    assert client.get("/gw/v1/pki/crl/999999.der").status_code == 404
+
+
+def test_certificates_name_their_issuers_crl_when_a_public_url_is_set(
+    settings: Any, enroll_gateway: Any, client: Any
+) -> None:
+    settings.GRIDFLEET_PKI_PUBLIC_URL = "https://fleet.example.com/"
+    enrolled = enroll_gateway()
+    cert = x509.load_pem_x509_certificate(enrolled.certificate_pem.encode())
+    [point] = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    url = point.full_name[0].value
+    assert url == f"https://fleet.example.com/gw/v1/pki/crl/{enrolled.certificate.issuer_id}.der"
+    response = client.get(url.removeprefix("https://fleet.example.com"))
+    assert response.status_code == 200 and response["Content-Type"] == "application/pkix-crl"
 
 
 def test_production_refuses_to_run_without_a_kek(settings: Any) -> None:
