@@ -19,6 +19,10 @@ class RecordingSink:
     def __call__(self, record: Record) -> None:
         self.records.append(record)
 
+    def _since(self, after: Record | None) -> list[Record]:
+        start = next(i for i, r in enumerate(self.records) if r is after) + 1 if after else 0
+        return self.records[start:]
+
     def of_kind(self, kind: str) -> list[Record]:
         return [r for r in self.records if r["kind"] == kind]
 
@@ -28,21 +32,22 @@ class RecordingSink:
 
         async def first_match() -> Record:
             while True:
-                start = next(i for i, r in enumerate(self.records) if r is after) + 1 if after else 0
-                for record in self.records[start:]:
+                for record in self._since(after):
                     if record["kind"] == kind and all(record["payload"].get(k) == v for k, v in payload.items()):
                         return record
                 await asyncio.sleep(0.02)
 
         return await asyncio.wait_for(first_match(), timeout)
 
-    async def wait_for_points(self, timeout: float = 5.0, **points: Any) -> Record:
-        """The first telemetry record carrying these point values."""
+    async def wait_for_points(self, timeout: float = 5.0, after: Record | None = None, **points: Any) -> Record:
+        """The first telemetry record (after the record `after`, if given) carrying these point values."""
 
         async def first_match() -> Record:
             while True:
-                for record in self.of_kind("telemetry"):
-                    if all(record["payload"]["points"].get(k) == v for k, v in points.items()):
+                for record in self._since(after):
+                    if record["kind"] == "telemetry" and all(
+                        record["payload"]["points"].get(k) == v for k, v in points.items()
+                    ):
                         return record
                 await asyncio.sleep(0.02)
 

@@ -8,8 +8,10 @@ import subprocess
 import sys
 
 import pytest
-from gridfleet_agent.field.simulator import SimulatorError, SunSpecSimulator
+from gridfleet_agent.field.simulator import SimulatedSite, SimulatorError, SunSpecSimulator, sun_fraction
 from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
+
+from .conftest import RecordingSink
 
 
 def scan(port: int, unit_id: int = 1) -> SunSpecModbusClientDeviceTCP:
@@ -99,3 +101,24 @@ def test_cli_serves_a_device_that_pysunspec2_can_scan() -> None:
     finally:
         process.terminate()
         process.wait(timeout=5)
+
+
+async def test_a_simulated_site_is_the_real_stack_on_a_simulated_plant(sink: RecordingSink) -> None:
+    site = SimulatedSite(sink, device_id="GW-1-INV1", serial="GW-1-INV1", poll_interval=0.05, day_seconds=40.0)
+    await site.start()
+    try:
+        await sink.wait_for("inventory")
+        outcome = await site.execute("set_power_limit", {"device": "GW-1-INV1", "limit_pct": 0})
+        await sink.wait_for_points(W=0, after=sink.records[-1])
+    finally:
+        await site.stop()
+
+    assert outcome.status == "succeeded"
+    assert site.field_devices()[0]["serial"] == "GW-1-INV1"
+
+
+def test_the_sun_rises_at_six_and_sets_at_eighteen_utc() -> None:
+    day = 86400.0
+    assert sun_fraction(6 * 3600, day) == 0.0
+    assert sun_fraction(12 * 3600, day) == 1.0
+    assert sun_fraction(22 * 3600, day) == 0.0

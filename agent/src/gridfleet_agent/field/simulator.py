@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, cast
@@ -26,6 +27,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from sunspec2 import device as sunspec_device
 
 from gridfleet_agent.field.events import INVERTER_EVENT_POINTS
+from gridfleet_agent.field.stack import CommandOutcome, FieldStack, Sink
 from gridfleet_agent.field.sunspec import INVERTER_MODELS, POWER_LIMIT_CONTROLS
 
 logger = logging.getLogger(__name__)
@@ -428,15 +430,75 @@ def _registers_to_bytes(registers: Sequence[int]) -> bytes:
     return b"".join(r.to_bytes(2, "big") for r in registers)
 
 
-async def follow_the_sun(sim: SunSpecSimulator, *, day_seconds: float, step: float = 1.0) -> None:
-    """Drive the available power along a daylight bell (the day starts at sunrise), forever."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
+SUNRISE_UTC_S = 6 * 3600
+
+
+def sun_fraction(now: float, day_seconds: float) -> float:
+    """Daylight bell 0..1 over the first half of each day; with 86400 s days that is 06:00-18:00 UTC."""
+    phase = ((now - SUNRISE_UTC_S) % day_seconds) / day_seconds
+    return max(0.0, math.sin(2 * math.pi * phase))
+
+
+async def follow_the_sun(sim: SunSpecSimulator, *, day_seconds: float = 86400.0, step: float = 1.0) -> None:
+    """Drive the simulator's available power along the sun, forever."""
     while True:
-        phase = ((loop.time() - start) % day_seconds) / day_seconds
-        sun = max(0.0, math.sin(2 * math.pi * phase))  # first half of the day is daylight
-        sim.set_available_power(sim.rated_w * sun)
+        sim.set_available_power(sim.rated_w * sun_fraction(time.time(), day_seconds))
         await asyncio.sleep(step)
+
+
+class SimulatedSite:
+    """A real FieldStack polling its own simulated inverter (plant mode, following the sun): the
+    whole SunSpec path for demos and the fleet simulator, behind the interface the agent daemon
+    expects of its field stack (start, stop, field_devices, execute)."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        device_id: str,
+        serial: str,
+        poll_interval: float = 10.0,
+        day_seconds: float = 86400.0,
+        rated_w: float = 10_000.0,
+    ) -> None:
+        self.simulator = SunSpecSimulator(values={1: {"SN": serial}}, rated_w=rated_w)
+        self.device_id = device_id
+        self.poll_interval = poll_interval
+        self.day_seconds = day_seconds
+        self._sink = sink
+        self._stack: FieldStack | None = None
+        self._sun: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.simulator.start()
+        self.simulator.set_available_power(self.simulator.rated_w * sun_fraction(time.time(), self.day_seconds))
+        self._sun = asyncio.create_task(follow_the_sun(self.simulator, day_seconds=self.day_seconds))
+        device = {
+            "id": self.device_id,
+            "protocol": "sunspec-tcp",
+            "host": self.simulator.host,
+            "port": self.simulator.port,
+            "unit_id": self.simulator.unit_id,
+            "poll_interval": self.poll_interval,
+        }
+        self._stack = FieldStack({"devices": [device]}, self._sink)
+        await self._stack.start()
+
+    async def stop(self) -> None:
+        if self._stack is not None:
+            await self._stack.stop()
+        if self._sun is not None:
+            self._sun.cancel()
+            await asyncio.gather(self._sun, return_exceptions=True)
+        await self.simulator.stop()
+
+    def field_devices(self) -> list[dict[str, Any]]:
+        return self._stack.field_devices() if self._stack is not None else []
+
+    async def execute(self, name: str, args: Mapping[str, Any]) -> CommandOutcome:
+        if self._stack is None:
+            return CommandOutcome("failed", "the simulated site is not started")
+        return await self._stack.execute(name, args)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -460,7 +522,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--solar-day",
         type=float,
         default=0.0,
-        help="seconds per simulated day: output follows a sun curve and honours power limits (0: static)",
+        help="seconds per simulated day: output follows a sun curve and honours power limits; "
+        "86400 follows the UTC clock, daylight 06:00-18:00 (0: static values)",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -483,7 +546,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"SunSpec simulator on {sim.endpoint} models {sim.model_ids}", flush=True)
             if args.solar_day > 0:
                 await follow_the_sun(sim, day_seconds=args.solar_day)
-            await asyncio.Event().wait()
+            else:
+                await asyncio.Event().wait()
 
     try:
         asyncio.run(serve())
