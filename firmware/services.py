@@ -25,7 +25,7 @@ from tuf.api.metadata import TargetFile
 from fleet.audit.services import record, snapshot
 from fleet.inventory.models import Gateway, Organization
 
-from . import bundles, storage
+from . import bundles, conf, storage
 from .errors import (
     ArtifactExistsError,
     ArtifactNotReleasedError,
@@ -54,7 +54,8 @@ logger = logging.getLogger(__name__)
 
 ASSIGNMENT_FORMAT = "gridfleet-assignment/1"
 LICENSE_FORMAT = "gridfleet-license/1"
-SHARED_TYPES = (ArtifactType.FIRMWARE, ArtifactType.PATCH)
+# Superseded snapshot/bin files stay this long for clients that started a refresh before.
+PRUNE_GRACE = timedelta(hours=1)
 # Semantic Versioning 2.0.0, the regular expression suggested by semver.org.
 SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -127,6 +128,9 @@ def resign() -> PublishResult | None:
         return None
     with publisher_lock():
         result = repo.resign_expiring()
+        pruned = repo.prune_superseded(PRUNE_GRACE)
+    if pruned:
+        logger.info("TUF: removed %d superseded metadata files", pruned)
     for warning in result.warnings:
         logger.warning("TUF: %s", warning)
     if result.changed:
@@ -179,6 +183,11 @@ def upload_artifact(
         raise ArtifactRejectedError(f"unknown type {type!r}; use one of {', '.join(ArtifactType.values)}")
     if not SEMVER.match(version):
         raise ArtifactRejectedError(f"version {version!r} is not a semantic version (e.g. 2.1.0)")
+    fileobj.seek(0, 2)
+    size, limit = fileobj.tell(), int(conf.get("GRIDFLEET_ARTIFACT_MAX_BYTES"))
+    fileobj.seek(0)
+    if size > limit:
+        raise ArtifactRejectedError(f"the upload is {size} bytes; the limit is {limit} (GRIDFLEET_ARTIFACT_MAX_BYTES)")
     try:
         checked = bundles.check_bundle(
             fileobj,

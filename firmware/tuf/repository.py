@@ -17,7 +17,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +259,22 @@ class TufRepository:
         if result.bins or result.offline_roles:
             self._publish_snapshot_and_timestamp(result, now)
         return result
+
+    def prune_superseded(self, grace: timedelta) -> int:
+        """Delete versioned files of snapshot, targets and bins older than the published version
+        and than `grace` (a client mid-refresh may still fetch what the previous timestamp named).
+        Root versions are kept forever: clients walk them from whatever root they trust."""
+        self._require_initialized()
+        cutoff = (self.clock() - grace).timestamp()
+        removed = 0
+        for path in self.store.directory.glob("*.*.json"):
+            version, role = path.name.split(".", 2)[:2]
+            if role == ROOT or not version.isdigit() or int(version) >= self.version(role):
+                continue
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        return removed
 
     def resign_expiring(self) -> PublishResult:
         """Re-sign online roles in the last part of their lifetime; report offline roles that

@@ -247,3 +247,10 @@ def test_assign_many_refuses_the_batch_with_an_incompatible_gateway_else_publish
         published = repo.load(row.bin_name).signed.targets[row.path]
         assert published.hashes["sha256"] == row.bundle.blob_id
         assert json.loads(read_blob(row.bundle.blob))["firmware"]["deployment"] == "7"
+
+
+def test_upload_over_the_size_limit_is_refused(operator: Any, organization: Any, settings: Any) -> None:
+    settings.GRIDFLEET_ARTIFACT_MAX_BYTES = 100
+    response = upload(operator, organization, make_bundle())
+    assert response.status_code == 400
+    assert "the limit is 100 (GRIDFLEET_ARTIFACT_MAX_BYTES)" in response.json()["detail"]

@@ -170,3 +170,22 @@ def test_bin_count_follows_fleet_size() -> None:
     assert 2 ** recommended_bit_length(100_000) == 1024
     assert 2 ** recommended_bit_length(10) == 16
     assert 2 ** recommended_bit_length(10_000_000) == 2048
+
+
+def test_prune_removes_superseded_versions_after_the_grace_period_but_keeps_roots(
+    repo: TufRepository, clock: Clock, offline_keys: OfflineKeys
+) -> None:
+    name = repo.bin_names[0]
+    repo.publish(bins={name: []})
+    repo.draft_resign(ROOT)
+    sign_staged(repo, ROOT, offline_keys.root[:2])
+    repo.publish_staged()
+    assert repo.prune_superseded(timedelta(hours=1)) == 0  # still inside the grace period
+
+    clock.now = datetime.now(UTC) + timedelta(hours=2)
+    removed = repo.prune_superseded(timedelta(hours=1))
+    assert removed >= 2  # 1.bins-0.json and the superseded snapshots
+    assert not repo.store.path(name, 1).exists()
+    assert repo.store.path(name, 2).exists()
+    assert repo.store.path(ROOT, 1).exists() and repo.store.path(ROOT, 2).exists()
+    assert repo.store.path(SNAPSHOT, repo.version(SNAPSHOT)).exists()
