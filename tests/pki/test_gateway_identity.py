@@ -342,3 +342,26 @@ def test_enroll_gateway_factory_is_reusable(enroll_gateway: Callable[..., Enroll
     first, second = enroll_gateway(), enroll_gateway()
     assert first.gateway != second.gateway
     assert first.certificate.lfdi != second.certificate.lfdi
+
+
+def test_agent_fetches_a_new_access_token_shortly_before_expiry(
+    live_server: Any, pki_ca: Any, settings: Any, tmp_path: Path
+) -> None:
+    identity = agent_identity.enroll(live_server.url, token_for("GW-TTL"), "GW-TTL", tmp_path)
+    settings.GRIDFLEET_PKI_ACCESS_TOKEN_TTL = 600
+    long_lived = identity.access_token()
+    assert identity.access_token() == long_lived
+    identity.forget_access_token()
+    settings.GRIDFLEET_PKI_ACCESS_TOKEN_TTL = 30  # inside the 60 s refresh margin: never reused
+    short_lived = identity.access_token()
+    assert identity.access_token() != short_lived
+    assert AccessToken.objects.filter(gateway__serial="GW-TTL").count() == 3
+
+
+def test_revoked_agent_is_told_to_reenroll(live_server: Any, pki_ca: Any, tmp_path: Path) -> None:
+    identity = agent_identity.enroll(live_server.url, token_for("GW-GONE"), "GW-GONE", tmp_path)
+    certificate = DeviceCertificate.objects.get(gateway__serial="GW-GONE")
+    services.revoke_certificate(certificate=certificate, reason="privilege_withdrawn", user=None)
+    with pytest.raises(agent_identity.ReenrollmentNeeded) as refused:
+        identity.access_token()
+    assert refused.value.code == "certificate_revoked"
