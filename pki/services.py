@@ -672,7 +672,6 @@ def _authenticate(
     chain_pem: Any,
     payload_b64: Any,
     signature_b64: Any,
-    ip: str | None,
     context: dict[str, Any],
 ) -> IssuedAccessToken:
     if not isinstance(certificate_pem, str) or not certificate_pem:
@@ -699,11 +698,8 @@ def _authenticate(
             AuthNonce.objects.create(nonce=payload["nonce"], expires_at=now + timedelta(seconds=2 * skew))
     except IntegrityError as e:
         raise ReplayedRequest("This signed request was already used; sign a new one with a fresh nonce.") from e
-    issued = _create_access_token(certificate)
-    gateway = certificate.gateway
-    gateway.last_seen = now
-    gateway.save(update_fields=["last_seen"])
-    return issued
+    # last_seen is the uplink's business (fleet.uplink.presence); a token exchange is not traffic.
+    return _create_access_token(certificate)
 
 
 def authenticate_signed_request(
@@ -720,7 +716,6 @@ def authenticate_signed_request(
             chain_pem=chain_pem,
             payload_b64=payload_b64,
             signature_b64=signature_b64,
-            ip=ip,
             context=context,
         ),
     )
