@@ -166,26 +166,30 @@ class TelemetryLatestViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Any]
         return selectors.telemetry_latest_visible_to(self.request.user).order_by("gateway", "device", "point")
 
 
+class TimestampField(serializers.Field[datetime, str, str, Any]):
+    """An RFC 3339 timestamp with an offset, e.g. 2026-11-26T13:00:00Z."""
+
+    def to_internal_value(self, data: Any) -> datetime:
+        try:
+            return parse_timestamp(data)
+        except ValueError as exc:
+            raise serializers.ValidationError(f"{exc} (RFC 3339, e.g. 2026-11-26T13:00:00Z)") from None
+
+    def to_representation(self, value: datetime) -> str:
+        return value.isoformat()
+
+
 class SeriesQuerySerializer(serializers.Serializer[Any]):
     gateway = serializers.IntegerField()
     device = serializers.CharField(max_length=200)
     point = serializers.CharField(max_length=64)
-    since = serializers.CharField(required=False)
-    until = serializers.CharField(required=False)
+    since = TimestampField(required=False, help_text="default: 24 h before until")
+    until = TimestampField(required=False, help_text="default: now")
     max_points = serializers.IntegerField(min_value=2, max_value=5000, default=500)
 
-    def _time(self, value: str | None, default: datetime) -> datetime:
-        if not value:
-            return default
-        try:
-            return parse_timestamp(value)
-        except ValueError as exc:
-            raise serializers.ValidationError(f"{exc} (RFC 3339, e.g. 2026-11-26T13:00:00Z)") from None
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        now = timezone.now()
-        attrs["until"] = self._time(attrs.get("until"), now)
-        attrs["since"] = self._time(attrs.get("since"), attrs["until"] - timedelta(hours=24))
+        attrs.setdefault("until", timezone.now())
+        attrs.setdefault("since", attrs["until"] - timedelta(hours=24))
         if attrs["since"] >= attrs["until"]:
             raise serializers.ValidationError({"since": "must be before until."})
         return attrs
