@@ -8,7 +8,13 @@ import subprocess
 import sys
 
 import pytest
-from gridfleet_agent.field.simulator import SimulatedSite, SimulatorError, SunSpecSimulator, sun_fraction
+from gridfleet_agent.field.simulator import (
+    SimulatedSite,
+    SimulatorError,
+    SunSpecSimulator,
+    console_command,
+    sun_fraction,
+)
 from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 
 from .conftest import RecordingSink
@@ -122,3 +128,50 @@ def test_the_sun_rises_at_six_and_sets_at_eighteen_utc() -> None:
     assert sun_fraction(6 * 3600, day) == 0.0
     assert sun_fraction(12 * 3600, day) == 1.0
     assert sun_fraction(22 * 3600, day) == 0.0
+
+
+async def test_read_only_points_cannot_be_written(simulator: SunSpecSimulator) -> None:
+    def write_watts() -> None:
+        device = SunSpecModbusClientDeviceTCP(slave_id=1, ipaddr="127.0.0.1", ipport=simulator.port, timeout=1)
+        device.scan()
+        inverter = device.models[103][0]
+        inverter.W.cvalue = 1
+        try:
+            inverter.write()
+        finally:
+            device.close()
+
+    with pytest.raises(Exception, match="Modbus exception: 2"):
+        await asyncio.to_thread(write_watts)
+    assert simulator.get(103, "W") == 5000
+
+
+def test_console_commands_inject_values_and_faults() -> None:
+    sim = SunSpecSimulator()
+    assert console_command(sim, "set 103 W 4200") == "103.W = 4200"
+    assert console_command(sim, "set 1 SN GW-9") == "1.SN = GW-9"
+    assert console_command(sim, "event 7 on") == "event bit 7 on"
+    assert sim.get(103, "Evt1") == 1 << 7 and sim.get(701, "Alrm") == 1 << 7
+    assert console_command(sim, "sun 3000") == "available power 3000.0 W"
+    assert sim.get(103, "W") == 3000
+    with pytest.raises(SimulatorError, match="not understood: 'event 7 maybe'"):
+        console_command(sim, "event 7 maybe")
+
+
+async def test_cli_console_drives_a_running_device() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gridfleet_agent.field.simulator", "--port", "0", "--console",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        banner = (await asyncio.wait_for(process.stdout.readline(), 10)).decode()
+        port = int(re.search(r":(\d+) unit", banner).group(1))  # type: ignore[union-attr]
+        process.stdin.write(b"event 0 on\n")
+        await process.stdin.drain()
+        assert (await asyncio.wait_for(process.stdout.readline(), 10)).decode().strip() == "event bit 0 on"
+        device = await asyncio.to_thread(scan, port)
+        assert device.models[103][0].Evt1.value == 1
+    finally:
+        process.terminate()
+        await process.wait()

@@ -16,8 +16,9 @@ import argparse
 import asyncio
 import logging
 import math
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any, cast
 
@@ -358,15 +359,16 @@ class SunSpecSimulator:
         if set_values is not None and not self._ignoring_writes:
             refusal = self._write(address - BASE_ADDRESS, [int(v) for v in set_values])
             if refusal is not None:
-                logger.info("simulator refused write at %s: %s", address, refusal)
-                return ExcCodes.ILLEGAL_VALUE
+                code, reason = refusal
+                logger.info("simulator refused write at %s: %s", address, reason)
+                return code
         current_registers[: len(self._registers)] = self._registers
         return None
 
     # -- internals ------------------------------------------------------------------------
 
-    def _write(self, offset: int, registers: list[int]) -> str | None:
-        """Apply a client write to the map, or return why the device refuses it."""
+    def _write(self, offset: int, registers: list[int]) -> tuple[ExcCodes, str] | None:
+        """Apply a client write to the map, or return the exception code and why it is refused."""
         candidate = list(self._registers)
         candidate[offset : offset + len(registers)] = registers
         touched = [
@@ -379,11 +381,15 @@ class SunSpecSimulator:
             model = sunspec_device.Model(model_id=model_id)
             start = self._offsets[model_id]
             model.set_mb(_registers_to_bytes(candidate[start : start + model.len]))
+            first, end = offset - start, offset - start + len(registers)  # model-relative
+            for name, point in model.points.items():
+                if point.offset < end and first < point.offset + point.len and point.pdef.get("access") != "RW":
+                    return ExcCodes.ILLEGAL_ADDRESS, f"{model_id}.{name} is read-only"
             for name in POWER_LIMIT_POINTS & model.points.keys():
                 value = model.points[name].cvalue
                 low, high = self.power_limit_range
                 if value is not None and not low <= value <= high:
-                    return f"{name}={value} outside {low}..{high}"
+                    return ExcCodes.ILLEGAL_VALUE, f"{name}={value} outside {low}..{high}"
             decoded[model_id] = model
         self._registers = candidate
         for model_id in touched:
@@ -428,6 +434,69 @@ def _bytes_to_registers(data: bytes) -> list[int]:
 
 def _registers_to_bytes(registers: Sequence[int]) -> bytes:
     return b"".join(r.to_bytes(2, "big") for r in registers)
+
+
+CONSOLE_HELP = """commands:
+  set <model> <point> <value>   set a point in engineering units (e.g. set 103 W 4200, set 1 SN ABC-1)
+  get <model> <point>           show a point
+  event <bit> on|off            set or clear an event bit (Evt1 / Alrm), e.g. event 7 on
+  silent | resume               stop answering requests (comm loss) / answer again
+  ignore-writes on|off          acknowledge writes without applying them
+  sun <watts>                   plant mode: available power in W
+  help"""
+
+
+def console_command(sim: SunSpecSimulator, line: str) -> str:
+    """Apply one console line to the simulator; returns what changed. Raises SimulatorError."""
+    match line.split():
+        case ["set", model, point, value]:
+            sim.set(_model_id(model), point, _console_value(value))
+            return f"{model}.{point} = {sim.get(_model_id(model), point)}"
+        case ["get", model, point]:
+            return f"{model}.{point} = {sim.get(_model_id(model), point)}"
+        case ["event", bit, "on" | "off" as state] if bit.isdigit() and int(bit) < 32:
+            (sim.raise_event if state == "on" else sim.clear_event)(int(bit))
+            return f"event bit {bit} {state}"
+        case ["silent"]:
+            sim.stop_responding()
+            return "not answering"
+        case ["resume"]:
+            sim.resume_responding()
+            return "answering"
+        case ["ignore-writes", "on" | "off" as state]:
+            sim.ignore_writes(state == "on")
+            return f"ignore-writes {state}"
+        case ["sun", watts]:
+            sim.set_available_power(float(watts))
+            return f"available power {float(watts)} W"
+        case ["help"] | []:
+            return CONSOLE_HELP
+    raise SimulatorError(f"not understood: {line.strip()!r}\n{CONSOLE_HELP}")
+
+
+def _model_id(text: str) -> int:
+    if not text.isdigit():
+        raise SimulatorError(f"a model id is a number, not {text!r}")
+    return int(text)
+
+
+def _console_value(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+async def console(sim: SunSpecSimulator) -> None:
+    """Read console commands from stdin until it closes; the device keeps serving after that."""
+    loop = asyncio.get_running_loop()
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        try:
+            print(console_command(sim, line), flush=True)
+        except (SimulatorError, ValueError) as exc:
+            print(f"error: {exc}", flush=True)
 
 
 SUNRISE_UTC_S = 6 * 3600
@@ -525,6 +594,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="seconds per simulated day: output follows a sun curve and honours power limits; "
         "86400 follows the UTC clock, daylight 06:00-18:00 (0: static values)",
     )
+    parser.add_argument("--console", action="store_true", help="read fault-injection commands from stdin")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
@@ -544,10 +614,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         async with sim:
             print(f"SunSpec simulator on {sim.endpoint} models {sim.model_ids}", flush=True)
+            jobs: list[Coroutine[Any, Any, Any]] = [asyncio.Event().wait()]  # serve until interrupted
             if args.solar_day > 0:
-                await follow_the_sun(sim, day_seconds=args.solar_day)
-            else:
-                await asyncio.Event().wait()
+                jobs.append(follow_the_sun(sim, day_seconds=args.solar_day))
+            if args.console:
+                jobs.append(console(sim))
+            await asyncio.gather(*jobs)
 
     try:
         asyncio.run(serve())
