@@ -4,11 +4,13 @@ from typing import Any
 
 from django import forms
 
+from fleet.inventory.models import Organization
+
 from .models import ArtifactType, name_validator
 
 
 class ArtifactUploadForm(forms.Form):
-    organization = forms.ModelChoiceField(queryset=None)
+    organization = forms.ModelChoiceField(queryset=Organization.objects.none())
     type = forms.ChoiceField(choices=ArtifactType.choices)
     name = forms.CharField(max_length=64, validators=[name_validator])
     version = forms.CharField(max_length=64, help_text="Semantic version, e.g. 2.1.0")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pki.authentication import GatewayTokenAuthentication, IsGateway
+from pki.authentication import GatewayPrincipal, GatewayTokenAuthentication, IsGateway
 
 from . import conf, services
 from .repo import LICENSE, get_keyring
@@ -28,7 +28,8 @@ class UpdateChannelView(APIView):
     permission_classes = [IsGateway]
 
     def get(self, request: Request) -> Response:
-        channel = services.ensure_channel(gateway=request.user.gateway)
+        principal = cast(GatewayPrincipal, request.user)
+        channel = services.ensure_channel(gateway=principal.gateway)
         keyring = get_keyring()
         keyring.ensure([LICENSE])
         body: dict[str, Any] = {

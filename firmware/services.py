@@ -564,7 +564,9 @@ def build_config(
 
 
 def sign_license_document(signed: dict[str, Any]) -> dict[str, Any]:
-    signature = license_signer().sign(encode_canonical(signed).encode())
+    canonical = encode_canonical(signed)
+    assert canonical is not None  # returns None only when writing to an output function
+    signature = license_signer().sign(canonical.encode())
     return {"signed": signed, "signatures": [signature.to_dict()]}
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_safe
 
 from . import conf
@@ -99,7 +100,7 @@ def _stream(handle: IO[bytes], start: int, length: int) -> Iterator[bytes]:
 
 
 @require_safe
-def target(request: HttpRequest, path: str) -> HttpResponse:
+def target(request: HttpRequest, path: str) -> HttpResponseBase:
     directory, _, filename = path.rpartition("/")
     match = TARGET_NAME.match(filename)
     if not directory or not match:
@@ -120,11 +121,11 @@ def target(request: HttpRequest, path: str) -> HttpResponse:
     length = max(0, end - start + 1)
     body = _stream(open_blob(blob), start, length) if request.method == "GET" else iter(())
     # Never a Content-Encoding: TUF hashes the bytes as stored, a transparently gzipped body fails.
-    response = StreamingHttpResponse(body, status=status, content_type="application/octet-stream")
-    response["Content-Length"] = str(length)
-    response["Accept-Ranges"] = "bytes"
-    response["ETag"] = f'"{blob.sha256}"'
-    response["Cache-Control"] = "private, max-age=31536000, immutable" if private else IMMUTABLE
+    streamed = StreamingHttpResponse(body, status=status, content_type="application/octet-stream")
+    streamed["Content-Length"] = str(length)
+    streamed["Accept-Ranges"] = "bytes"
+    streamed["ETag"] = f'"{blob.sha256}"'
+    streamed["Cache-Control"] = "private, max-age=31536000, immutable" if private else IMMUTABLE
     if status == 206:
-        response["Content-Range"] = f"bytes {start}-{end}/{size}"
-    return response
+        streamed["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return streamed

@@ -9,6 +9,11 @@ from fleet.inventory.models import Gateway, Organization
 from ..models import Artifact, ArtifactType, Assignment, ConfigTemplate, ConfigValues, DeviceBundle
 
 
+def limit_choices(field: Any, queryset: Any) -> None:
+    """Related-field choices are narrowed per request to what the user may see."""
+    field.queryset = queryset
+
+
 class ArtifactSerializer(serializers.ModelSerializer[Artifact]):
     sha256 = serializers.CharField(source="blob_id", read_only=True)
     size = serializers.IntegerField(source="blob.size", read_only=True)
@@ -58,7 +63,7 @@ class ArtifactUploadSerializer(serializers.Serializer[Any]):
     def __init__(self, *args: Any, organizations: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if organizations is not None:
-            self.fields["organization"].queryset = organizations
+            limit_choices(self.fields["organization"], organizations)
 
 
 class AssignmentSerializer(serializers.ModelSerializer[Assignment]):
@@ -74,8 +79,8 @@ class AssignRequestSerializer(serializers.Serializer[Any]):
 
     def __init__(self, *args: Any, gateways: Any = None, artifacts: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["gateway"].queryset = gateways
-        self.fields["artifact"].queryset = artifacts
+        limit_choices(self.fields["gateway"], gateways)
+        limit_choices(self.fields["artifact"], artifacts)
 
 
 class DeviceBundleSerializer(serializers.ModelSerializer[DeviceBundle]):
@@ -95,7 +100,7 @@ class LicenseRequestSerializer(serializers.Serializer[Any]):
 
     def __init__(self, *args: Any, gateways: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["gateway"].queryset = gateways
+        limit_choices(self.fields["gateway"], gateways)
 
 
 class ConfigBuildRequestSerializer(serializers.Serializer[Any]):
@@ -104,8 +109,8 @@ class ConfigBuildRequestSerializer(serializers.Serializer[Any]):
 
     def __init__(self, *args: Any, gateways: Any = None, templates: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["gateway"].queryset = gateways
-        self.fields["template"].queryset = templates
+        limit_choices(self.fields["gateway"], gateways)
+        limit_choices(self.fields["template"], templates)
 
 
 class ConfigTemplateSerializer(serializers.ModelSerializer[ConfigTemplate]):

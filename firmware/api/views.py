@@ -30,6 +30,7 @@ from .serializers import (
     ConfigValuesSerializer,
     DeviceBundleSerializer,
     LicenseRequestSerializer,
+    limit_choices,
 )
 
 
@@ -210,9 +211,9 @@ class ConfigValuesViewSet(
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         form = ConfigValuesSerializer(data=request.data)
-        form.fields["template"].queryset = selectors.config_templates_visible_to(request.user)
-        form.fields["site"].queryset = sites_visible_to(request.user)
-        form.fields["gateway"].queryset = gateways_visible_to(request.user)
+        limit_choices(form.fields["template"], selectors.config_templates_visible_to(request.user))
+        limit_choices(form.fields["site"], sites_visible_to(request.user))
+        limit_choices(form.fields["gateway"], gateways_visible_to(request.user))
         form.is_valid(raise_exception=True)
         data = form.validated_data
         ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, data["template"].organization)

@@ -29,6 +29,7 @@ from tuf.api.metadata import (
     MetaFile,
     Root,
     Snapshot,
+    SuccinctRoles,
     TargetFile,
     Targets,
     Timestamp,
@@ -162,15 +163,19 @@ class TufRepository:
             self._devices_cache = (version, self.load(DEVICES))
         return self._devices_cache[1]
 
+    def _succinct(self, devices: Targets | None = None) -> SuccinctRoles:
+        delegations = (devices or self._devices().signed).delegations
+        if delegations is None or delegations.succinct_roles is None:
+            raise RepositoryError("the devices role holds no succinct hash-bin delegation")
+        return delegations.succinct_roles
+
     @property
     def bin_names(self) -> list[str]:
-        succinct = self._devices().signed.delegations.succinct_roles  # type: ignore[union-attr]
-        return list(succinct.get_roles())
+        return list(self._succinct().get_roles())
 
     def bin_for(self, target_path: str) -> str:
         """The hash bin that delegates `target_path` (a `devices/<token>/<file>` path)."""
-        succinct = self._devices().signed.delegations.succinct_roles  # type: ignore[union-attr]
-        return succinct.get_role_for_target(target_path)
+        return self._succinct().get_role_for_target(target_path)
 
     # ------------------------------------------------------------- signing
 
@@ -432,10 +437,10 @@ class TufRepository:
         """Stage devices N+1 delegating the bins to a new online key."""
         self._require_initialized()
         md = self.load(DEVICES)
+        succinct = self._succinct(md.signed)
         new_key = self.keyring.stage_rotation(BINS)
-        delegations = md.signed.delegations
-        delegations.keys = {new_key.keyid: new_key}
-        delegations.succinct_roles.keyids = [new_key.keyid]
+        md.signed.delegations.keys = {new_key.keyid: new_key}
+        succinct.keyids = [new_key.keyid]
         md.signed.version += 1
         md.signed.expires = self.clock() + self.lifetimes.offline
         md.signatures.clear()
@@ -473,6 +478,8 @@ class TufRepository:
             threshold = max(result.first.threshold, result.second.threshold)
         else:
             delegator = self._delegator(role)
+            if delegator is None:
+                raise RepositoryError(f"nothing delegates to {role}")
             result = delegator.signed.get_verification_result(role, md.signed_bytes, md.signatures)
             missing, threshold = result.missing, result.threshold
         return SigningStatus(role, md.signed.version, sorted(result.signed), threshold, missing)
@@ -515,9 +522,9 @@ class TufRepository:
         now = self.clock()
         initial = not self.is_initialized
         result = PublishResult()
-        staged = {role: self.staged(role) for role in ready}
         for role in (r for r in OFFLINE_ROLES if r in ready):
-            md = staged[role]
+            md = self.staged(role)
+            assert md is not None  # listed by staged_roles()
             self._write_role(role, md, None)
             result.offline_roles.append(role)
         for role in ready:
@@ -535,8 +542,7 @@ class TufRepository:
                 self.keyring.promote(role)
         rotated_bins = False
         if self.keyring.has_pending(BINS):
-            succinct = self._devices().signed.delegations.succinct_roles
-            if self.keyring.public_key(BINS, pending=True).keyid in succinct.keyids:
+            if self.keyring.public_key(BINS, pending=True).keyid in self._succinct().keyids:
                 self.keyring.promote(BINS)
                 rotated_bins = True
         names = self.bin_names

@@ -82,7 +82,7 @@ def test_upload_stores_content_addressed_and_records_audit(operator: Any, organi
 
 
 def test_identical_content_is_stored_once(operator: Any, organization: Any, api_client_for: Any) -> None:
-    other = OrganizationFactory(slug="other-installer")
+    other = OrganizationFactory.create(slug="other-installer")
     bundle = make_bundle()
     assert upload(operator, organization, bundle).status_code == 201
     assert upload(api_client_for(member(other, "admin")), other, bundle).status_code == 201
@@ -104,7 +104,7 @@ def test_viewers_cannot_upload_and_other_tenants_cannot_see_artifacts(
 ) -> None:
     assert upload(api_client_for(users["viewer"]), organization, make_bundle()).status_code == 403
     artifact_id = upload(operator, organization, make_bundle()).json()["id"]
-    stranger = api_client_for(member(OrganizationFactory(slug="elsewhere"), "admin"))
+    stranger = api_client_for(member(OrganizationFactory.create(slug="elsewhere"), "admin"))
     assert stranger.get(f"{ARTIFACTS}{artifact_id}/").status_code == 404
     assert stranger.get(ARTIFACTS).json()["results"] == []
 
@@ -142,7 +142,7 @@ def test_upload_through_the_web_ui_shows_refusals(users: dict[str, Any], organiz
 @pytest.mark.django_db(transaction=True)
 def test_assignment_is_refused_for_incompatible_hardware(tuf_repo: Any, operator: Any, organization: Any) -> None:
     artifact_id = upload(operator, organization, make_bundle(hardware_models=["GF-200"])).json()["id"]
-    gateway = GatewayFactory(organization=organization, hardware_model="GF-100")
+    gateway = GatewayFactory.create(organization=organization, hardware_model="GF-100")
     response = operator.post("/api/firmware/assignments/", {"gateway": gateway.pk, "artifact": artifact_id})
     assert response.status_code == 400
     assert response.json() == {"error": "incompatible", "detail": "gw-os 2.1.0 supports GF-200, not 'GF-100'"}
@@ -154,7 +154,7 @@ def test_assignment_marks_only_the_gateways_bins_and_publish_signs_them(
     tuf_repo: Any, operator: Any, organization: Any, users: dict[str, Any], api_client_for: Any
 ) -> None:
     artifact_id = upload(operator, organization, make_bundle()).json()["id"]
-    gateway = GatewayFactory(organization=organization)
+    gateway = GatewayFactory.create(organization=organization)
     assert (
         api_client_for(users["viewer"])
         .post("/api/firmware/assignments/", {"gateway": gateway.pk, "artifact": artifact_id})
@@ -177,7 +177,7 @@ def test_assignment_marks_only_the_gateways_bins_and_publish_signs_them(
 def test_config_values_that_break_the_schema_are_refused_with_the_path(
     tuf_repo: Any, operator: Any, organization: Any
 ) -> None:
-    gateway = GatewayFactory(organization=organization)
+    gateway = GatewayFactory.create(organization=organization)
     template = operator.post(
         "/api/firmware/config-templates/",
         {
@@ -233,7 +233,7 @@ def test_assign_many_refuses_the_batch_with_an_incompatible_gateway_else_publish
 
     artifact = Artifact.objects.get(pk=upload(operator, organization, make_bundle()).json()["id"])
     gateways = GatewayFactory.create_batch(30, organization=organization, hardware_model="GF-100")
-    odd_one = GatewayFactory(organization=organization, hardware_model="GF-900")
+    odd_one = GatewayFactory.create(organization=organization, hardware_model="GF-900")
     with pytest.raises(Exception, match="not 'GF-900'"):
         assign_many(gateways=[*gateways, odd_one], artifact=artifact, deployment="7", actor=users["operator"])
     assert not Assignment.objects.exists()

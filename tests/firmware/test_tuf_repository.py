@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from tuf.api.metadata import Metadata, TargetFile
+from tuf.api.metadata import Metadata, Snapshot, TargetFile, Timestamp
 
 from firmware.tuf.bootstrap import OfflineKeys, generate_offline_keys, initialise, sign_staged
 from firmware.tuf.errors import PublishedFileExistsError, StagingMismatchError, ThresholdNotMetError
@@ -79,9 +79,11 @@ def test_publish_signs_only_changed_bins_and_writes_timestamp_last(repo: TufRepo
     snapshot_file = repo.store.path(SNAPSHOT, repo.version(SNAPSHOT))
     timestamp_file = repo.store.path(TIMESTAMP)
     assert bin_file.stat().st_mtime_ns <= snapshot_file.stat().st_mtime_ns <= timestamp_file.stat().st_mtime_ns
-    timestamp = Metadata.from_file(str(timestamp_file)).signed
+    timestamp = Metadata[Timestamp].from_file(str(timestamp_file)).signed
     assert timestamp.snapshot_meta.version == repo.version(SNAPSHOT)
-    assert Metadata.from_file(str(snapshot_file)).signed.meta[f"{changed}.json"].version == before[changed] + 1
+    assert (
+        Metadata[Snapshot].from_file(str(snapshot_file)).signed.meta[f"{changed}.json"].version == before[changed] + 1
+    )
 
 
 def test_publish_refuses_a_target_in_the_wrong_bin(repo: TufRepository) -> None:
