@@ -224,6 +224,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DeploymentActionStateEnum": "firmware.deployments.models.ActionState",
         "ArtifactTypeEnum": "firmware.models.ArtifactType",
+        "AlarmStateEnum": "fleet.monitoring.lifecycle.AlarmState",
+        "AlarmSeverityEnum": "fleet.monitoring.lifecycle.Severity",
     },
     # Swagger UI assets are served locally: operators' networks often have no CDN access.
     "SWAGGER_UI_DIST": "SIDECAR",

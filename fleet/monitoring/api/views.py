@@ -236,7 +236,7 @@ class TelemetrySeriesView(APIView):
 class NotificationRouteViewSet(AuditedModelViewSet):
     """Where alarm notifications go; admins manage them."""
 
-    selector = selectors.notification_routes_visible_to
+    selector = staticmethod(selectors.notification_routes_visible_to)
     serializer_class = NotificationRouteSerializer
     read_capability = Capability.VIEW
     write_capability = Capability.MANAGE_SETTINGS
@@ -245,7 +245,7 @@ class NotificationRouteViewSet(AuditedModelViewSet):
 class SilenceViewSet(AuditedModelViewSet):
     """Time-boxed silences of notifications (not of the console); operators manage them."""
 
-    selector = selectors.silences_visible_to
+    selector = staticmethod(selectors.silences_visible_to)
     serializer_class = SilenceSerializer
     read_capability = Capability.VIEW
     write_capability = Capability.TRIAGE_ALARMS
