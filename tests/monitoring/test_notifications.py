@@ -202,3 +202,45 @@ def test_a_failing_webhook_is_recorded_not_raised(gateway: Gateway, organization
     raise_at(gateway, "ground_fault", T0)
     [delivery] = flush(T0 + timedelta(seconds=30))
     assert not delivery.ok and delivery.error
+
+
+def test_admins_manage_routes_and_operators_manage_silences_through_the_api(
+    users: dict[str, Any], organization: Any, other_organization: Any, api_client_for: Any
+) -> None:
+    route = {"organization": organization.slug, "name": "ops", "channel": "email", "target": "ops@example.com",
+             "severities": ["critical"], "group_by": ["site"]}  # fmt: skip
+    assert (
+        api_client_for(users["operator"]).post("/api/monitoring/notification-routes/", route, format="json").status_code
+        == 403
+    )
+    created = api_client_for(users["admin"]).post("/api/monitoring/notification-routes/", route, format="json")
+    assert created.status_code == 201, created.json()
+    assert "secret" not in created.json()
+    admin = api_client_for(users["admin"])
+    unknown_field = admin.post(
+        "/api/monitoring/notification-routes/", {**route, "name": "x", "pager": 1}, format="json"
+    )
+    assert unknown_field.status_code == 400 and "pager" in unknown_field.json()
+    bad_label = admin.post(
+        "/api/monitoring/notification-routes/", {**route, "name": "y", "group_by": ["colour"]}, format="json"
+    )
+    assert bad_label.status_code == 400 and "group_by" in bad_label.json()
+
+    silence = {"organization": organization.slug, "matchers": {"site": "Depot"},
+               "starts_at": "2026-11-26T13:00:00Z", "ends_at": "2026-11-26T15:00:00Z", "comment": "works"}  # fmt: skip
+    viewer = api_client_for(users["viewer"])
+    assert viewer.post("/api/monitoring/silences/", silence, format="json").status_code == 403
+    operator = api_client_for(users["operator"])
+    made = operator.post("/api/monitoring/silences/", silence, format="json")
+    assert made.status_code == 201 and made.json()["created_by"] == users["operator"].username
+    assert (
+        operator.post(
+            "/api/monitoring/silences/", {**silence, "matchers": {"colour": "red"}}, format="json"
+        ).status_code
+        == 400
+    )
+    backwards = {**silence, "ends_at": "2026-11-26T12:00:00Z"}
+    assert "ends_at" in operator.post("/api/monitoring/silences/", backwards, format="json").json()
+    foreign = {**silence, "organization": other_organization.slug}
+    assert operator.post("/api/monitoring/silences/", foreign, format="json").status_code == 400
+    assert viewer.get("/api/monitoring/silences/").json()["count"] == 1
