@@ -443,7 +443,7 @@ def apply_gateway_report(
     action = None
     if ref.isdigit():
         action = (
-            GatewayAction.objects.select_for_update()
+            GatewayAction.objects.select_for_update(of=("self",))
             .select_related("deployment", "gateway__site", "artifact")
             .filter(deployment_id=int(ref), gateway=gateway)
             .first()
@@ -628,7 +628,10 @@ def _plan_of(deployment: Deployment) -> RolloutPlan:
 
 
 def _dispatch(deployment: Deployment, now: datetime) -> int:
-    """Assign due gateways of started phases, within the rate limit."""
+    """Assign due gateways of started phases, within the rate limit.
+
+    One transaction for the batch, a savepoint per gateway: the publisher (run after commit) signs
+    the touched bins once instead of once per gateway."""
     due = (
         GatewayAction.objects.filter(deployment=deployment, state=S.SCHEDULED, not_before__lte=now)
         .exclude(phase__status=RolloutPhase.Status.PENDING)
@@ -639,26 +642,27 @@ def _dispatch(deployment: Deployment, now: datetime) -> int:
         recent = GatewayAction.objects.filter(deployment=deployment, assigned_at__gt=now - RATE_PERIOD).count()
         due = due[: max(0, deployment.rate_limit_per_minute - recent)]
     assigned = 0
-    for action in due:
-        try:
-            with transaction.atomic():
-                _assign(action, now)
-        except ArtifactNotReleasedError as e:
-            _pause(deployment, f"Paused: {e}", now)
-            break
-        except FirmwareError as e:
-            action.refresh_from_db()
-            text = _fail(action, S.FAILED, code=e.code, message=str(e), now=now)
-            action.save()
-            _event(action, at=now, source=ActionEvent.Source.SERVER, message=text).save()
-            continue
-        assigned += 1
+    with transaction.atomic():
+        for action in due:
+            try:
+                with transaction.atomic():
+                    _assign(action, now)
+            except ArtifactNotReleasedError as e:
+                _pause(deployment, f"Paused: {e}", now)
+                break
+            except FirmwareError as e:
+                action.refresh_from_db()
+                text = _fail(action, S.FAILED, code=e.code, message=str(e), now=now)
+                action.save()
+                _event(action, at=now, source=ActionEvent.Source.SERVER, message=text).save()
+                continue
+            assigned += 1
     return assigned
 
 
 def _expire_timeouts(now: datetime) -> int:
     expired = (
-        GatewayAction.objects.select_for_update()
+        GatewayAction.objects.select_for_update(of=("self",))
         .filter(state__in=IN_FLIGHT, deadline__lt=now)
         .select_related("deployment", "gateway__site", "artifact")
     )
@@ -731,7 +735,7 @@ def _cancel_actions(deployment: Deployment, reason: str, now: datetime) -> dict[
     Installing or rebooting: left to finish (success keeps the new version; failure restores)."""
     tally: Counter[str] = Counter()
     actions = (
-        GatewayAction.objects.select_for_update()
+        GatewayAction.objects.select_for_update(of=("self",))
         .filter(deployment=deployment, state__in=ACTIVE)
         .select_related("deployment", "gateway__site", "gateway__organization", "artifact")
     )
