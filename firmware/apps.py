@@ -7,3 +7,10 @@ class FirmwareConfig(AppConfig):
     name = "firmware"
     verbose_name = "Firmware and updates"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from fleet.inventory.panels import register_gateway_panel
+
+        from .views import gateway_updates_panel
+
+        register_gateway_panel(gateway_updates_panel)

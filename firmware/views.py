@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -74,3 +76,14 @@ class ArtifactDetailView(CapabilityRequiredMixin, View):
 class RepositoryView(CapabilityRequiredMixin, View):
     def get(self, request: HttpRequest) -> HttpResponse:
         return TemplateResponse(request, "firmware/repository.html", {"status": get_repository().status()})
+
+
+def gateway_updates_panel(request: HttpRequest, gateway: Any) -> tuple[str, dict[str, Any]] | None:
+    """The updates section of the gateway page: what it must run and its newest device bundles."""
+    assignments = selectors.assignments_visible_to(request.user).filter(gateway=gateway).order_by("artifact_type")
+    bundles = selectors.device_bundles_visible_to(request.user).filter(gateway=gateway).exclude(kind="assignment")
+    return "firmware/_gateway_panel.html", {
+        "gateway": gateway,
+        "assignments": assignments,
+        "bundles": bundles.order_by("-created")[:10],
+    }

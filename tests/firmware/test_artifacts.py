@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import json
 from typing import Any
 
@@ -254,3 +255,26 @@ def test_upload_over_the_size_limit_is_refused(operator: Any, organization: Any,
     response = upload(operator, organization, make_bundle())
     assert response.status_code == 400
     assert "the limit is 100 (GRIDFLEET_ARTIFACT_MAX_BYTES)" in response.json()["detail"]
+
+
+def test_large_uploads_stream_through_a_temporary_file(operator: Any, organization: Any, settings: Any) -> None:
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+    payload = os.urandom(3 * 1024 * 1024)
+    bundle = make_bundle(files={"rootfs.img": payload})
+    response = upload(operator, organization, bundle, size=len(bundle))
+    assert response.status_code == 201, response.content
+    assert read_blob(Blob.objects.get(sha256=response.json()["sha256"])) == bundle
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gateway_page_shows_what_the_gateway_must_run(
+    tuf_repo: Any, operator: Any, organization: Any, users: dict[str, Any]
+) -> None:
+    artifact_id = upload(operator, organization, make_bundle()).json()["id"]
+    gateway = GatewayFactory.create(organization=organization)
+    operator.post("/api/firmware/assignments/", {"gateway": gateway.pk, "artifact": artifact_id})
+    browser = Client()
+    browser.force_login(users["viewer"])
+    page = browser.get(f"/gateways/{gateway.pk}/").content.decode()
+    assert "Updates" in page
+    assert "gw-os 2.1.0" in page

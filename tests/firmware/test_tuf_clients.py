@@ -327,3 +327,22 @@ def test_client_trusting_root_1_follows_root_and_online_key_rotations(
     trusted_root = json.loads((client.metadata_dir / "root.json").read_bytes())
     assert trusted_root["signed"]["version"] == 3
     assert old_key not in trusted_root["signed"]["keys"]
+
+
+def test_target_ranges_follow_rfc_9110(served_device: ServedDevice) -> None:
+    artifact_path = "firmware/sunrise/gw-os-2.1.0.tar"
+    repo = get_repository()
+    info = repo.load("firmware").signed.targets[artifact_path]
+    url = f"{served_device.channel['targets_url']}firmware/sunrise/{info.hashes['sha256']}.gw-os-2.1.0.tar"
+    whole = httpx.get(url)  # shared targets are public, like the metadata
+    assert whole.status_code == 200
+    assert whole.content == served_device.firmware_bundle
+    tail = httpx.get(url, headers={"Range": "bytes=-100"})
+    assert tail.status_code == 206
+    assert tail.content == served_device.firmware_bundle[-100:]
+    resumed = httpx.get(url, headers={"Range": "bytes=1000-"})
+    assert resumed.content == served_device.firmware_bundle[1000:]
+    beyond = httpx.get(url, headers={"Range": f"bytes={len(whole.content)}-"})
+    assert beyond.status_code == 416
+    assert beyond.headers["content-range"] == f"bytes */{len(whole.content)}"
+    assert httpx.get(url.replace(info.hashes["sha256"], "0" * 64)).status_code == 404
