@@ -14,5 +14,7 @@ urlpatterns = [
         views.EnrollmentDecisionView.as_view(),
         name="pki-enrollment-decision",
     ),
+    path("tokens/<int:pk>/withdraw/", views.TokenWithdrawView.as_view(), name="pki-token-withdraw"),
+    path("trust-anchors/<int:pk>/remove/", views.TrustAnchorRemoveView.as_view(), name="pki-trust-anchor-remove"),
     path("trust-anchors/import/", views.TrustAnchorImportView.as_view(), name="pki-trust-anchor-import"),
 ]

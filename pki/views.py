@@ -181,6 +181,23 @@ class TrustAnchorImportView(PkiAdminMixin, View):
         return TemplateResponse(request, "pki/trust_anchor_import.html", {"form": form}, status=400)
 
 
+class TokenWithdrawView(PkiAdminMixin, View):
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        token = get_object_or_404(selectors.enrollment_tokens_visible_to(request.user), pk=pk)
+        services.withdraw_enrollment_token(token=token, user=request.user, ip=request_ip(request))
+        messages.success(request, f"Withdrew the enrollment token for {token.serial}.")
+        return HttpResponseRedirect(reverse("pki-tokens"))
+
+
+class TrustAnchorRemoveView(PkiAdminMixin, View):
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        anchor = get_object_or_404(selectors.trust_anchors_visible_to(request.user), pk=pk)
+        ensure_can(request.user, Capability.MANAGE_PKI, anchor.organization)
+        services.remove_trust_anchor(anchor=anchor, user=request.user, ip=request_ip(request))
+        messages.success(request, f"Removed trust anchor {anchor.name}.")
+        return HttpResponseRedirect(reverse("pki-overview"))
+
+
 def gateway_certificates_panel(request: HttpRequest, gateway: Any) -> tuple[str, dict[str, Any]] | None:
     """The certificates section of the gateway page, for PKI admins of the gateway's organization."""
     if not selectors.pki_organizations(request.user).filter(pk=gateway.organization_id).exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,7 +12,8 @@ from django.test import Client
 
 from fleet.accounts.roles import Role
 from fleet.audit.models import AuditEntry
-from pki.models import DeviceCertificate, EnrollmentToken
+from pki import ca, services
+from pki.models import DeviceCertificate, EnrollmentToken, TrustAnchor
 from tests.pki.fixtures import EnrolledGateway
 
 pytestmark = pytest.mark.django_db
@@ -106,3 +108,26 @@ def test_admin_creates_a_token_and_a_batch_csv(users: dict[str, Any], organizati
     )
     assert bad.status_code == 400
     assert "A serial is" in bad.content.decode()
+
+
+def test_admin_withdraws_an_unused_token_and_removes_an_anchor(
+    users: dict[str, Any], organization: Any, other_organization: Any
+) -> None:
+    token, _ = services.create_enrollment_token(organization=organization, serial="GW-W", user=None)
+    client = logged_in(users[Role.ADMIN])
+    assert client.post(f"/pki/tokens/{token.pk}/withdraw/").status_code == 302
+    assert not EnrollmentToken.objects.filter(pk=token.pk).exists()
+    assert AuditEntry.objects.filter(action="pki.enrollment_token.withdraw").exists()
+
+    key = ca.generate_key()
+    root = ca.create_root_ca(key=key, common_name="Acme", organization=None, now=datetime.now(UTC), days=5)
+    ours = services.import_trust_anchor(
+        organization=organization, name="ours", certificate_pem=ca.certificate_pem(root), user=None
+    )
+    theirs = services.import_trust_anchor(
+        organization=other_organization, name="theirs", certificate_pem=ca.certificate_pem(root), user=None
+    )
+    assert client.post(f"/pki/trust-anchors/{theirs.pk}/remove/").status_code == 404
+    assert client.post(f"/pki/trust-anchors/{ours.pk}/remove/").status_code == 302
+    assert list(TrustAnchor.objects.values_list("name", flat=True)) == ["theirs"]
+    assert logged_in(users[Role.VIEWER]).post(f"/pki/tokens/{token.pk}/withdraw/").status_code == 403
