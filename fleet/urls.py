@@ -14,6 +14,7 @@ api_patterns = [
     path("firmware/", include("firmware.api.urls")),
     path("pki/", include("pki.api.urls")),
     path("monitoring/", include(("fleet.monitoring.api.urls", "monitoring-api"))),
+    path("uplink/", include(("fleet.uplink.api.urls", "uplink-api"))),
     path("deployments/", include(("firmware.deployments.api.urls", "deployments-api"))),
 ]
 

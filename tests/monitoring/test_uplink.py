@@ -370,3 +370,34 @@ def test_expired_commands_are_not_delivered(enrolled_gateway: Any) -> None:
     command.refresh_from_db()
     assert command.state == Command.State.EXPIRED
     assert json.dumps(uplink_services.command_frame(command))
+
+
+def test_operators_send_commands_through_the_api_with_per_command_capabilities(
+    enrolled_gateway: Any, api_client_for: Any, other_organization: Any
+) -> None:
+    from fleet.accounts.roles import Role
+    from tests.factories import GatewayFactory, member
+
+    gateway = enrolled_gateway.gateway
+    operator = api_client_for(member(gateway.organization, Role.OPERATOR))
+    viewer = api_client_for(member(gateway.organization, Role.VIEWER))
+    technician = api_client_for(member(gateway.organization, Role.TECHNICIAN))
+    url = "/api/uplink/commands/"
+
+    created = operator.post(url, {"gateway": gateway.pk, "name": "check_updates"}, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["state"] == "pending"
+    assert viewer.post(url, {"gateway": gateway.pk, "name": "reboot"}, format="json").status_code == 403
+    assert technician.post(url, {"gateway": gateway.pk, "name": "reboot"}, format="json").status_code == 403
+    tunnel = {
+        "gateway": gateway.pk,
+        "name": "open_tunnel",
+        "args": {"url": "wss://t", "expires_at": "2026-11-26T14:00:00Z"},
+    }
+    assert technician.post(url, tunnel, format="json").status_code == 201
+    power = {"gateway": gateway.pk, "name": "set_power_limit", "args": {"device": "x", "limit_pct": 101}}
+    bad = operator.post(url, power, format="json")
+    assert bad.status_code == 400 and "args.limit_pct" in bad.json()["args"][0]
+    foreign = GatewayFactory(organization=other_organization)
+    assert operator.post(url, {"gateway": foreign.pk, "name": "reboot"}, format="json").status_code == 400
+    assert [c["name"] for c in viewer.get(url).json()["results"]] == ["open_tunnel", "check_updates"]

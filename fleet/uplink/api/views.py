@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework import mixins, viewsets
+
+from fleet.accounts.roles import Capability
+from fleet.audit.services import request_ip
+from fleet.uplink import selectors, services
+
+from .serializers import CommandSerializer
+
+
+class CommandViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Any]):
+    """Commands to gateways (check_updates, upload_logs, reboot, open_tunnel, set_power_limit).
+
+    A command is delivered at once when the gateway is connected, else after its next hello, until
+    it expires. Each command name needs its own capability in the gateway's organization.
+    """
+
+    serializer_class = CommandSerializer
+    filterset_fields = ["gateway", "name", "state"]
+    ordering_fields = ["created"]
+    read_capability = Capability.VIEW
+    # The per-command capability is checked by the service; any organization role that may send
+    # some command passes this first gate.
+    write_capability = Capability.VIEW
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return selectors.commands_visible_to(self.request.user)
+
+    def perform_create(self, serializer: Any) -> None:
+        data = serializer.validated_data
+        serializer.instance = services.send_command(
+            gateway=data["gateway"],
+            name=data["name"],
+            args=data.get("args") or {},
+            user=self.request.user,
+            ttl=timedelta(seconds=data["ttl_seconds"]),
+            ip=request_ip(self.request),
+        )
