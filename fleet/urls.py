@@ -21,6 +21,7 @@ api_patterns = [
 gateway_patterns: list = [
     path("", include("pki.gateway_urls")),
     path("", include("firmware.gateway_urls")),
+    path("", include("fleet.uplink.gateway_urls")),
 ]
 
 urlpatterns = [

@@ -256,7 +256,11 @@ def send_command(
         raise DomainError(
             f"Unknown command '{name}'; one of {', '.join(c.value for c in CommandName)}.", field="name"
         ) from None
-    args = args or {}
+    args = dict(args or {})
+    command_id = uuid.uuid4()
+    if command_name == CommandName.UPLOAD_LOGS:
+        # Where the agent PUTs the file: this server's upload endpoint for this very command.
+        args.setdefault("upload_url", f"/gw/v1/logs/{command_id}")
     problem = command_args_error(command_name, args)
     if problem:
         raise DomainError(problem, field="args")
@@ -264,6 +268,7 @@ def send_command(
         ensure_can(user, COMMAND_CAPABILITY[command_name], gateway.organization)
     with transaction.atomic():
         command = Command.objects.create(
+            id=command_id,
             gateway=gateway,
             name=command_name,
             args=args,

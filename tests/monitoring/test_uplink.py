@@ -401,3 +401,38 @@ def test_operators_send_commands_through_the_api_with_per_command_capabilities(
     foreign = GatewayFactory(organization=other_organization)
     assert operator.post(url, {"gateway": foreign.pk, "name": "reboot"}, format="json").status_code == 400
     assert [c["name"] for c in viewer.get(url).json()["results"]] == ["open_tunnel", "check_updates"]
+
+
+def test_upload_logs_round_trip(enrolled_gateway: Any, enroll_gateway: Any, api_client_for: Any) -> None:
+    import gzip
+
+    from rest_framework.test import APIClient
+
+    from fleet.accounts.roles import Role
+    from tests.factories import member
+
+    gateway = enrolled_gateway.gateway
+    command = uplink_services.send_command(gateway=gateway, name="upload_logs", args={"since": "2026-11-26T00:00:00Z"})
+    upload_url = command.args["upload_url"]
+    assert upload_url == f"/gw/v1/logs/{command.pk}"
+    body = gzip.compress(b"Nov 26 12:00:01 gw agent[1]: started\n" * 1000)
+
+    device = APIClient()
+    device.credentials(HTTP_AUTHORIZATION=f"Bearer {enrolled_gateway.access_token()}")
+    response = device.put(upload_url, body, content_type="application/gzip")
+    assert response.status_code == 201, response.content
+    assert response.json()["bytes"] == len(body)
+
+    other = enroll_gateway()
+    intruder = APIClient()
+    intruder.credentials(HTTP_AUTHORIZATION=f"Bearer {other.access_token()}")
+    assert intruder.put(upload_url, b"x", content_type="application/gzip").status_code == 404
+    assert APIClient().put(upload_url, b"x", content_type="application/gzip").status_code in (401, 403)
+
+    viewer = api_client_for(member(gateway.organization, Role.VIEWER))
+    download = viewer.get(f"/api/uplink/commands/{command.pk}/log-upload/")
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content) == body
+
+    Command.objects.filter(pk=command.pk).update(state=Command.State.SUCCEEDED)
+    assert device.put(upload_url, body, content_type="application/gzip").status_code == 409

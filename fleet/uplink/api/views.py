@@ -4,11 +4,16 @@ from datetime import timedelta
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import FileResponse, Http404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
 
 from fleet.accounts.roles import Capability
 from fleet.audit.services import request_ip
 from fleet.uplink import selectors, services
+from fleet.uplink.gateway_views import upload_path
 
 from .serializers import CommandSerializer
 
@@ -41,3 +46,12 @@ class CommandViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Any]
             ttl=timedelta(seconds=data["ttl_seconds"]),
             ip=request_ip(self.request),
         )
+
+    @extend_schema(responses={(200, "application/gzip"): OpenApiResponse(description="the uploaded logs")})
+    @action(detail=True, methods=["get"], url_path="log-upload")
+    def log_upload(self, request: Request, pk: str | None = None) -> FileResponse:
+        """The file a gateway uploaded in answer to this upload_logs command."""
+        path = upload_path(self.get_object())
+        if not path.exists():
+            raise Http404("The gateway has not uploaded logs for this command (yet).")
+        return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type="application/gzip")
