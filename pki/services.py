@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -145,7 +145,7 @@ def initialize_ca(*, name: str, rotate_issuing: bool = False) -> CertificateAuth
         )
     else:
         root_cert = root_authority.certificate()
-        root_key = ca.decrypt_private_key(bytes(root_authority.encrypted_key_pem), conf.kek())
+        root_key = _ca_key(root_authority)
     CertificateAuthority.objects.filter(kind=CertificateAuthority.Kind.ISSUING).update(is_active=False)
     issuing_key = ca.generate_key()
     generation = CertificateAuthority.objects.filter(kind=CertificateAuthority.Kind.ISSUING).count() + 1
@@ -175,6 +175,22 @@ def initialize_ca(*, name: str, rotate_issuing: bool = False) -> CertificateAuth
     return issuing
 
 
+@transaction.atomic
+def rotate_kek(*, old_kek: bytes) -> int:
+    """Re-encrypt every CA key from `old_kek` to the current GRIDFLEET_PKI_KEK; all or nothing."""
+    new_kek = conf.kek()
+    authorities = list(CertificateAuthority.objects.select_for_update())
+    for authority in authorities:
+        try:
+            key = ca.decrypt_private_key(bytes(authority.encrypted_key_pem), old_kek)
+        except ValueError as e:
+            raise DomainError(f"The old KEK does not decrypt the key of {authority.name}.", code="wrong_kek") from e
+        authority.encrypted_key_pem = ca.encrypt_private_key(key, new_kek)
+        authority.save(update_fields=["encrypted_key_pem"])
+    record(action="pki.kek.rotate", detail={"authorities": [a.name for a in authorities]})
+    return len(authorities)
+
+
 def active_issuing_ca() -> CertificateAuthority:
     issuing = (
         CertificateAuthority.objects.filter(kind=CertificateAuthority.Kind.ISSUING, is_active=True)
@@ -186,8 +202,15 @@ def active_issuing_ca() -> CertificateAuthority:
     return issuing
 
 
-def _issuing_key(authority: CertificateAuthority) -> ec.EllipticCurvePrivateKey:
-    return ca.decrypt_private_key(bytes(authority.encrypted_key_pem), conf.kek())
+def _ca_key(authority: CertificateAuthority) -> ec.EllipticCurvePrivateKey:
+    try:
+        return ca.decrypt_private_key(bytes(authority.encrypted_key_pem), conf.kek())
+    except ValueError as e:
+        # A server misconfiguration, not a client error: say exactly what to fix.
+        raise ImproperlyConfigured(
+            f"GRIDFLEET_PKI_KEK does not decrypt the key of {authority.name}; was the KEK changed without "
+            "`manage.py pki_rotate_kek`?"
+        ) from e
 
 
 # --- trust anchors ---------------------------------------------------------------------------
@@ -418,7 +441,7 @@ def _issue(*, gateway: Gateway, public_key: ec.EllipticCurvePublicKey) -> Device
         public_key=public_key,
         serial=gateway.serial,
         issuer_certificate=issuing.certificate(),
-        issuer_key=_issuing_key(issuing),
+        issuer_key=_ca_key(issuing),
         now=timezone.now(),
         days=conf.get("GRIDFLEET_PKI_DEVICE_CERT_DAYS"),
         crl_url=_crl_url(issuing),
@@ -871,7 +894,7 @@ def _publish_crl(authority: CertificateAuthority, *, now: datetime) -> Revocatio
     ).order_by("revoked_at")
     crl = ca.build_crl(
         issuer_certificate=authority.certificate(),
-        issuer_key=_issuing_key(authority),
+        issuer_key=_ca_key(authority),
         revoked=[
             ca.RevokedEntry(
                 int(c.serial_number, 16), c.revoked_at or now, RevocationReason(c.revocation_reason).crl_reason

@@ -101,7 +101,7 @@ def test_debug_generates_a_private_development_kek_once(settings: Any, isolated_
 
 def test_ca_key_cannot_be_used_with_another_kek(settings: Any, pki_ca: Any) -> None:
     settings.GRIDFLEET_PKI_KEK = "another-key-encryption-key-0123456789abcdef"
-    with pytest.raises(ValueError):
+    with pytest.raises(ImproperlyConfigured, match="does not decrypt"):
         services.initialize_ca(name="x", rotate_issuing=True)
 
 
@@ -189,3 +189,20 @@ def test_client_certificate_header_is_ignored_unless_configured(
     settings.TRUSTED_PROXIES = ["127.0.0.1"]
     response = client.get("/gw/v1/identity", HTTP_X_CLIENT_CERT=escaped(enrolled_gateway.certificate_pem))
     assert response.status_code == 401
+
+
+def test_kek_rotation_reencrypts_every_ca_key(
+    pki_ca: Any, settings: Any, monkeypatch: Any, enroll_gateway: Any
+) -> None:
+    new_kek = "a-brand-new-key-encryption-key-0123456789"
+    settings.GRIDFLEET_PKI_KEK = new_kek
+    monkeypatch.setenv("GRIDFLEET_PKI_OLD_KEK", "not-the-old-one-0123456789abcdefghijkl")
+    with pytest.raises(CommandError, match="does not decrypt"):
+        call_command("pki_rotate_kek")
+    monkeypatch.setenv("GRIDFLEET_PKI_OLD_KEK", TEST_KEK)
+    call_command("pki_rotate_kek")
+    assert enroll_gateway().certificate.issuer == pki_ca, "the issuing CA works with the new KEK"
+    settings.GRIDFLEET_PKI_KEK = TEST_KEK
+    with pytest.raises(ImproperlyConfigured, match="pki_rotate_kek"):
+        enroll_gateway()
+    assert AuditEntry.objects.filter(action="pki.kek.rotate").count() == 1
