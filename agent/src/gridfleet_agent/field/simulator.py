@@ -152,8 +152,8 @@ DEFAULT_VALUES: Mapping[int, Mapping[str, Any]] = {
     704: {"WMaxLimPctEna": 0, "WMaxLimPct": 100.0},
 }
 
-#: Writes outside these engineering ranges are refused with ILLEGAL_DATA_VALUE, as a device
-#: refuses a setpoint it cannot honour.
+#: Points whose written value must lie in `power_limit_range`, else the write is refused with
+#: ILLEGAL DATA VALUE, as a device refuses a setpoint it cannot honour.
 POWER_LIMIT_POINTS = frozenset({"WMaxLimPct", "WMaxLimPctRvrt"})
 
 
