@@ -39,6 +39,7 @@ urlpatterns = [
     path("firmware/", include("firmware.urls")),
     path("pki/", include("pki.urls")),
     path("monitoring/", include("fleet.monitoring.urls")),
+    path("uplink/", include("fleet.uplink.urls")),
     path("tuf/", include("firmware.tuf_urls")),
     path("deployments/", include("firmware.deployments.urls")),
 ]

@@ -140,3 +140,19 @@ def test_gateway_page_shows_open_alarms_and_a_telemetry_chart(users: dict[str, A
         f"/monitoring/gateways/{gateway.pk}/telemetry/?device=INV-1&point=W&hours=1"
     )
     assert page.status_code == 200 and "<polyline" in page.content.decode()
+
+
+def test_commands_from_the_gateway_page(users: dict[str, Any], gateway: Gateway) -> None:
+    from fleet.uplink.models import Command
+
+    operator = browser_for(users["operator"])
+    page = operator.post(f"/uplink/gateways/{gateway.pk}/commands/", {"name": "check_updates"}, follow=True)
+    assert f"check_updates sent to {gateway.serial}" in page.content.decode()
+    assert "Check for updates now" in page.content.decode()
+    assert Command.objects.get().name == "check_updates"
+    viewer = browser_for(users["viewer"])
+    refused = viewer.post(f"/uplink/gateways/{gateway.pk}/commands/", {"name": "reboot"}, follow=True).content.decode()
+    assert "does not allow" in refused
+    odd = operator.post(f"/uplink/gateways/{gateway.pk}/commands/", {"name": "open_tunnel"}, follow=True)
+    assert "cannot be sent from this page" in odd.content.decode()
+    assert Command.objects.count() == 1
