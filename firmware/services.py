@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import jsonschema
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.template import Context, Engine
 from securesystemslib.formats import encode_canonical
 from tuf.api.metadata import TargetFile
@@ -278,10 +278,10 @@ def _entry(assignment: Assignment, channel: UpdateChannel) -> dict[str, Any]:
 
 def _rebuild_device_targets(gateways: list[Gateway]) -> None:
     """Write a new assignment document per gateway and make its bin entries match its assignments."""
-    channels = _ensure_channels(gateways)
-    for channel in channels.values():
-        channel.sequence += 1
-    UpdateChannel.objects.bulk_update(channels.values(), ["sequence"], batch_size=2000)
+    _ensure_channels(gateways)
+    bumped = UpdateChannel.objects.filter(gateway_id__in=[g.pk for g in gateways])
+    bumped.update(sequence=F("sequence") + 1)
+    channels = {c.gateway_id: c for c in bumped}
     assignments: dict[int, dict[str, Assignment]] = defaultdict(dict)
     for a in Assignment.objects.filter(gateway_id__in=channels).select_related(
         "artifact__organization", "artifact__blob", "bundle__blob"
