@@ -70,6 +70,7 @@ ENROLLMENT_TOKEN_PREFIX = "gfe_"  # noqa: S105 (a prefix, not a secret)
 ACCESS_TOKEN_PREFIX = "gfa_"  # noqa: S105
 # Largest batch of enrollment tokens in one request (a factory run; bigger runs split the CSV).
 MAX_BATCH_SIZE = 10_000
+AUDIT_VALUE_LIMIT = 300
 
 T = TypeVar("T")
 
@@ -87,11 +88,13 @@ def _audited_refusal(action: str, *, ip: str | None, context: dict[str, Any], ca
         gateway = context.pop("gateway", None)
         if gateway is None and context.get("serial"):
             gateway = Gateway.objects.filter(serial=context["serial"]).select_related("organization").first()
+        # Claimed values are attacker-controlled: keep the audit entry small whatever was sent.
+        claimed = {k: v[:AUDIT_VALUE_LIMIT] if isinstance(v, str) else v for k, v in context.items()}
         record(
             action=action,
             gateway=gateway,
             ip=ip,
-            detail={"error": e.code, "message": e.message, **context},
+            detail={"error": e.code, "message": e.message[:AUDIT_VALUE_LIMIT], **claimed},
         )
         raise
 

@@ -365,3 +365,10 @@ def test_revoked_agent_is_told_to_reenroll(live_server: Any, pki_ca: Any, tmp_pa
     with pytest.raises(agent_identity.ReenrollmentNeeded) as refused:
         identity.access_token()
     assert refused.value.code == "certificate_revoked"
+
+
+def test_oversized_claims_are_refused_and_audited_in_brief(live_server: Any, pki_ca: Any) -> None:
+    body = {**enroll_body("GW-1", "gfe_x"), "serial": "X" * 100_000}
+    refusal(httpx.post(f"{live_server.url}/gw/v1/enroll", json=body), 401, "invalid_token")
+    entry = audited("pki.enroll.refused", "invalid_token")
+    assert len(entry.detail["serial"]) <= 300
