@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import json
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -277,23 +278,30 @@ def remove_trust_anchor(*, anchor: TrustAnchor, user: Any, ip: str | None = None
 # --- enrollment tokens -----------------------------------------------------------------------
 
 
-def _check_serial(serial: str, organization: Organization) -> None:
-    try:
-        serial_validator(serial)
-    except ValidationError as e:
-        raise DomainError(f"{serial!r}: {e.messages[0]}", code="invalid_serial", field="serial") from e
-    other = Gateway.objects.filter(serial=serial).exclude(organization=organization).exists()
-    if other:
+def _check_serials(serials: list[str], organization: Organization) -> None:
+    """Serial syntax, then one query for serials that belong to another organization."""
+    for serial in serials:
+        try:
+            serial_validator(serial)
+        except ValidationError as e:
+            raise DomainError(f"{serial!r}: {e.messages[0]}", code="invalid_serial", field="serial") from e
+    taken = sorted(
+        Gateway.objects.filter(serial__in=serials).exclude(organization=organization).values_list("serial", flat=True)
+    )
+    if taken:
         raise DomainError(
-            f"Serial {serial} belongs to a gateway of another organization.", code="serial_taken", field="serial"
+            f"Serial {', '.join(taken[:10])} belongs to a gateway of another organization.",
+            code="serial_taken",
+            field="serial",
         )
 
 
 def _new_token(
     *, organization: Organization, serial: str, user: Any, reenroll: bool, expires_at: datetime, batch: str
 ) -> tuple[EnrollmentToken, str]:
+    """An unsaved token row and its secret (callers save one or bulk-create many)."""
     secret = ENROLLMENT_TOKEN_PREFIX + secrets.token_urlsafe(24)
-    token = EnrollmentToken.objects.create(
+    token = EnrollmentToken(
         organization=organization,
         serial=serial,
         token_sha256=_sha256(secret),
@@ -321,7 +329,7 @@ def create_enrollment_token(
 ) -> tuple[EnrollmentToken, str]:
     """A one-time token for one serial; returns the row and the secret (shown once, stored hashed)."""
     serial = serial.strip()
-    _check_serial(serial, organization)
+    _check_serials([serial], organization)
     token, secret = _new_token(
         organization=organization,
         serial=serial,
@@ -330,6 +338,7 @@ def create_enrollment_token(
         expires_at=_token_expiry(valid_hours),
         batch="",
     )
+    token.save()
     record(
         action="pki.enrollment_token.create",
         target=token,
@@ -356,11 +365,10 @@ def create_enrollment_token_batch(
         raise DomainError("Give at least one serial.", code="empty_batch", field="serials")
     if len(cleaned) > MAX_BATCH_SIZE:
         raise DomainError(f"At most {MAX_BATCH_SIZE} serials per batch.", code="batch_too_large", field="serials")
-    duplicates = sorted({s for s in cleaned if cleaned.count(s) > 1}) if len(set(cleaned)) != len(cleaned) else []
+    duplicates = sorted(serial for serial, n in Counter(cleaned).items() if n > 1)
     if duplicates:
         raise DomainError(f"Duplicate serials: {', '.join(duplicates[:10])}.", code="duplicate", field="serials")
-    for serial in cleaned:
-        _check_serial(serial, organization)
+    _check_serials(cleaned, organization)
     expires_at = _token_expiry(valid_hours)
     tokens = [
         _new_token(
@@ -373,6 +381,7 @@ def create_enrollment_token_batch(
         )
         for serial in cleaned
     ]
+    EnrollmentToken.objects.bulk_create([token for token, _ in tokens], batch_size=1000)
     record(
         action="pki.enrollment_token.create_batch",
         user=user,

@@ -296,3 +296,16 @@ def test_acceptance_flow_through_the_api(
     rejected = client.get(f"/gw/v1/enroll/{request_id}")
     assert rejected.status_code == 403 and rejected.json()["error"] == "enrollment_rejected"
     assert admin.post(f"/api/pki/enrollment-requests/{listed['id']}/accept/").status_code == 400
+
+
+def test_a_factory_sized_batch_is_quick(
+    users: dict[str, Any], api_client_for: Any, organization: Any, django_assert_max_num_queries: Any
+) -> None:
+    serials = [f"GW-F{n:05d}" for n in range(2000)]
+    admin = api_client_for(users[Role.ADMIN])
+    with django_assert_max_num_queries(30):
+        response = admin.post(
+            "/api/pki/enrollment-tokens/batch/", {"organization": organization.slug, "serials": serials}, format="json"
+        )
+    assert response.status_code == 201
+    assert EnrollmentToken.objects.filter(organization=organization).count() == 2000
