@@ -16,6 +16,15 @@ from tests.pki.fixtures import enroll_gateway, enrolled_gateway, pki_ca
 __all__ = ["asgi_server", "enroll_gateway", "enrolled_gateway", "pki_ca"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_presence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sightings are per process; one left by an earlier test must not touch this test's gateways
+    (database ids are reused between tests)."""
+    from fleet.uplink.presence import tracker
+
+    monkeypatch.setattr(tracker, "_seen", {})
+
+
 @pytest.fixture
 def asgi_server(transactional_db: None, settings: Any) -> Iterator[str]:
     """uvicorn serving the full application (HTTP + WebSockets) in a thread, on the test database.
