@@ -16,10 +16,10 @@ from django.core.management import CommandError, call_command
 from django.db import connections
 
 from fleet.audit.models import AuditEntry
-from pki import conf, services, tasks
+from pki import ca, conf, services, tasks
 from pki.authentication import GatewayAuthMiddleware
 from pki.models import CertificateAuthority, RevocationList
-from tests.pki.fixtures import TEST_KEK, EnrolledGateway
+from tests.pki.fixtures import TEST_KEK, EnrolledGateway, csr_pem
 
 pytestmark = pytest.mark.django_db
 
@@ -206,3 +206,21 @@ def test_kek_rotation_reencrypts_every_ca_key(
     with pytest.raises(ImproperlyConfigured, match="pki_rotate_kek"):
         enroll_gateway()
     assert AuditEntry.objects.filter(action="pki.kek.rotate").count() == 1
+
+
+def test_a_decommissioned_gateway_is_refused_everywhere(enrolled_gateway: EnrolledGateway, client: Any) -> None:
+    bearer = enrolled_gateway.access_token()
+    gateway = enrolled_gateway.gateway
+    gateway.status = "decommissioned"
+    gateway.save()
+    response = client.get("/gw/v1/identity", HTTP_AUTHORIZATION=f"Bearer {bearer}")
+    assert response.status_code == 401 and response.json()["error"] == "gateway_decommissioned"
+    body = enrolled_gateway.signed_auth_request()
+    response = client.post("/gw/v1/auth/token", body, content_type="application/json")
+    assert response.status_code == 403 and response.json()["error"] == "gateway_decommissioned"
+    _, secret = services.create_enrollment_token(
+        organization=gateway.organization, serial=gateway.serial, user=None, reenroll=True
+    )
+    enroll = {"serial": gateway.serial, "token": secret, "csr": csr_pem(ca.generate_key(), gateway.serial)}
+    response = client.post("/gw/v1/enroll", enroll, content_type="application/json")
+    assert response.status_code == 403 and response.json()["error"] == "gateway_decommissioned"
