@@ -149,7 +149,7 @@ def test_agent_goes_online_reports_inventory_and_installs_a_deployment(
     release_and_check(server, online_agent, bundle, "2.0.0", "dep-ok")
 
     wait_for(lambda: "success" in server.status_steps("dep-ok"), what="the success report")
-    assert server.status_steps("dep-ok") == ["downloading", "downloaded", "installing", "committing", "success"]
+    assert server.status_steps("dep-ok") == ["downloading", "downloaded", "installing", "success"]
     status = online_agent.status()
     assert status["installed"]["firmware"] == "2.0.0"
     assert status["last_check"]["actions"]["firmware"] == "success 2.0.0"
@@ -169,9 +169,9 @@ def test_bundle_failing_its_health_check_is_rolled_back_and_reported(
     release_and_check(server, online_agent, bundle, "3.0.0", "dep-bad")
 
     wait_for(lambda: "rolled_back" in server.status_steps("dep-bad"), what="the rollback report")
-    assert server.status_steps("dep-bad") == ["downloading", "downloaded", "installing", "failure", "rolled_back"]
+    assert server.status_steps("dep-bad") == ["downloading", "downloaded", "installing", "rolled_back"]
     (payload,) = server.process.query(
-        "SELECT payload FROM monitoring_statusreport WHERE deployment = 'dep-bad' AND step = 'failure'"
+        "SELECT payload FROM monitoring_statusreport WHERE deployment = 'dep-bad' AND step = 'rolled_back'"
     )
     failure = json.loads(payload[0])
     assert failure["code"] == "health_check_failed"

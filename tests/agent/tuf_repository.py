@@ -7,6 +7,7 @@ Tests tamper with it the way an attacker who controls the web server would.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -131,9 +132,16 @@ class RepositoryServer:
                 server.headers_seen.append(dict(self.headers))
                 data = server.repository.files.get(self.path)
                 if data is None:
+                    # Like a busy web server: the 404 page arrives a moment after the headers, so a
+                    # client that reuses the connection without reading it would misread the next answer.
+                    page = b"<!DOCTYPE html>\n<html><body><h1>Not Found</h1></body></html>\n"
                     self.send_response(404)
-                    self.send_header("Content-Length", "0")
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(page)))
                     self.end_headers()
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                    self.wfile.write(page)
                     return
                 start = 0
                 if range_header := self.headers.get("Range"):

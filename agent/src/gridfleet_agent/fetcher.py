@@ -60,7 +60,7 @@ class AgentFetcher(FetcherInterface):
                 raise exceptions.SlowRetrievalError(f"timed out fetching {url}") from e
             raise exceptions.DownloadError(f"cannot reach {url}: {e.reason}") from e
         if response.status >= 400:
-            response.release_conn()
+            _discard(response)
             raise exceptions.DownloadHTTPError(f"HTTP {response.status} for {url}", response.status)
         return response
 
@@ -69,6 +69,7 @@ class AgentFetcher(FetcherInterface):
         resumes = 0
         skip = 0
         while True:
+            complete = False
             try:
                 for chunk in response.stream(self._chunk_size):
                     if skip:
@@ -77,6 +78,7 @@ class AgentFetcher(FetcherInterface):
                     if chunk:
                         received += len(chunk)
                         yield chunk
+                complete = True
                 return
             except _STREAM_ERRORS as e:
                 if resumes >= self._max_resumes:
@@ -84,11 +86,26 @@ class AgentFetcher(FetcherInterface):
                 resumes += 1
                 logger.info("download of %s interrupted at byte %d, resuming", url, received)
             finally:
-                response.release_conn()
+                if complete:
+                    response.release_conn()
+                else:  # broken, or abandoned by the caller (e.g. longer than allowed)
+                    response.close()
             response = self._open(url, offset=received)
             if response.status == 206:
                 if not response.headers.get("Content-Range", "").startswith(f"bytes {received}-"):
-                    response.release_conn()
+                    response.close()
                     raise exceptions.DownloadError(f"{url}: server resumed at the wrong offset")
             else:
                 skip = received
+
+
+def _discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Read away an unwanted body before the connection goes back to the pool.
+
+    Releasing it unread would let the next request on that keep-alive connection read the old
+    body as its status line (the 404 of every idle poll's root probe carries an HTML page).
+    """
+    try:
+        response.drain_conn()
+    finally:
+        response.release_conn()

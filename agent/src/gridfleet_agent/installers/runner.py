@@ -20,7 +20,10 @@ A reboot is the one interruption that is expected: it is persisted as ``rebootin
 start runs the health check once (persisting ``health_check`` first, so a second interruption
 rolls back, like a bootloader's boot counter).
 
-Each step is reported through ``report`` (the daemon queues the reports in the durable outbox).
+Each step is reported through ``report`` (the daemon queues the reports in the durable outbox):
+``installing``, then ``success``, ``failure`` (nothing was switched) or ``rolled_back`` (switched
+back; with the failing step's code, message and log excerpt); ``rebooting`` and, after the
+reboot, ``committing`` for bundles that need one; ``deferred`` when a hook postpones the install.
 """
 
 from __future__ import annotations
@@ -246,6 +249,7 @@ class InstallRunner:
         except InstallError as e:
             return self._roll_back(installer, job, e.code, e.message, e.log_excerpt)
         if installer.needs_reboot(job):
+            job.data["rebooted"] = True
             self._enter(job, Step.REBOOTING)
             self._report(job, "rebooting")
             if self._reboot is not None:
@@ -261,16 +265,16 @@ class InstallRunner:
         return self._commit(installer, self._enter(job, Step.COMMITTING))
 
     def _commit(self, installer: Installer, job: InstallJob) -> Outcome:
-        self._report(job, "committing")
+        if job.data.get("rebooted"):  # "committing" tells the server the new version came up after the reboot
+            self._report(job, "committing")
         installer.commit(job)
         return self._finish(job, Result.SUCCESS)
 
     def _roll_back(self, installer: Installer, job: InstallJob, code: str, message: str, log: str = "") -> Outcome:
         job = self._enter(job, Step.ROLLING_BACK)
-        self._report(job, "failure", code=code, message=message, log=log)
         installer.rollback(job)
         installer.discard(job)
-        return self._finish(job, Result.ROLLED_BACK, code, message)
+        return self._finish(job, Result.ROLLED_BACK, code, message, log)
 
     def _finish(self, job: InstallJob, result: Result, code: str = "", message: str = "", log: str = "") -> Outcome:
         # Report before clearing the state: a crash in between repeats the report (at least once)
