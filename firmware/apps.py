@@ -11,6 +11,7 @@ class FirmwareConfig(AppConfig):
     def ready(self) -> None:
         from fleet.inventory.panels import register_gateway_panel
 
+        from . import checks  # noqa: F401  (registers the deploy check)
         from .views import gateway_updates_panel
 
         register_gateway_panel(gateway_updates_panel)

@@ -10,8 +10,9 @@ from ..models import Artifact, ArtifactType, Assignment, ConfigTemplate, ConfigV
 
 
 def limit_choices(field: Any, queryset: Any) -> None:
-    """Related-field choices are narrowed per request to what the user may see."""
-    field.queryset = queryset
+    """Related-field choices are narrowed per request to what the user may see (None: schema generation)."""
+    if queryset is not None:
+        field.queryset = queryset
 
 
 class ArtifactSerializer(serializers.ModelSerializer[Artifact]):
@@ -62,8 +63,7 @@ class ArtifactUploadSerializer(serializers.Serializer[Any]):
 
     def __init__(self, *args: Any, organizations: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if organizations is not None:
-            limit_choices(self.fields["organization"], organizations)
+        limit_choices(self.fields["organization"], organizations)
 
 
 class AssignmentSerializer(serializers.ModelSerializer[Assignment]):
