@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jsonschema
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from fleet.audit.services import record
@@ -160,22 +160,32 @@ def _event(
     )  # fmt: skip
 
 
-def _write_actions(
-    deployment: Deployment, phases: list[RolloutPhase], ev: Evaluation, now: datetime
-) -> list[GatewayAction]:
-    actions = []
-    for i, phase in enumerate(phases):
-        for gateway_id, artifact_id in ev.phase_members(i):
-            actions.append(GatewayAction(
-                deployment=deployment, phase=phase, gateway_id=gateway_id, artifact_id=artifact_id,
-                state=S.SCHEDULED, state_changed=now,
-            ))  # fmt: skip
-    GatewayAction.objects.bulk_create(actions, batch_size=BATCH)
+ACTION_COLUMNS = ("deployment_id", "phase_id", "gateway_id", "artifact_id", "state", "attempt", "state_changed",
+                  "cancel_requested", "failure_code", "failure_message", "log_excerpt")
+
+
+def _write_actions(deployment: Deployment, phases: list[RolloutPhase], ev: Evaluation, now: datetime) -> None:
+    """One action per eligible gateway; on PostgreSQL through COPY (a 100k fleet is 100k rows)."""
+    rows = [
+        (deployment.pk, phase.pk, gateway_id, artifact_id, S.SCHEDULED.value, 1, now, False, "", "", "")
+        for i, phase in enumerate(phases)
+        for gateway_id, artifact_id in ev.phase_members(i)
+    ]
+    if connection.vendor == "postgresql":
+        table = GatewayAction._meta.db_table
+        with connection.cursor() as cursor, cursor.cursor.copy(
+            f"COPY {table} ({', '.join(ACTION_COLUMNS)}) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        GatewayAction.objects.bulk_create(
+            [GatewayAction(**dict(zip(ACTION_COLUMNS, row, strict=True))) for row in rows], batch_size=BATCH
+        )
     Exclusion.objects.bulk_create(
         [Exclusion(deployment=deployment, gateway_id=g, reason=r, detail=d) for g, r, d in ev.exclusions],
         batch_size=BATCH,
     )
-    return actions
 
 
 def _supersede(new: Deployment, now: datetime) -> None:
