@@ -108,14 +108,18 @@ def publish() -> PublishResult | None:
         logger.warning("TUF repository not initialised; run manage.py tuf_init. Nothing published.")
         return None
     with publisher_lock():
-        seen = PendingBin.objects.aggregate(last=Max("id"))["last"]
-        names = set(PendingBin.objects.filter(id__lte=seen or 0).values_list("bin_name", flat=True))
+        # Exactly the rows read here are consumed: a row committed meanwhile (even with a lower id)
+        # was not seen, so it stays for the next publish.
+        pending = list(PendingBin.objects.values_list("id", "bin_name"))
+        names = {name for _, name in pending}
         bins: dict[str, list[TargetFile]] = {name: [] for name in names}
         rows = DeviceTarget.objects.filter(bin_name__in=names).select_related("bundle__blob")
         for row in rows.iterator(chunk_size=2000):
             bins[row.bin_name].append(_target_file(row.path, row.bundle.blob_id, row.bundle.blob.size))
         result = repo.publish(bins=bins, firmware=firmware_targets())
-        PendingBin.objects.filter(id__lte=seen or 0).delete()
+        ids = [pk for pk, _ in pending]
+        for i in range(0, len(ids), 5000):
+            PendingBin.objects.filter(id__in=ids[i : i + 5000]).delete()
     if result.changed:
         record(action="firmware.repository.publish", detail=_result_detail(result))
     return result
