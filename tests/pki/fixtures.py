@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from cryptography import x509
@@ -22,10 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from fleet.inventory.models import Gateway
-from pki import services
-from pki.models import CertificateAuthority, DeviceCertificate
-from tests.factories import GatewayFactory
+if TYPE_CHECKING:  # models are imported lazily so the plugin loads before Django is set up
+    from fleet.inventory.models import Gateway
+    from pki.models import CertificateAuthority, DeviceCertificate
 
 TEST_KEK = "test-key-encryption-key-0123456789abcdef"
 
@@ -82,6 +81,8 @@ class EnrolledGateway:
         ).decode()
 
     def access_token(self) -> str:
+        from pki import services
+
         return services.mint_access_token(gateway=self.gateway)
 
     def auth_headers(self) -> dict[str, str]:
@@ -93,12 +94,17 @@ class EnrolledGateway:
 
 @pytest.fixture
 def pki_ca(db: None, settings: Any) -> CertificateAuthority:
+    from pki import services
+
     settings.GRIDFLEET_PKI_KEK = TEST_KEK
     return services.initialize_ca(name="Gridfleet Test")
 
 
 @pytest.fixture
 def enroll_gateway(pki_ca: CertificateAuthority) -> Callable[..., EnrolledGateway]:
+    from pki import services
+    from tests.factories import GatewayFactory
+
     def make(gateway: Gateway | None = None, **gateway_fields: Any) -> EnrolledGateway:
         gateway = gateway or GatewayFactory(**gateway_fields)
         key = ec.generate_private_key(ec.SECP256R1())
