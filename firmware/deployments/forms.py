@@ -46,11 +46,13 @@ DEFAULTS = RolloutPlan()
 
 
 class DeploymentForm(forms.Form):
-    organization = forms.ModelChoiceField(queryset=None)
+    organization: forms.ModelChoiceField[Any] = forms.ModelChoiceField(queryset=None)
     name = forms.CharField(max_length=100, required=False)
-    artifacts = forms.ModelMultipleChoiceField(queryset=None, help_text="One type; one build per hardware model.")
+    artifacts: forms.ModelMultipleChoiceField[Any] = forms.ModelMultipleChoiceField(
+        queryset=None, help_text="One type; one build per hardware model."
+    )
     target_kind = forms.ChoiceField(choices=Deployment.TargetKind.choices, initial="group")
-    target_group = forms.ModelChoiceField(queryset=None, required=False)
+    target_group: forms.ModelChoiceField[Any] = forms.ModelChoiceField(queryset=None, required=False)
     target_filter = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 2}),
         help_text='JSON, as for dynamic groups: {"hardware_model": ["GF-100"], "tags": ["pilot"]}',

@@ -25,7 +25,7 @@ from fleet.inventory.models import Gateway, Organization
 
 from .. import services as firmware
 from ..errors import ArtifactNotReleasedError, FirmwareError
-from ..models import Artifact, Assignment
+from ..models import Artifact, ArtifactType, Assignment
 from .errors import DeploymentError, InvalidPlanError, OperationNotAllowedError
 from .models import ActionEvent, ActionState, Deployment, Exclusion, GatewayAction, RolloutPhase
 from .plans import PhaseSpec, RolloutPlan, TargetSpec
@@ -326,7 +326,9 @@ def _previous_of(gateway: Gateway, deployment: Deployment) -> tuple[dict[str, An
     if current is not None and current.artifact_id is not None:
         saved = {"artifact": current.artifact_id, "deployment": current.deployment, "install": current.install}
         return saved, current.artifact
-    # Nothing assigned before: the version the gateway reports, if we have that build for it.
+    if deployment.artifact_type != ArtifactType.FIRMWARE:
+        return None, None
+    # Nothing assigned before: the firmware version the gateway reports, if we have that build for it.
     candidates = Artifact.objects.filter(
         organization=gateway.organization_id, type=deployment.artifact_type, version=gateway.firmware_version
     )
@@ -856,7 +858,7 @@ def rollback(*, deployment: Deployment, actor: Any, now: datetime, ip: str | Non
     if not actions:
         raise OperationNotAllowedError("No gateway holds this deployment's assignment; nothing to roll back.")
     eligible = [(a.gateway_id, a.previous_artifact_id) for a in actions if a.previous_artifact_id is not None]
-    exclusions = [
+    exclusions: list[tuple[int, str, str]] = [
         (a.gateway_id, Exclusion.Reason.NO_PREVIOUS_VERSION, "nothing was assigned before and the reported "
          "version has no matching artifact") for a in actions if a.previous_artifact_id is None
     ]  # fmt: skip

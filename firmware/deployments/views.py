@@ -45,7 +45,7 @@ class DeploymentCreateView(CapabilityRequiredMixin, View):
         return DeploymentForm(
             request.POST if request.method == "POST" else None,
             organizations=selectors.organizations_for_deployments(user),
-            artifacts=artifacts_visible_to(user).exclude(type__in=["config", "license"]),
+            artifacts=artifacts_visible_to(user),
             groups=groups_visible_to(user),
             gateways=gateways_visible_to(user),
         )

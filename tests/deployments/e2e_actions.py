@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(REPO_ROOT))
     django.setup()
     _var, action, *rest = sys.argv[1:]
-    actions = {"deploy": _deploy, "state": _state}
+    actions: dict[str, Callable[..., dict[str, Any]]] = {"deploy": _deploy, "state": _state}
     if action not in actions:
         raise SystemExit(f"unknown action {action}")
     print(json.dumps(actions[action](*rest)))

@@ -67,7 +67,7 @@ class DeploymentRequestSerializer(StrictFieldsMixin, serializers.Serializer[Any]
                                                       allow_null=True, default=None)
     target_filter = serializers.JSONField(required=False, default=dict)
     target_gateways = serializers.SlugRelatedField(slug_field="serial", queryset=Gateway.objects.none(), many=True,
-                                                   required=False, default=list, help_text="Serials.")
+                                                   required=False, help_text="Serials.")
     include_new_gateways = serializers.BooleanField(default=True)
     phases = PhaseSerializer(many=True, required=False)
     rate_limit_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
@@ -88,10 +88,11 @@ class DeploymentRequestSerializer(StrictFieldsMixin, serializers.Serializer[Any]
         """The querysets are the requesting user's (tenancy); without them (schema generation) nothing matches."""
         super().__init__(*args, **kwargs)
         if organizations is not None:
-            self.fields["organization"].queryset = organizations
-            self.fields["artifacts"].child_relation.queryset = artifacts
-            self.fields["target_group"].queryset = groups
-            self.fields["target_gateways"].child_relation.queryset = gateways
+            fields: dict[str, Any] = dict(self.fields)
+            fields["organization"].queryset = organizations
+            fields["artifacts"].child_relation.queryset = artifacts
+            fields["target_group"].queryset = groups
+            fields["target_gateways"].child_relation.queryset = gateways
 
     def to_request(self) -> DeploymentRequest:
         data = self.validated_data
@@ -108,7 +109,7 @@ class DeploymentRequestSerializer(StrictFieldsMixin, serializers.Serializer[Any]
             artifacts=list(data["artifacts"]),
             target=TargetSpec(
                 kind=data["target_kind"], group=data["target_group"], filter=data["target_filter"] or {},
-                gateways=tuple(data["target_gateways"]),
+                gateways=tuple(data.get("target_gateways", ())),
             ),
             plan=RolloutPlan(**plan_kwargs),
             include_new_gateways=data["include_new_gateways"],
@@ -126,7 +127,9 @@ class RolloutPhaseSerializer(serializers.ModelSerializer[RolloutPhase]):
 class DeploymentSerializer(serializers.ModelSerializer[Deployment]):
     phases = RolloutPhaseSerializer(many=True, read_only=True)
     progress = serializers.SerializerMethodField()
-    target_gateways = serializers.SlugRelatedField(slug_field="serial", many=True, read_only=True)
+    target_gateways: serializers.SlugRelatedField[Gateway] = serializers.SlugRelatedField(
+        slug_field="serial", many=True, read_only=True
+    )
 
     class Meta:
         model = Deployment
