@@ -25,6 +25,16 @@ def fresh_presence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tracker, "_seen", {})
 
 
+@pytest.fixture(autouse=True)
+def short_lived_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consumers and the live server use the database from their own threads; with persistent
+    connections (CONN_MAX_AGE from DATABASE_URL) those would outlive the test and block the
+    test database's teardown on PostgreSQL."""
+    from django.db import connections
+
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+
+
 @pytest.fixture
 def asgi_server(transactional_db: None, settings: Any) -> Iterator[str]:
     """uvicorn serving the full application (HTTP + WebSockets) in a thread, on the test database.
