@@ -7,6 +7,8 @@ in `states.py`; gateways that cannot take the deployment are listed as `Exclusio
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 
@@ -147,6 +149,8 @@ class GatewayAction(models.Model):
     state = models.CharField(max_length=16, choices=ActionState.choices, default=ActionState.SCHEDULED)
     attempt = models.PositiveSmallIntegerField(default=1)
     not_before = models.DateTimeField(null=True, blank=True, help_text="Earliest assignment (jitter, backoff).")
+    # Drawn at planning; the phase start adds it to its own start time in one UPDATE.
+    jitter = models.DurationField(default=timedelta(0))
     assigned_at = models.DateTimeField(null=True, blank=True, db_index=True)
     state_changed = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField(null=True, blank=True, help_text="Timed out without progress by then.")
@@ -169,6 +173,7 @@ class GatewayAction(models.Model):
         indexes = [
             models.Index(fields=["deployment", "state"]),
             models.Index(fields=["gateway", "state"]),
+            models.Index(fields=["state", "deadline"]),
         ]
 
     def __str__(self) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 import jsonschema
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import DateTimeField, ExpressionWrapper, F, QuerySet, Value
 
 from fleet.audit.services import record
 from fleet.inventory.models import Gateway, Organization
@@ -161,13 +161,19 @@ def _event(
 
 
 ACTION_COLUMNS = ("deployment_id", "phase_id", "gateway_id", "artifact_id", "state", "attempt", "state_changed",
-                  "cancel_requested", "failure_code", "failure_message", "log_excerpt")
+                  "cancel_requested", "failure_code", "failure_message", "log_excerpt", "jitter")
 
 
 def _write_actions(deployment: Deployment, phases: list[RolloutPhase], ev: Evaluation, now: datetime) -> None:
     """One action per eligible gateway; on PostgreSQL through COPY (a 100k fleet is 100k rows)."""
+    rng = random.Random(f"{deployment.pk}:{now.isoformat()}")  # spreading load, not secrecy
+    spread = deployment.jitter_seconds
+
+    def jitter() -> timedelta:
+        return timedelta(seconds=round(rng.uniform(0, spread), 3)) if spread else timedelta(0)
+
     rows = [
-        (deployment.pk, phase.pk, gateway_id, artifact_id, S.SCHEDULED.value, 1, now, False, "", "", "")
+        (deployment.pk, phase.pk, gateway_id, artifact_id, S.SCHEDULED.value, 1, now, False, "", "", "", jitter())
         for i, phase in enumerate(phases)
         for gateway_id, artifact_id in ev.phase_members(i)
     ]
@@ -285,15 +291,9 @@ def _start(
 def _start_phase(deployment: Deployment, phase: RolloutPhase, now: datetime) -> None:
     phase.status, phase.started = RolloutPhase.Status.RUNNING, now
     phase.save(update_fields=["status", "started"])
-    scheduled = GatewayAction.objects.filter(phase=phase, state=S.SCHEDULED)
-    if not deployment.jitter_seconds:
-        scheduled.update(not_before=now)
-        return
-    rng = random.Random(f"{deployment.pk}:{phase.index}")  # spreading load, not secrecy
-    rows = list(scheduled.only("id"))
-    for action in rows:
-        action.not_before = now + timedelta(seconds=rng.uniform(0, deployment.jitter_seconds))
-    GatewayAction.objects.bulk_update(rows, ["not_before"], batch_size=BATCH)
+    GatewayAction.objects.filter(phase=phase, state=S.SCHEDULED).update(
+        not_before=ExpressionWrapper(Value(now) + F("jitter"), output_field=DateTimeField())
+    )
 
 
 # ---------------------------------------------------------------- assignment
@@ -623,7 +623,9 @@ def _include_new_gateways(deployment: Deployment, now: datetime) -> int:
     _write_actions(deployment, [phase], single, now)
     _supersede(deployment, now)
     GatewayAction.objects.filter(deployment=deployment, state=S.SCHEDULED, not_before__isnull=True,
-                                 phase=phase).update(not_before=now)
+                                 phase=phase).update(
+        not_before=ExpressionWrapper(Value(now) + F("jitter"), output_field=DateTimeField())
+    )
     if ev.eligible:
         record(action="deployment.gateways_joined", target=deployment,
                detail={"gateways": [ev.serials[g] for g, _ in ev.eligible[:50]], "count": len(ev.eligible)})

@@ -342,3 +342,16 @@ def test_gateways_joining_a_dynamic_group_are_included(organization, make_artifa
     services.run_rollouts(now=T0 + timedelta(minutes=1))
     assert GatewayAction.objects.get(deployment=deployment, gateway=newcomer).state == "assigned"
     assert GatewayAction.objects.filter(deployment=deployment).count() == 3
+
+
+def test_jitter_spreads_the_start_of_a_phase(organization, make_artifact, fleet):
+    deployment = deploy(organization, [make_artifact("2.0.0")], fleet(20), phases=(PhaseSpec("all", percent=100),),
+                        jitter_seconds=600)
+    starts = list(GatewayAction.objects.filter(deployment=deployment).values_list("not_before", flat=True))
+    assert all(T0 <= start <= T0 + timedelta(seconds=600) for start in starts)
+    assert len(set(starts)) > 10
+    services.run_rollouts(now=T0 + timedelta(seconds=300))
+    halfway = GatewayAction.objects.filter(deployment=deployment, state="assigned").count()
+    assert 0 < halfway < 20
+    services.run_rollouts(now=T0 + timedelta(seconds=601))
+    assert GatewayAction.objects.filter(deployment=deployment, state="assigned").count() == 20
