@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from gridfleet_agent.schedule import install_blocked_by
+from gridfleet_agent.schedule import install_blocked_by, solar_elevation
 
 LA_WINDOW = {"window": {"start": "01:00", "end": "04:00", "timezone": "America/Los_Angeles"}}
 CROSSING_MIDNIGHT = {"window": {"start": "22:00", "end": "02:00", "timezone": "UTC"}}
@@ -36,5 +36,28 @@ def test_window_may_cross_midnight(hour: int, allowed: bool):
     assert (install_blocked_by(CROSSING_MIDNIGHT, utc(hour)) is None) is allowed
 
 
-def test_sun_down_waits_because_the_agent_has_no_site_coordinates():
-    assert "sun-down" in (install_blocked_by({"sun_down": True}, utc(2)) or "")
+FRESNO = {"latitude": 36.74, "longitude": -119.79}
+
+
+@pytest.mark.parametrize(
+    ("hour", "allowed"),
+    # 26 Nov in Fresno: sunrise about 14:45 UTC, sunset about 00:45 UTC.
+    [(13, True), (3, True), (15, False), (20, False), (0, False)],
+)
+def test_sun_down_allows_installs_only_between_sunset_and_sunrise_at_the_site(hour: int, allowed: bool):
+    conditions = {"sun_down": True, "location": FRESNO}
+    assert (install_blocked_by(conditions, utc(hour)) is None) is allowed
+
+
+def test_sun_down_without_the_site_position_waits():
+    assert "latitude and longitude" in (install_blocked_by({"sun_down": True}, utc(2)) or "")
+
+
+@pytest.mark.parametrize("when", [utc(h, m) for h in range(0, 24, 3) for m in (0, 37)])
+@pytest.mark.parametrize(("latitude", "longitude"), [(36.74, -119.79), (-33.87, 151.21), (64.15, -21.94)])
+def test_solar_elevation_agrees_with_the_astral_package(when: datetime, latitude: float, longitude: float):
+    astral_sun = pytest.importorskip("astral.sun")
+    from astral import Observer
+
+    expected = astral_sun.elevation(Observer(latitude, longitude), when, with_refraction=False)
+    assert solar_elevation(latitude, longitude, when) == pytest.approx(expected, abs=0.1)
