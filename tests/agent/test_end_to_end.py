@@ -282,12 +282,13 @@ def test_records_queued_while_the_server_is_down_arrive_once_each(server: Server
     assert counts[0] == counts[1]
 
 
-def test_field_devices_and_a_command_queued_while_offline_reach_the_server(server: Server, tmp_path: Path):
+def test_field_devices_and_commands_queued_while_offline_reach_the_server(server: Server, tmp_path: Path):
     serial = "E2E-007"
     gateway = server.gateway_id(serial)
     identity = enroll(server.url, server.tokens[serial], serial, tmp_path / "state")
     # Created while the gateway is offline: the server sends it after the agent's next hello.
     run_action(server.process.var_dir, "command", serial, "set_power_limit", '{"device": "inv-1", "limit_pct": 60}')
+    run_action(server.process.var_dir, "command", serial, "check_updates", "{}")
 
     async def scenario() -> None:
         async with SunSpecSimulator(port=0) as inverter:
@@ -307,7 +308,7 @@ def test_field_devices_and_a_command_queued_while_offline_reach_the_server(serve
                         "SELECT state FROM uplink_command WHERE gateway_id = ? AND state = 'succeeded'",
                         gateway,
                     )
-                    if done and agent.outbox.depth().total == 0:
+                    if len(done) == 2 and agent.outbox.depth().total == 0:
                         break
                     await asyncio.sleep(0.1)
             finally:
@@ -316,9 +317,16 @@ def test_field_devices_and_a_command_queued_while_offline_reach_the_server(serve
 
     asyncio.run(scenario())
 
-    (command,) = server.process.query("SELECT state, result FROM uplink_command WHERE gateway_id = ?", gateway)
-    assert command[0] == "succeeded"
-    assert json.loads(command[1])["readback_pct"] == 60.0
+    commands = dict(
+        (name, (state, json.loads(result)))
+        for name, state, result in server.process.query(
+            "SELECT name, state, result FROM uplink_command WHERE gateway_id = ?", gateway
+        )
+    )
+    assert commands["set_power_limit"][0] == "succeeded"
+    assert commands["set_power_limit"][1]["readback_pct"] == 60.0
+    assert commands["check_updates"][0] == "succeeded"
+    assert commands["check_updates"][1]["ok"] is True
     assert server.process.query(
         "SELECT 1 FROM monitoring_telemetrylatest WHERE gateway_id = ? AND device = 'inv-1' AND point = 'W'", gateway
     )

@@ -152,6 +152,7 @@ class Agent:
         )
         self._control_socket = control_socket
         self.check_now = asyncio.Event()
+        self._check_commands: list[str] = []  # check_updates commands waiting for the check's result
         self.last_check: dict[str, Any] = {}
         self.next_check_at: float | None = None
         self._last_inventory: dict[str, Any] | None = None
@@ -235,16 +236,21 @@ class Agent:
                 await asyncio.wait_for(self.check_now.wait(), delay)
             self.check_now.clear()
             self.next_check_at = None
+            requested_by, self._check_commands = self._check_commands, []
             try:
                 report = await asyncio.to_thread(self.updates.check)
                 self.last_check = {"at": report.at, "ok": True, "sequence": report.assignment_sequence,
                                    "actions": report.actions}  # fmt: skip
                 backoff.reset()
                 delay = jittered(settings.poll_interval, settings.jitter)
+                answer = ("succeeded", "; ".join(f"{k}: {v}" for k, v in report.actions.items()) or "checked")
             except (UpdateError, IdentityError, OSError) as e:
                 logger.warning("update check failed: %s", e)
                 self.last_check = {"at": utc_timestamp(), "ok": False, "error": str(e)[:500]}
                 delay = backoff.next_delay()
+                answer = ("failed", f"update check failed: {e}")
+            for command_id in requested_by:  # the final answer to "accepted" (uplink.md 2.6)
+                self._command_result(command_id, *answer, result=self.last_check)
             await self._after_check()
 
     async def _after_check(self) -> None:
@@ -333,15 +339,21 @@ class Agent:
         if isinstance(expires, str) and datetime.fromisoformat(expires.replace("Z", "+00:00")) < datetime.now(UTC):
             status, text, result = "rejected", "command expired before it arrived", None
         else:
-            status, text, result = await self._execute(name, args or {})
-        data: dict[str, Any] = {"command_id": command_id, "status": status, "message": text[:2000]}
+            status, text, result = await self._execute(command_id, name, args or {})
+        self._command_result(command_id, status, text, result=result)
+
+    def _command_result(self, command_id: str, status: str, message: str, *, result: Any = None) -> None:
+        data: dict[str, Any] = {"command_id": command_id, "status": status, "message": message[:2000]}
         if result is not None:
             data["result"] = result
         self.outbox.put(RecordKind.EVENT, {"name": "command_result", "data": data})
         self.uplink.wake()
 
-    async def _execute(self, name: str, args: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
+    async def _execute(
+        self, command_id: str, name: str, args: dict[str, Any]
+    ) -> tuple[str, str, dict[str, Any] | None]:
         if name == "check_updates":
+            self._check_commands.append(command_id)
             self.check_now.set()
             return "accepted", "update check started", None
         if name == "reboot":
