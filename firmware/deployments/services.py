@@ -497,14 +497,14 @@ def apply_gateway_report(
         to_state=action.state, step=step, message=text, report=report,
     )  # fmt: skip
     if action.state in TERMINAL:
-        _check_failure_threshold(action.deployment, now)
+        _check_failure_threshold(action.deployment)
     return ReportOutcome(True, "ok", text, action.state)
 
 
 # -------------------------------------------------------------- the rollout
 
 
-def _pause(deployment: Deployment, reason: str, now: datetime, *, actor: Any = None, ip: str | None = None) -> None:
+def _pause(deployment: Deployment, reason: str, *, actor: Any = None, ip: str | None = None) -> None:
     before = deployment.status
     deployment.status, deployment.status_reason = Deployment.Status.PAUSED, reason
     deployment.save(update_fields=["status", "status_reason"])
@@ -512,7 +512,7 @@ def _pause(deployment: Deployment, reason: str, now: datetime, *, actor: Any = N
            before={"status": before}, after={"status": deployment.status}, detail={"reason": reason})
 
 
-def _check_failure_threshold(deployment: Deployment, now: datetime) -> bool:
+def _check_failure_threshold(deployment: Deployment) -> bool:
     """Pause (with the reason) once failures cross the threshold after the minimum sample."""
     if deployment.status != Deployment.Status.RUNNING:
         return False
@@ -532,7 +532,6 @@ def _check_failure_threshold(deployment: Deployment, now: datetime) -> bool:
         deployment,
         f"Paused automatically: {failures} of {sample} finished gateways failed "
         f"({round(100 * failures / sample)}%), over the threshold of {limit}.",
-        now,
     )
     return True
 
@@ -559,7 +558,6 @@ def _advance(deployment: Deployment, now: datetime) -> None:
                 deployment,
                 f"Phase '{phase.name}' ended below the success threshold: {succeeded} of {total} succeeded "
                 f"({round(100 * succeeded / total)}% < {deployment.success_threshold_pct}%).",
-                now,
             )
         return
     if phase.threshold_reached is None:
@@ -662,7 +660,7 @@ def _dispatch(deployment: Deployment, now: datetime) -> int:
                 with transaction.atomic():
                     _assign(action, now)
             except ArtifactNotReleasedError as e:
-                _pause(deployment, f"Paused: {e}", now)
+                _pause(deployment, f"Paused: {e}")
                 break
             except FirmwareError as e:
                 action.refresh_from_db()
@@ -703,7 +701,7 @@ def run_rollouts(*, now: datetime) -> dict[str, int]:
             if deployment.status != Deployment.Status.RUNNING:
                 continue
             joined += _include_new_gateways(deployment, now)
-            if _check_failure_threshold(deployment, now):
+            if _check_failure_threshold(deployment):
                 continue
             _advance(deployment, now)
         if deployment.status == Deployment.Status.RUNNING:
@@ -723,7 +721,7 @@ def pause(*, deployment: Deployment, reason: str = "", actor: Any, now: datetime
     deployment = _locked(deployment)
     if deployment.status != Deployment.Status.RUNNING:
         raise OperationNotAllowedError(f"Only a running deployment can be paused; this one is {deployment.status}.")
-    _pause(deployment, reason.strip() or f"Paused by {actor}", now, actor=actor, ip=ip)
+    _pause(deployment, reason.strip() or f"Paused by {actor}", actor=actor, ip=ip)
     return deployment
 
 
