@@ -351,6 +351,7 @@ async def test_last_seen_is_written_on_disconnect_not_per_message(session: Gatew
     assert (await database_sync_to_async(Gateway.objects.get)(pk=gateway.pk)).last_seen > before
 
 
+@pytest.mark.django_db  # no other thread involved: no need for the slow transactional flush
 def test_an_unknown_command_or_bad_arguments_are_refused(enrolled_gateway: Any) -> None:
     from fleet.errors import DomainError
 
@@ -363,6 +364,7 @@ def test_an_unknown_command_or_bad_arguments_are_refused(enrolled_gateway: Any) 
     assert Command.objects.count() == 0
 
 
+@pytest.mark.django_db  # no other thread involved: no need for the slow transactional flush
 def test_expired_commands_are_not_delivered(enrolled_gateway: Any) -> None:
     command = uplink_services.send_command(gateway=enrolled_gateway.gateway, name="reboot", ttl=timedelta(seconds=1))
     later = timezone.now() + timedelta(seconds=2)
@@ -372,6 +374,7 @@ def test_expired_commands_are_not_delivered(enrolled_gateway: Any) -> None:
     assert json.dumps(uplink_services.command_frame(command))
 
 
+@pytest.mark.django_db  # no other thread involved: no need for the slow transactional flush
 def test_operators_send_commands_through_the_api_with_per_command_capabilities(
     enrolled_gateway: Any, api_client_for: Any, other_organization: Any
 ) -> None:
@@ -403,6 +406,7 @@ def test_operators_send_commands_through_the_api_with_per_command_capabilities(
     assert [c["name"] for c in viewer.get(url).json()["results"]] == ["open_tunnel", "check_updates"]
 
 
+@pytest.mark.django_db  # no other thread involved: no need for the slow transactional flush
 def test_upload_logs_round_trip(enrolled_gateway: Any, enroll_gateway: Any, api_client_for: Any) -> None:
     import gzip
 
