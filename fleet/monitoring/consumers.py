@@ -59,6 +59,10 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         await self._join(gateway_logs_group(gateway_id))
         await self.send_json({"type": "subscribed", "logs": gateway_id})
 
+    async def _can_see(self, gateway_id: int) -> bool:
+        user = self.scope["user"]
+        return bool(await database_sync_to_async(lambda: gateways_visible_to(user).filter(pk=gateway_id).exists())())
+
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:
         try:

@@ -53,7 +53,8 @@ class EpochBucket(Func):
     output_field = IntegerField()
 
     def __init__(self, expression: Any, seconds: int) -> None:
-        super().__init__(expression, Value(seconds))
+        super().__init__(expression)
+        self.seconds = int(seconds)
 
     def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:  # type: ignore[override]
         template = (
@@ -62,8 +63,7 @@ class EpochBucket(Func):
             else "CAST(strftime('%%%%s', %(expressions)s) AS INTEGER) / %(seconds)s"
         )
         ts_sql, ts_params = compiler.compile(self.source_expressions[0])
-        seconds = int(self.source_expressions[1].value)
-        return template % {"expressions": ts_sql, "seconds": seconds}, ts_params
+        return template % {"expressions": ts_sql, "seconds": self.seconds}, ts_params
 
 
 @dataclass(frozen=True)

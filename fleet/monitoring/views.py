@@ -221,7 +221,7 @@ def gateway_monitoring_panel(request: HttpRequest, gateway: Gateway) -> tuple[st
     alarms = selectors.alarms_visible_to(request.user).filter(gateway=gateway, state__in=OPEN_STATES)
     return "monitoring/_gateway_panel.html", {
         "gateway": gateway,
-        "alarms": alarms.order_by("severity_rank", "-last_raised_at")[:20],
+        "alarms": alarms.order_by(*CONSOLE_SORTS["severity"])[:20],
         "commands": commands_visible_to(request.user).filter(gateway=gateway)[:10],
         "command_buttons": [(name.value, label) for name, label in BUTTON_COMMANDS.items()],
         **telemetry_context(request, gateway),

@@ -108,11 +108,13 @@ def ingest_batch(*, gateway: Gateway, stream: str, parsed: ParsedRecords, now: d
         committed = position.last_seq
         result = IngestResult(last_seq=committed, rejected=list(parsed.rejected))
         by_kind: dict[Kind, list[IncomingRecord]] = defaultdict(list)
-        for rec in parsed.records:
-            if rec.seq <= committed:
+        for parsed_record in parsed.records:
+            if parsed_record.seq <= committed:
                 result.duplicates += 1
             else:
-                by_kind[rec.kind].append(IncomingRecord(seq=rec.seq, ts=rec.ts, payload=rec.payload))
+                by_kind[parsed_record.kind].append(
+                    IncomingRecord(seq=parsed_record.seq, ts=parsed_record.ts, payload=parsed_record.payload)
+                )
         if by_kind[Kind.LOG]:
             monitoring.store_logs(gateway=gateway, records=by_kind[Kind.LOG], received_at=now)
         if by_kind[Kind.TELEMETRY]:
@@ -214,7 +216,8 @@ def _apply_command_results(gateway: Gateway, events: list[IncomingRecord], now: 
             continue
         data = rec.payload.get("data") or {}
         state = COMMAND_RESULT_STATES.get(str(data.get("status")))
-        command = Command.objects.filter(gateway=gateway, pk=_uuid_or_none(data.get("command_id"))).first()
+        command_id = _uuid_or_none(data.get("command_id"))
+        command = Command.objects.filter(gateway=gateway, pk=command_id).first() if command_id else None
         if command is None or state is None:
             logger.info("Ignoring command_result %r from %s", data, gateway.serial)
             continue
@@ -282,8 +285,7 @@ def send_command(
             ip=ip,
             detail={"command_id": str(command.pk), "args": args},
         )
-        command_id = str(command.pk)
-        transaction.on_commit(lambda: _notify_connection(gateway.pk, command_id))
+        transaction.on_commit(lambda: _notify_connection(gateway.pk, str(command_id)))
     return command
 
 

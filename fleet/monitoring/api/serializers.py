@@ -21,12 +21,16 @@ from fleet.monitoring.models import (
 
 
 class AlarmSerializer(serializers.ModelSerializer[Alarm]):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    organization: serializers.SlugRelatedField[Organization] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     gateway_serial = serializers.CharField(source="gateway.serial", read_only=True)
     site_name = serializers.CharField(source="site.name", read_only=True, default="")
     shelved = serializers.SerializerMethodField()
     severity_rank = serializers.SerializerMethodField()
-    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    acknowledged_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
 
     class Meta:
         model = Alarm
@@ -151,7 +155,7 @@ class NotificationRouteSerializer(StrictFieldsMixin, serializers.ModelSerializer
 class SilenceSerializer(StrictFieldsMixin, serializers.ModelSerializer[Silence]):
     organization = OrganizationSlugField()
     matchers = serializers.DictField(child=serializers.CharField(max_length=200, allow_blank=True), allow_empty=False)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = Silence

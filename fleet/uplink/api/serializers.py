@@ -22,7 +22,7 @@ class CommandSerializer(StrictFieldsMixin, serializers.ModelSerializer[Command])
     name = serializers.ChoiceField(choices=[c.value for c in CommandName])
     args = serializers.DictField(required=False, default=dict)
     ttl_seconds = serializers.IntegerField(min_value=10, max_value=7 * 86400, default=900, write_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = Command
