@@ -69,6 +69,17 @@ class AlarmConsoleView(CapabilityRequiredMixin, View):
         return TemplateResponse(request, template, context)
 
 
+class OpenAlarmSummaryView(CapabilityRequiredMixin, View):
+    """The dashboard's "Open alarms" card content (htmx-polled): total and count by severity."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        counts = selectors.open_alarm_counts(request.user)
+        by_severity = [(value, label, counts.get(value, 0)) for value, label in Severity.choices if counts.get(value)]
+        return TemplateResponse(
+            request, "monitoring/_open_alarm_summary.html", {"total": sum(counts.values()), "by_severity": by_severity}
+        )
+
+
 class AlarmBulkAcknowledgeView(CapabilityRequiredMixin, View):
     capability = Capability.TRIAGE_ALARMS
 

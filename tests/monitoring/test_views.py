@@ -156,3 +156,11 @@ def test_commands_from_the_gateway_page(users: dict[str, Any], gateway: Gateway)
     odd = operator.post(f"/uplink/gateways/{gateway.pk}/commands/", {"name": "open_tunnel"}, follow=True)
     assert "cannot be sent from this page" in odd.content.decode()
     assert Command.objects.count() == 1
+
+
+def test_open_alarm_summary_for_the_dashboard(users: dict[str, Any], gateway: Gateway, other_organization: Any) -> None:
+    raise_alarm(gateway, "a", "critical")
+    raise_alarm(gateway, "b", "minor")
+    raise_alarm(GatewayFactory(organization=other_organization), "c", "critical")
+    html = browser_for(users["viewer"]).get("/monitoring/alarms/summary/").content.decode()
+    assert ">2</a>" in html and "1 critical" in html and "1 minor" in html
