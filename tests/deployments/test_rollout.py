@@ -355,3 +355,60 @@ def test_jitter_spreads_the_start_of_a_phase(organization, make_artifact, fleet)
     assert 0 < halfway < 20
     services.run_rollouts(now=T0 + timedelta(seconds=601))
     assert GatewayAction.objects.filter(deployment=deployment, state="assigned").count() == 20
+
+
+def test_resume_accepts_the_failures_so_far_and_the_threshold_watches_what_follows(
+    organization, make_artifact, fleet, agent, users
+):
+    deployment = deploy(organization, [make_artifact("2.0.0")], fleet(12), phases=(PhaseSpec("all", percent=100),),
+                        failure_threshold_pct=25, failure_min_sample=4, max_retries=0, rate_limit_per_minute=4)
+    services.run_rollouts(now=T0)
+    for i, gateway in enumerate(assigned_gateways(deployment)):
+        agent(gateway).install(T0, fail="flash_error" if i < 2 else "")
+    assert Deployment.objects.get(pk=deployment.pk).status == "paused"  # 2 of 4 failed
+
+    services.resume(deployment=deployment, actor=users["operator"], now=T0 + timedelta(minutes=2))
+    services.run_rollouts(now=T0 + timedelta(minutes=2))
+    for i, gateway in enumerate(assigned_gateways(deployment)):
+        agent(gateway).install(T0, fail="flash_error" if i < 1 else "")
+    assert Deployment.objects.get(pk=deployment.pk).status == "running"  # 1 of 4 since the resume: 25%, not over
+    services.run_rollouts(now=T0 + timedelta(minutes=4))
+    agent(assigned_gateways(deployment)[0]).install(T0, fail="flash_error")
+    paused = Deployment.objects.get(pk=deployment.pk)  # 2 of the 5 since the resume: 40%
+    assert paused.status == "paused" and "2 of 5 finished gateways failed" in paused.status_reason
+
+
+def test_retry_failed_schedules_the_failed_gateways_again(organization, make_artifact, fleet, agent, users):
+    deployment = deploy(organization, [make_artifact("2.0.0")], fleet(2), phases=(PhaseSpec("all", percent=100),),
+                        max_retries=0, failure_threshold_pct=100, success_threshold_pct=50)
+    services.run_rollouts(now=T0)
+    failing, fine = assigned_gateways(deployment)
+    agent(failing).install(T0, fail="disk_full")
+    agent(fine).install(T0)
+    services.run_rollouts(now=T0 + timedelta(minutes=1))
+    assert Deployment.objects.get(pk=deployment.pk).status == "completed"
+
+    assert services.retry_failed(deployment=deployment, actor=users["admin"], now=T0 + timedelta(hours=1)) == 1
+    assert Deployment.objects.get(pk=deployment.pk).status == "running"
+    services.run_rollouts(now=T0 + timedelta(hours=1))
+    action = GatewayAction.objects.get(deployment=deployment, gateway=failing)
+    assert (action.state, action.attempt) == ("assigned", 2)
+    agent(failing).install(T0 + timedelta(hours=1))
+    services.run_rollouts(now=T0 + timedelta(hours=1, minutes=1))
+    assert Deployment.objects.get(pk=deployment.pk).status == "completed"
+    assert AuditEntry.objects.filter(action="deployment.retry_failed", actor_user=users["admin"]).exists()
+
+
+def test_a_phase_that_ends_below_the_success_threshold_pauses_with_the_reason(organization, make_artifact, fleet,
+                                                                              agent):
+    deployment = deploy(organization, [make_artifact("2.0.0")], fleet(4), max_retries=0, failure_threshold_pct=100,
+                        success_threshold_pct=95)
+    services.run_rollouts(now=T0)
+    first, second = assigned_gateways(deployment)
+    agent(first).install(T0)
+    agent(second).install(T0, fail="flash_error")
+    services.run_rollouts(now=T0 + timedelta(hours=1))
+    paused = Deployment.objects.get(pk=deployment.pk)
+    assert paused.status == "paused"
+    assert paused.status_reason == "Phase 'canary' ended below the success threshold: 1 of 2 succeeded (50% < 95%)."
+    assert GatewayAction.objects.filter(deployment=deployment, state="scheduled").count() == 2
