@@ -474,7 +474,8 @@ class TufRepository:
             result = md.signed.get_root_verification_result(
                 previous.signed if previous else None, md.signed_bytes, md.signatures
             )
-            missing = result.first.missing + result.second.missing
+            # Old and new root must each reach their threshold; a key in both counts for both.
+            missing = max(result.first.missing, result.second.missing)
             threshold = max(result.first.threshold, result.second.threshold)
         else:
             delegator = self._delegator(role)

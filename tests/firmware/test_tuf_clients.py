@@ -23,7 +23,7 @@ from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import CryptoSigner, Signature
 from tuf.api.metadata import Metadata, MetaFile, Timestamp
 
-from firmware.models import Blob
+from firmware.models import Assignment, Blob
 from firmware.repo import get_keyring, get_repository
 from firmware.tuf.keys import key_from_json
 from firmware.tuf.layout import SNAPSHOT, TIMESTAMP
@@ -346,3 +346,38 @@ def test_target_ranges_follow_rfc_9110(served_device: ServedDevice) -> None:
     assert beyond.status_code == 416
     assert beyond.headers["content-range"] == f"bytes */{len(whole.content)}"
     assert httpx.get(url.replace(info.hashes["sha256"], "0" * 64)).status_code == 404
+
+
+def test_client_sees_the_new_assignment_on_the_next_poll(
+    served_device: ServedDevice,
+    client_class: type,
+    tmp_path: Path,
+    organization: Any,
+    users: dict[str, Any],
+    api_client_for: Any,
+) -> None:
+    client = new_client(client_class, served_device, tmp_path)
+    assert assignment_of(client, served_device)["firmware"]["version"] == "2.1.0"
+    operator = api_client_for(users["operator"])
+    newer = make_bundle(name="gw-os", version="2.2.0")
+    artifact = operator.post(
+        "/api/firmware/artifacts/",
+        {
+            "organization": organization.pk,
+            "type": "firmware",
+            "name": "gw-os",
+            "version": "2.2.0",
+            "file": io.BytesIO(newer),
+        },
+        format="multipart",
+    ).json()
+    gateway_id = Assignment.objects.get(artifact_type="firmware").gateway_id
+    assert (
+        operator.post("/api/firmware/assignments/", {"gateway": gateway_id, "artifact": artifact["id"]}).status_code
+        == 201
+    )
+
+    assignment = assignment_of(client, served_device)
+    assert assignment["firmware"]["version"] == "2.2.0"
+    assert assignment["sequence"] > 1
+    assert client.download(assignment["firmware"]["target"]) == newer
