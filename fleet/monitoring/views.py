@@ -19,7 +19,7 @@ from fleet.accounts.selectors import user_can
 from fleet.audit.services import request_ip
 from fleet.errors import DomainError
 from fleet.inventory.models import Gateway
-from fleet.inventory.selectors import gateways_visible_to
+from fleet.inventory.selectors import gateways_visible_to, sites_visible_to
 
 from . import selectors, services
 from .charts import line_chart
@@ -58,7 +58,7 @@ class AlarmConsoleView(CapabilityRequiredMixin, View):
             "sorts": CONSOLE_SORTS,
             "severities": Severity.choices,
             "states": AlarmState.choices,
-            "sites": {a.site for a in alarms if a.site},
+            "sites": sites_visible_to(request.user).order_by("name"),
             "now": timezone.now(),
             "can_triage": any(
                 user_can(request.user, Capability.TRIAGE_ALARMS, org) for org in {a.organization for a in alarms}

@@ -59,6 +59,11 @@ def test_console_filters_and_partial_table(users: dict[str, Any], gateway: Gatew
     assert "fan_noise" in html and "ground_fault" not in html
     assert "<html" not in html  # just the table, for the live refresh
     assert 'name="ids"' in html
+    elsewhere = GatewayFactory(organization=gateway.organization)
+    raise_alarm(elsewhere, "meter_offline")
+    html = client.get(f"/monitoring/alarms/?site={elsewhere.site_id}").content.decode()
+    assert "meter_offline" in html and "fan_noise" not in html
+    assert f'<option value="{elsewhere.site_id}" selected>' in html
 
 
 def test_bulk_acknowledge_from_the_console(users: dict[str, Any], gateway: Gateway) -> None:
