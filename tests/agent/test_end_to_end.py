@@ -9,8 +9,10 @@ the server is down arrive once each after it comes back.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -55,7 +57,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     var_dir = tmp_path_factory.mktemp("server")
-    tokens = run_action(var_dir, "setup", "7")["tokens"]
+    tokens = run_action(var_dir, "setup", "8")["tokens"]
     process = ServerProcess(var_dir)
     process.start()
     try:
@@ -177,6 +179,26 @@ def test_bundle_failing_its_health_check_is_rolled_back_and_reported(
     assert failure["code"] == "health_check_failed"
     assert "inverter bridge did not start" in failure["log_excerpt"]
     assert online_agent.status()["installed"]["firmware"] == "1.0.0"
+
+
+@pytest.mark.parametrize("online_agent", ["E2E-008"], indirect=True)
+def test_logs_are_uploaded_when_the_server_asks(server: Server, online_agent: AgentProcess):
+    gateway = server.gateway_id(online_agent.serial)
+    command = run_action(server.process.var_dir, "command", online_agent.serial, "upload_logs", "{}")["id"]
+    online_agent.stop()  # the server sends commands created while a gateway is away after its next hello
+    online_agent.start()
+
+    wait_for(
+        lambda: server.process.query(
+            "SELECT 1 FROM uplink_command WHERE gateway_id = ? AND name = 'upload_logs' AND state = 'succeeded'",
+            gateway,
+        ),
+        what="the upload_logs result",
+    )
+    uploaded = server.process.var_dir / "log-uploads" / online_agent.serial / f"{command}.gz"
+    text = gzip.decompress(uploaded.read_bytes()).decode()
+    assert "uplink online" in text
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO ", text)  # UTC timestamps select upload windows
 
 
 @pytest.mark.parametrize("online_agent", ["E2E-004"], indirect=True)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gridfleet_agent import __version__
+from gridfleet_agent import __version__, logfiles
 from gridfleet_agent.backoff import Backoff, jittered
 from gridfleet_agent.config import AgentConfig
 from gridfleet_agent.fsutil import atomic_write
@@ -365,12 +365,35 @@ class Agent:
             loop = asyncio.get_running_loop()
             loop.call_later(delay, lambda: loop.run_in_executor(None, self._reboot))
             return "accepted", f"rebooting in {delay} s", None
+        if name == "upload_logs":
+            return await self._upload_logs(args)
         if name == "set_power_limit":
             if self._field is None:
                 return "rejected", "no field devices are configured on this gateway", None
             outcome = await self._field.execute(name, args)
             return outcome.status, outcome.message, outcome.result
         return "rejected", f"command {name!r} is not implemented by agent {__version__}", None
+
+    async def _upload_logs(self, args: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
+        url = args.get("upload_url")
+        if not isinstance(url, str) or not url.startswith("/"):
+            return "rejected", "args.upload_url must be a path on the server (/gw/v1/logs/<id>)", None
+        try:
+            since, until = (
+                datetime.fromisoformat(str(args[k]).replace("Z", "+00:00")) if args.get(k) else None
+                for k in ("since", "until")
+            )
+        except ValueError as e:
+            return "rejected", f"args.since/until must be RFC 3339 times: {e}", None
+        try:
+            token = await self._token_async()
+            uploaded = await asyncio.to_thread(
+                logfiles.upload, self.config.server_url + url, self.config.state_dir, token=token,
+                since=since, until=until, ssl_context=self._ssl,
+            )  # fmt: skip
+        except (logfiles.LogUploadError, IdentityError, OSError) as e:
+            return "failed", str(e), None
+        return "succeeded", f"uploaded {uploaded['lines']} log lines ({uploaded.get('bytes')} bytes gzip'd)", uploaded
 
     # -- status -------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
