@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import math
 import random
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 
 from gridfleet_agent.config import AgentConfig
 from gridfleet_agent.daemon import Agent, run_until_signalled, ssl_context_for
-from gridfleet_agent.identity import Identity, NotEnrolled, enroll
+from gridfleet_agent.identity import Identity, IdentityError, NotEnrolled, enroll
 
 logger = logging.getLogger(__name__)
 
@@ -121,11 +122,10 @@ def load_identities(config: AgentConfig, *, count: int, tokens: dict[str, str], 
     root = config.state_dir
     root.mkdir(parents=True, exist_ok=True)
     identities: list[Identity] = []
-    ssl_context = ssl_context_for(config)
     for directory in sorted(p for p in root.iterdir() if (p / "identity" / "identity.json").exists()):
         if len(identities) == count:
             return identities
-        identities.append(Identity.load(directory, ssl_context=ssl_context))
+        identities.append(Identity.load(directory, ssl_context=ssl_context_for(config)))
     known = {i.serial for i in identities}
     candidates = [s for s in tokens if s not in known] or [f"{prefix}{n:04d}" for n in range(1, count + 1)]
     for serial in candidates:
@@ -135,18 +135,31 @@ def load_identities(config: AgentConfig, *, count: int, tokens: dict[str, str], 
             continue
         if serial not in tokens:
             raise NotEnrolled(root / serial)
-        identities.append(
-            enroll(config.server_url, tokens[serial], serial, root / serial, hardware_model="gridfleet-sim",
-                   ssl_context=ssl_context)
-        )  # fmt: skip
+        identities.append(_enroll_when_reachable(config, serial, tokens[serial], root / serial))
         logger.info("enrolled simulated gateway %s", serial)
     if len(identities) < count:
         raise NotEnrolled(root / f"{prefix}...")
     return identities
 
 
+SERVER_WAIT = 120.0  # seconds: `make demo` may start the simulator while the server is still starting
+
+
+def _enroll_when_reachable(config: AgentConfig, serial: str, token: str, state_dir: Path) -> Identity:
+    deadline = time.monotonic() + SERVER_WAIT
+    while True:
+        try:
+            return enroll(config.server_url, token, serial, state_dir, hardware_model=config.agent.hardware_model,
+                          ssl_context=ssl_context_for(config))  # fmt: skip
+        except IdentityError as e:
+            if e.code != "unreachable" or time.monotonic() > deadline:
+                raise
+            logger.info("server not reachable yet (%s); retrying", e.detail)
+            time.sleep(2)
+
+
 def agent_config(config: AgentConfig, state_dir: Path) -> AgentConfig:
-    agent = dataclasses.replace(config.agent, state_dir=state_dir, hardware_model="gridfleet-sim")
+    agent = dataclasses.replace(config.agent, state_dir=state_dir)
     # Simulated gateways cannot reboot and share one disk: no reboot command, no root shipped.
     updates = dataclasses.replace(config.updates, reboot_command=(), trusted_root=state_dir / "no-shipped-root")
     return dataclasses.replace(config, agent=agent, updates=updates)
