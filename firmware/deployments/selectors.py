@@ -113,3 +113,19 @@ def progress(deployment: Deployment) -> Progress:
         ],
         excluded=deployment.exclusions.count(),
     )
+
+
+def available_operations(deployment: Deployment, progress: Progress) -> list[str]:
+    """The operations that apply in the deployment's current state (the UI shows only these)."""
+    status = deployment.status
+    failed = sum(progress.counts.get(state, 0) for state in FAILURES)
+    awaiting = any(p.status == "awaiting_approval" for p in progress.phases)
+    wanted = {
+        "pause": status == Deployment.Status.RUNNING,
+        "resume": status == Deployment.Status.PAUSED,
+        "approve": status == Deployment.Status.RUNNING and awaiting,
+        "retry-failed": failed > 0 and status in (*Deployment.ACTIVE_STATUSES, Deployment.Status.COMPLETED),
+        "cancel": deployment.is_active,
+        "rollback": True,
+    }
+    return [operation for operation, applies in wanted.items() if applies]

@@ -96,15 +96,16 @@ class DeploymentDetailView(CapabilityRequiredMixin, View):
         actions = selectors.actions_visible_to(request.user).filter(deployment=deployment)
         if state := request.GET.get("state"):
             actions = actions.filter(state=state)
+        progress = selectors.progress(deployment)
         return TemplateResponse(request, self.template, {
             "deployment": deployment,
-            "progress": selectors.progress(deployment),
+            "progress": progress,
             "phases": deployment.phases.all(),
             "page": Paginator(actions, 100).get_page(request.GET.get("page")),
             "states": ActionState.choices,
             "exclusions": deployment.exclusions.select_related("gateway")[:200],
             "can_operate": deployment.organization in selectors.organizations_for_deployments(request.user),
-            "operations": services.OPERATIONS,
+            "operations": selectors.available_operations(deployment, progress),
         })  # fmt: skip
 
 
