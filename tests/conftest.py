@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from fleet.accounts.roles import Role
 from tests.factories import OrganizationFactory, member
 
-pytest_plugins: list[str] = []
+pytest_plugins = ["tests.pki.fixtures"]
 
 
 @pytest.fixture(autouse=True)
