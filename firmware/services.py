@@ -372,6 +372,7 @@ def assign(
         artifact = candidates[0]
     if artifact.type != artifact_type:
         raise FirmwareError(f"{artifact} is a {artifact.type}, not a {artifact_type}")
+    _check_install(install)
     _check_assignable(artifact, [gateway])
     return _set_assignment(
         gateway=gateway,
@@ -380,6 +381,44 @@ def assign(
         actor=actor,
         ip=ip,
     )
+
+
+# The `install` object of an assignment entry (docs/protocol/updates.md section 4).
+INSTALL_SCHEMA: dict[str, Any] = {
+    "type": ["object", "null"],
+    "additionalProperties": False,
+    "properties": {
+        "not_before": {"type": ["string", "null"], "format": "date-time"},
+        "window": {
+            "type": ["object", "null"],
+            "required": ["start", "end", "timezone"],
+            "additionalProperties": False,
+            "properties": {
+                "start": {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
+                "end": {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
+                "timezone": {"type": "string", "minLength": 1},
+            },
+        },
+        "sun_down": {"type": "boolean"},
+        # The site's position, given with sun_down so the agent can compute sunset and sunrise.
+        "location": {
+            "type": ["object", "null"],
+            "required": ["latitude", "longitude"],
+            "properties": {
+                "latitude": {"type": ["number", "string"]},
+                "longitude": {"type": ["number", "string"]},
+            },
+        },
+    },
+}
+
+
+def _check_install(install: dict[str, Any] | None) -> None:
+    try:
+        jsonschema.validate(install, INSTALL_SCHEMA)
+    except jsonschema.ValidationError as e:
+        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise FirmwareError(f"install conditions at {where}: {e.message}") from e
 
 
 def _check_assignable(artifact: Artifact, gateways: list[Gateway]) -> None:
@@ -414,6 +453,7 @@ def assign_many(
     """`assign` for many gateways at once (a rollout phase): batched writes, one audit entry.
     Refuses the whole batch if any gateway is incompatible or in another organization."""
     gateways = list(gateways)
+    _check_install(install)
     _check_assignable(artifact, gateways)
     with transaction.atomic():
         for i in range(0, len(gateways), ASSIGN_BATCH):

@@ -278,3 +278,31 @@ def test_gateway_page_shows_what_the_gateway_must_run(
     page = browser.get(f"/gateways/{gateway.pk}/").content.decode()
     assert "Updates" in page
     assert "gw-os 2.1.0" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_install_conditions_follow_the_documented_shape(tuf_repo: Any, operator: Any, organization: Any) -> None:
+    from firmware.errors import FirmwareError
+    from firmware.services import assign
+
+    artifact = Artifact.objects.get(pk=upload(operator, organization, make_bundle()).json()["id"])
+    gateway = GatewayFactory.create(organization=organization)
+    with pytest.raises(FirmwareError, match="install conditions at window/start"):
+        assign(
+            gateway=gateway,
+            artifact_type="firmware",
+            artifact=artifact,
+            install={"window": {"start": "25:00", "end": "04:00", "timezone": "America/Los_Angeles"}},
+        )
+    window = {"start": "01:00", "end": "04:00", "timezone": "America/Los_Angeles"}
+    assign(
+        gateway=gateway,
+        artifact_type="firmware",
+        artifact=artifact,
+        deployment="9",
+        install={"window": window, "not_before": None, "sun_down": True},
+    )
+    (row,) = DeviceTarget.objects.filter(gateway=gateway).select_related("bundle__blob")
+    entry = json.loads(read_blob(row.bundle.blob))["firmware"]
+    assert entry["install"] == {"window": window, "not_before": None, "sun_down": True}
+    assert entry["deployment"] == "9"
