@@ -90,9 +90,9 @@ def cmd_enroll(config: AgentConfig, args: argparse.Namespace) -> int:
 
 def cmd_run(config: AgentConfig) -> int:
     from gridfleet_agent.daemon import Agent, QueueLogHandler, run_until_signalled
-    from gridfleet_agent.logfiles import add_file_handler
+    from gridfleet_agent.logfiles import add_file_handler, configure_console
 
-    logging.basicConfig(level=config.agent.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_console(config.agent.log_level.upper())
     agent = Agent(config)
     logging.getLogger("gridfleet_agent").addHandler(QueueLogHandler(agent.outbox, logging.INFO))
     add_file_handler(config.state_dir, logging.getLogger().level)

@@ -37,6 +37,13 @@ def log_dir(state_dir: Path) -> Path:
     return state_dir / "logs"
 
 
+def configure_console(level: str | int) -> None:
+    """Log to stderr (journald under systemd). python-tuf logs every root signature it does not
+    need at INFO; only its warnings are worth a gateway's log."""
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    logging.getLogger("tuf").setLevel(logging.WARNING)
+
+
 def add_file_handler(state_dir: Path, level: int) -> logging.Handler:
     directory = log_dir(state_dir)
     directory.mkdir(parents=True, exist_ok=True)

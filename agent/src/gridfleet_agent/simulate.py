@@ -28,6 +28,7 @@ from typing import Any
 from gridfleet_agent.config import AgentConfig
 from gridfleet_agent.daemon import Agent, run_until_signalled, ssl_context_for
 from gridfleet_agent.identity import Identity, IdentityError, NotEnrolled, enroll
+from gridfleet_agent.logfiles import configure_console
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ async def simulate(config: AgentConfig, identities: list[Identity], *, telemetry
 
 
 def run_simulation(config: AgentConfig, args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_console(logging.INFO)
     if args.count < 1:
         raise ValueError("--count must be at least 1")
     identities = load_identities(config, count=args.count, tokens=read_tokens(args.tokens), prefix=args.prefix)
