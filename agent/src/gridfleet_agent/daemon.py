@@ -32,7 +32,7 @@ from gridfleet_agent.inventory import disk_free_mb, mem_total_mb, os_name
 from gridfleet_agent.queue import Outbox, RecordKind, utc_timestamp
 from gridfleet_agent.reporting import queue_status_reporter
 from gridfleet_agent.updater import UpdateError, UpdateService
-from gridfleet_agent.uplink import Uplink
+from gridfleet_agent.uplink import Uplink, UplinkError
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,10 @@ class Agent:
         return self.identity.access_token(self.config.server_url)
 
     async def _token_async(self) -> str:
-        return await asyncio.to_thread(self._token)
+        try:
+            return await asyncio.to_thread(self._token)
+        except IdentityError as e:  # e.g. certificate revoked: shown in `status`, retried with backoff
+            raise UplinkError(f"no access token: {e}") from e
 
     def _license_key(self) -> dict[str, Any] | None:
         channel = self.updates.channel() or {}
@@ -391,7 +394,7 @@ class Agent:
                 logfiles.upload, self.config.server_url + url, self.config.state_dir, token=token,
                 since=since, until=until, ssl_context=self._ssl,
             )  # fmt: skip
-        except (logfiles.LogUploadError, IdentityError, OSError) as e:
+        except (logfiles.LogUploadError, UplinkError, OSError) as e:
             return "failed", str(e), None
         return "succeeded", f"uploaded {uploaded['lines']} log lines ({uploaded.get('bytes')} bytes gzip'd)", uploaded
 
