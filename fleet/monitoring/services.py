@@ -260,16 +260,40 @@ class BulkResult:
     refused: dict[int, str] = field(default_factory=dict)
 
 
-def acknowledge_alarms(
-    *, alarms: Iterable[Alarm], user: Any, comment: str = "", ip: str | None = None, now: datetime | None = None
+BULK_ACTIONS = ("acknowledge", "shelve", "comment")
+
+
+def apply_to_alarms(
+    *,
+    alarms: Iterable[Alarm],
+    action: str,
+    user: Any,
+    comment: str = "",
+    shelve_for: timedelta | None = None,
+    ip: str | None = None,
+    now: datetime | None = None,
 ) -> BulkResult:
-    """Acknowledge each alarm on its own: one already acknowledged must not block the others."""
+    """One operator action on many alarms, each on its own: one refusal must not block the others."""
+    if action not in BULK_ACTIONS:
+        raise DomainError(f"'{action}' is not a bulk action; use one of {', '.join(BULK_ACTIONS)}.", field="action")
+    if action == "shelve" and shelve_for is None:
+        raise DomainError("Shelving needs a duration.", code="no_duration", field="duration_minutes")
+    if action == "comment" and not comment.strip():
+        raise DomainError("A comment cannot be empty.", code="empty_comment", field="comment")
     result = BulkResult()
     for alarm in alarms:
         try:
-            result.done.append(acknowledge_alarm(alarm=alarm, user=user, comment=comment, ip=ip, now=now))
+            if action == "shelve":
+                assert shelve_for is not None
+                done = shelve_alarm(alarm=alarm, user=user, duration=shelve_for, comment=comment, ip=ip, now=now)
+            elif action == "comment":
+                done = comment_on_alarm(alarm=alarm, user=user, comment=comment, ip=ip, now=now)
+            else:
+                done = acknowledge_alarm(alarm=alarm, user=user, comment=comment, ip=ip, now=now)
         except AlarmActionRefused as exc:
             result.refused[alarm.pk] = exc.message
+        else:
+            result.done.append(done)
     return result
 
 

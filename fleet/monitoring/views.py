@@ -60,6 +60,7 @@ class AlarmConsoleView(CapabilityRequiredMixin, View):
             "states": AlarmState.choices,
             "sites": sites_visible_to(request.user).order_by("name"),
             "now": timezone.now(),
+            "shelve_choices": SHELVE_CHOICES,
             "can_triage": any(
                 user_can(request.user, Capability.TRIAGE_ALARMS, org) for org in {a.organization for a in alarms}
             ),
@@ -80,22 +81,39 @@ class OpenAlarmSummaryView(CapabilityRequiredMixin, View):
         )
 
 
-class AlarmBulkAcknowledgeView(CapabilityRequiredMixin, View):
+BULK_DONE = {"acknowledge": "Acknowledged", "shelve": "Shelved", "comment": "Commented on"}
+
+
+class AlarmBulkActionView(CapabilityRequiredMixin, View):
+    """The console's bulk form: acknowledge, shelve (with a duration) or comment on the selected alarms."""
+
     capability = Capability.TRIAGE_ALARMS
 
     def post(self, request: HttpRequest) -> HttpResponse:
+        back = HttpResponseRedirect(request.POST.get("next") or reverse("alarm-console"))
         ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
-        alarms = selectors.alarms_visible_to(request.user).filter(pk__in=ids)
-        result = services.acknowledge_alarms(
-            alarms=alarms, user=request.user, comment=request.POST.get("comment", "").strip(), ip=request_ip(request)
-        )
+        action = request.POST.get("action", "acknowledge")
+        if not ids:
+            messages.warning(request, "Select the alarms first.")
+            return back
+        minutes = request.POST.get("duration_minutes", "")
+        try:
+            result = services.apply_to_alarms(
+                alarms=selectors.alarms_visible_to(request.user).filter(pk__in=ids),
+                action=action,
+                user=request.user,
+                comment=request.POST.get("comment", "").strip(),
+                shelve_for=timedelta(minutes=int(minutes)) if minutes.isdigit() else None,
+                ip=request_ip(request),
+            )
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            return back
         if result.done:
-            messages.success(request, f"Acknowledged {len(result.done)} alarm(s).")
+            messages.success(request, f"{BULK_DONE[action]} {len(result.done)} alarm(s).")
         for alarm_id, reason in result.refused.items():
             messages.warning(request, f"Alarm {alarm_id}: {reason}")
-        if not ids:
-            messages.warning(request, "Select the alarms to acknowledge.")
-        return HttpResponseRedirect(request.POST.get("next") or reverse("alarm-console"))
+        return back
 
 
 class AlarmDetailView(CapabilityRequiredMixin, View):

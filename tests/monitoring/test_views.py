@@ -70,11 +70,32 @@ def test_bulk_acknowledge_from_the_console(users: dict[str, Any], gateway: Gatew
     first, second = raise_alarm(gateway, "a"), raise_alarm(gateway, "b")
     client = browser_for(users["operator"])
     response = client.post(
-        "/monitoring/alarms/acknowledge/", {"ids": [first.pk, second.pk], "comment": "on it"}, follow=True
+        "/monitoring/alarms/bulk/",
+        {"ids": [first.pk, second.pk], "comment": "on it", "action": "acknowledge"},
+        follow=True,
     )
     assert "Acknowledged 2 alarm(s)." in response.content.decode()
     assert set(Alarm.objects.values_list("state", flat=True)) == {AlarmState.ACTIVE_ACKNOWLEDGED}
-    assert browser_for(users["viewer"]).post("/monitoring/alarms/acknowledge/", {"ids": [first.pk]}).status_code == 403
+    assert browser_for(users["viewer"]).post("/monitoring/alarms/bulk/", {"ids": [first.pk]}).status_code == 403
+
+
+def test_bulk_shelve_and_comment_from_the_console(users: dict[str, Any], gateway: Gateway) -> None:
+    first, second = raise_alarm(gateway, "a"), raise_alarm(gateway, "b")
+    client = browser_for(users["operator"])
+    shelved = client.post(
+        "/monitoring/alarms/bulk/",
+        {"ids": [first.pk, second.pk], "action": "shelve", "duration_minutes": "60"},
+        follow=True,
+    ).content.decode()
+    assert "Shelved 2 alarm(s)." in shelved
+    assert all(a.is_shelved(timezone.now()) for a in Alarm.objects.all())
+    again = client.post("/monitoring/alarms/bulk/", {"ids": [first.pk], "action": "shelve", "duration_minutes": "60"},
+                        follow=True).content.decode()  # fmt: skip
+    assert f"Alarm {first.pk}: The alarm is already shelved" in again
+    empty = client.post("/monitoring/alarms/bulk/", {"ids": [first.pk], "action": "comment"}, follow=True)
+    assert "A comment cannot be empty." in empty.content.decode()
+    client.post("/monitoring/alarms/bulk/", {"ids": [first.pk, second.pk], "action": "comment", "comment": "storm"})
+    assert {a.transitions.last().comment for a in Alarm.objects.all()} == {"storm"}
 
 
 def test_alarm_detail_shows_the_timeline_and_the_gateways_recent_logs(users: dict[str, Any], gateway: Gateway) -> None:

@@ -130,8 +130,12 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet[Alarm]):
             return Response(
                 {"ids": [f"No such alarm: {', '.join(map(str, unknown))}."]}, status=status.HTTP_400_BAD_REQUEST
             )
-        result = services.acknowledge_alarms(
-            alarms=alarms, user=request.user, comment=form.validated_data["comment"], ip=request_ip(request)
+        result = services.apply_to_alarms(
+            alarms=alarms,
+            action="acknowledge",
+            user=request.user,
+            comment=form.validated_data["comment"],
+            ip=request_ip(request),
         )
         return Response({"acknowledged": [a.pk for a in result.done], "refused": result.refused})
 
