@@ -7,7 +7,7 @@ import random
 
 from gridfleet_agent.backoff import Backoff, jittered
 from gridfleet_agent.queue import Record, RecordKind
-from gridfleet_agent.uplink import _batch_frame, websocket_url
+from gridfleet_agent.uplink import batch_frame, websocket_url
 
 
 def test_backoff_grows_exponentially_to_its_cap_with_full_jitter():
@@ -30,10 +30,10 @@ def record(seq: int, size: int) -> Record:
     return Record(seq, RecordKind.LOG, "2026-11-26T13:00:00Z", {"level": "info", "message": "x" * size})
 
 
-def test_batch_frame_holds_as_many_records_as_fit_in_the_frame_limit():
+def testbatch_frame_holds_as_many_records_as_fit_in_the_frame_limit():
     records = [record(seq, 1000) for seq in range(1, 11)]
 
-    frame, last_seq = _batch_frame("b-1", records, max_frame_bytes=3500)
+    frame, last_seq = batch_frame("b-1", records, max_frame_bytes=3500)
 
     message = json.loads(frame)
     assert message["type"] == "batch" and message["batch"] == "b-1"

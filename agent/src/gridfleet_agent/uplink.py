@@ -210,7 +210,7 @@ class Uplink:
                 if records:
                     batch_number += 1
                     batch_id = f"b-{self.connections}-{batch_number}"
-                    frame, last_seq = _batch_frame(batch_id, records, limits.max_frame_bytes)
+                    frame, last_seq = batch_frame(batch_id, records, limits.max_frame_bytes)
                     inflight[batch_id] = last_seq
                     await ws.send(frame)
                     sent_through, last_sent = last_seq, time.monotonic()
@@ -249,7 +249,7 @@ class Uplink:
                 logger.info("ignoring server frame of type %r", kind)
 
 
-def _batch_frame(batch_id: str, records: list[Record], max_frame_bytes: int) -> tuple[str, int]:
+def batch_frame(batch_id: str, records: list[Record], max_frame_bytes: int) -> tuple[str, int]:
     """Serialize as many records as fit in one frame (at least one); returns (frame, last seq)."""
     head = f'{{"type":"batch","batch":"{batch_id}","records":['
     parts: list[str] = []
