@@ -48,12 +48,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "message": 'Send {"subscribe": "logs", "gateway": <id>}.'})
             return
         gateway_id = content.get("gateway")
-        user = self.scope["user"]
-        visible = (
-            isinstance(gateway_id, int)
-            and await database_sync_to_async(lambda: gateways_visible_to(user).filter(pk=gateway_id).exists())()
-        )
-        if not visible:
+        if not isinstance(gateway_id, int) or not await self._can_see(gateway_id):
             await self.send_json({"type": "error", "message": "No such gateway."})
             return
         await self._join(gateway_logs_group(gateway_id))
