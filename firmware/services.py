@@ -691,3 +691,22 @@ def set_config_values(
         )
         record(action="firmware.config_values.set", target=row, user=actor, ip=ip, before=before, after=snapshot(row))
     return row
+
+
+def reissue_channel_token(*, gateway: Gateway, actor: Any, ip: str | None = None) -> UpdateChannel:
+    """Give the gateway a new opaque token (e.g. its old one leaked): its targets move to the new
+    path and the old path answers 404. The gateway learns the token from /gw/v1/updates/channel."""
+    with transaction.atomic():
+        channel = ensure_channel(gateway=gateway)
+        old = channel.token
+        channel.token = secrets.token_hex(16)
+        channel.save(update_fields=["token"])
+        _rebuild_device_targets([gateway])  # removes the old paths and marks their bins
+        record(
+            action="firmware.channel.reissue",
+            target=channel,
+            user=actor,
+            ip=ip,
+            detail={"gateway": gateway.serial, "old_token_prefix": old[:4]},
+        )
+    return channel

@@ -17,6 +17,7 @@ router.register("config-values", views.ConfigValuesViewSet, basename="config-val
 urlpatterns = [
     path("licenses/", views.LicenseView.as_view(), name="license-issue"),
     path("configs/", views.ConfigBuildView.as_view(), name="config-build"),
+    path("gateways/<int:gateway_id>/reissue-token/", views.ChannelReissueView.as_view(), name="channel-reissue"),
     path("repository/", views.RepositoryStatusView.as_view(), name="repository-status"),
     *router.urls,
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, parsers, status, viewsets
 from rest_framework.permissions import IsAuthenticated
@@ -219,6 +220,19 @@ class ConfigValuesViewSet(
         ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, data["template"].organization)
         row = services.set_config_values(**data, actor=request.user, ip=request_ip(request))
         return Response(ConfigValuesSerializer(row).data, status=status.HTTP_201_CREATED)
+
+
+class ChannelReissueView(FirmwareErrorMixin, APIView):
+    """Give a gateway a new opaque update token; its device targets move to the new path."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses={200: dict})
+    def post(self, request: Request, gateway_id: int) -> Response:
+        gateway = get_object_or_404(gateways_visible_to(request.user), pk=gateway_id)
+        ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, gateway.organization)
+        services.reissue_channel_token(gateway=gateway, actor=request.user, ip=request_ip(request))
+        return Response({"gateway": gateway.pk, "reissued": True})
 
 
 class RepositoryStatusView(APIView):

@@ -381,3 +381,20 @@ def test_client_sees_the_new_assignment_on_the_next_poll(
     assert assignment["firmware"]["version"] == "2.2.0"
     assert assignment["sequence"] > 1
     assert client.download(assignment["firmware"]["target"]) == newer
+
+
+def test_reissued_token_moves_the_gateways_targets_and_retires_the_old_path(
+    served_device: ServedDevice, client_class: type, tmp_path: Path, users: dict[str, Any], api_client_for: Any
+) -> None:
+    gateway_id = Assignment.objects.get(artifact_type="firmware").gateway_id
+    old_target = served_device.channel["assignment_target"]
+    response = api_client_for(users["operator"]).post(f"/api/firmware/gateways/{gateway_id}/reissue-token/")
+    assert response.status_code == 200, response.content
+    headers = {"Authorization": f"Bearer {served_device.bearer}"}
+    served_device.channel = httpx.get(f"{served_device.base_url}/gw/v1/updates/channel", headers=headers).json()
+    assert served_device.channel["assignment_target"] != old_target
+
+    client = new_client(client_class, served_device, tmp_path)
+    assert assignment_of(client, served_device)["token"] == served_device.channel["token"]
+    with pytest.raises(ClientRefused):
+        client.download(old_target)
