@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -355,3 +356,17 @@ def test_field_devices_and_commands_queued_while_offline_reach_the_server(server
     assert server.process.query("SELECT kind, protocol FROM inventory_fielddevice WHERE gateway_id = ?", gateway) == [
         ("inverter", "sunspec-tcp")
     ]
+
+
+def test_tuf_client_command_refreshes_from_the_server_repository(server: Server, tmp_path: Path):
+    root = tmp_path / "root.json.trusted"
+    with urllib.request.urlopen(f"{server.url}/tuf/metadata/1.root.json") as response:  # noqa: S310 (loopback)
+        root.write_bytes(response.read())
+    metadata = tmp_path / "metadata"
+
+    def tuf_client(*args: str) -> int:
+        return subprocess.run([AGENT, "tuf-client", "--metadata-dir", str(metadata), *args], check=False).returncode
+
+    assert tuf_client("init", str(root)) == 0
+    assert tuf_client("--metadata-url", f"{server.url}/tuf/metadata/", "refresh") == 0
+    assert {p.name for p in metadata.glob("*.json")} == {"root.json", "timestamp.json", "snapshot.json", "targets.json"}
