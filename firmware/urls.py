@@ -1,4 +1,4 @@
-"""Web UI of the firmware app, mounted at /firmware/."""
+"""Web UI of the firmware app, mounted at /firmware/ (URL names unprefixed, as the navigation expects)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ from django.urls import path
 
 from . import views
 
-app_name = "firmware"
-
 urlpatterns = [
     path("", views.ArtifactListView.as_view(), name="artifact-list"),
     path("upload/", views.ArtifactUploadView.as_view(), name="artifact-upload"),
     path("artifacts/<int:pk>/", views.ArtifactDetailView.as_view(), name="artifact-detail"),
-    path("repository/", views.RepositoryView.as_view(), name="repository"),
+    path("repository/", views.RepositoryView.as_view(), name="tuf-repository"),
 ]

@@ -62,7 +62,7 @@ class ArtifactUploadView(CapabilityRequiredMixin, View):
                 form.add_error(None, f"Upload refused: {e}")
             else:
                 messages.success(request, f"Uploaded {artifact}.")
-                return HttpResponseRedirect(reverse("firmware:artifact-detail", args=[artifact.pk]))
+                return HttpResponseRedirect(reverse("artifact-detail", args=[artifact.pk]))
         return TemplateResponse(request, "firmware/artifact_upload.html", {"form": form}, status=400)
 
 

@@ -306,3 +306,13 @@ def test_install_conditions_follow_the_documented_shape(tuf_repo: Any, operator:
     entry = json.loads(read_blob(row.bundle.blob))["firmware"]
     assert entry["install"] == {"window": window, "not_before": None, "sun_down": True}
     assert entry["deployment"] == "9"
+
+
+def test_artifacts_and_repository_pages_are_in_the_navigation(users: dict[str, Any], tuf_repo: Any) -> None:
+    browser = Client()
+    browser.force_login(users["viewer"])
+    page = browser.get("/firmware/").content.decode()
+    assert '<a href="/firmware/" class="active">Artifacts</a>' in page
+    repository = browser.get("/firmware/repository/")
+    assert repository.status_code == 200
+    assert "bins" in repository.content.decode()
