@@ -334,7 +334,10 @@ class TufRepository:
         path.write_bytes(md.to_bytes(JSONSerializer()))
         return path
 
-    def _stage_firmware(self, targets: dict[str, TargetFile], now: datetime) -> Path:
+    def _stage_firmware(self, targets: dict[str, TargetFile], now: datetime) -> Path | None:
+        staged = self.staged(FIRMWARE)
+        if staged is not None and staged.signed.targets == targets:
+            return None  # already waiting for signatures; restaging would drop those collected
         signed = Targets(version=self.version(FIRMWARE) + 1, expires=now + self.lifetimes.offline)
         signed.targets = targets
         return self._stage(FIRMWARE, Metadata(signed))

@@ -191,3 +191,26 @@ def test_prune_removes_superseded_versions_after_the_grace_period_but_keeps_root
     assert repo.store.path(name, 2).exists()
     assert repo.store.path(ROOT, 1).exists() and repo.store.path(ROOT, 2).exists()
     assert repo.store.path(SNAPSHOT, repo.version(SNAPSHOT)).exists()
+
+
+def test_firmware_changes_wait_for_offline_release_signatures_without_losing_collected_ones(
+    tmp_path: Path, clock: Clock, offline_keys: OfflineKeys
+) -> None:
+    # No release key on the server: the firmware role is staged, not published.
+    repository = TufRepository(
+        tmp_path / "offline-release",
+        OnlineKeyring(tmp_path / "offline-release" / "keys", lambda: PASSPHRASE),
+        clock=clock,
+    )
+    initialise(repository, offline_keys, bit_length=4)
+    firmware = {"firmware/acme/gw-os-2.1.0.tar": TargetFile.from_data("firmware/acme/gw-os-2.1.0.tar", b"os")}
+    assert repository.publish(firmware=firmware).firmware_staged
+    staged = repository.staged("firmware")
+    assert staged is not None
+    staged.sign(offline_keys.release[0], append=True)
+    repository.add_signatures(staged.to_bytes(), "firmware")
+    # Publishing again (another gateway's change) must not reset the signatures collected so far.
+    repository.publish(firmware=firmware)
+    assert repository.signing_status("firmware").complete
+    assert repository.publish_staged().offline_roles == ["firmware"]
+    assert list(repository.load("firmware").signed.targets) == list(firmware)
