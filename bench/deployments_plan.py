@@ -158,7 +158,7 @@ def main() -> None:
     action_rows = actions.count()
     excluded = deployment.exclusions.count()
     columns = ["deployment_id", "phase_id", "gateway_id", "artifact_id", "state", "attempt", "not_before",
-               "state_changed", "cancel_requested", "failure_code", "failure_message", "log_excerpt"]
+               "state_changed", "cancel_requested", "failure_code", "failure_message", "log_excerpt", "jitter"]
     rows = list(actions.values_list(*columns))
     copy_plan = copy_seconds(GatewayAction._meta.db_table, columns, rows)
     print(f"     {action_rows:,} actions + {excluded:,} exclusions; COPY of the same action rows "
