@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from gridfleet_agent import tuf_client as client
 from gridfleet_agent.cli import main
+from gridfleet_agent.fetcher import AgentFetcher
+from tuf.api.exceptions import LengthOrHashMismatchError
 
 from .tuf_repository import RepositoryServer, TufRepository
 
@@ -168,3 +172,48 @@ def test_console_script_reports_failure_with_exit_status_1(tmp_path: Path):
     )  # fmt: skip
     assert result.returncode == 1
     assert "no trusted root.json" in result.stderr
+
+
+def partial_download_setup(tmp_path: Path, metadata_dir: Path, repo: TufRepository, server: RepositoryServer):
+    image = bytes(range(256)) * 2048
+    info_path = FIRMWARE
+    repo.add_target(info_path, image)
+    repo.publish()
+    updater = client.open_updater(metadata_dir, server.metadata_url)
+    client.refresh(updater)
+    info = updater.get_targetinfo(info_path)
+    assert info is not None
+    targets = tmp_path / "targets"
+    partial = targets / ".partial" / f"{info.hashes['sha256']}.{quote(info_path, '')}"
+    partial.parent.mkdir(parents=True)
+    download = functools.partial(
+        client.download_resumable, info, target_base_url=server.targets_url, target_dir=targets,
+        fetcher=AgentFetcher(), consistent_snapshot=True,
+    )  # fmt: skip
+    return image, partial, download
+
+
+def test_download_kept_across_a_restart_continues_where_it_stopped(
+    tmp_path: Path, metadata_dir: Path, tuf_repository: TufRepository, tuf_server: RepositoryServer
+):
+    image, partial, download = partial_download_setup(tmp_path, metadata_dir, tuf_repository, tuf_server)
+    partial.write_bytes(image[:200_000])  # what a previous run got before the power cut
+
+    path = download()
+
+    assert path.read_bytes() == image
+    assert not partial.exists()
+    assert tuf_server.range_requests == [(tuf_repository.target_url_path(FIRMWARE), "bytes=200000-")]
+
+
+def test_a_corrupt_partial_download_is_discarded_and_never_used(
+    tmp_path: Path, metadata_dir: Path, tuf_repository: TufRepository, tuf_server: RepositoryServer
+):
+    image, partial, download = partial_download_setup(tmp_path, metadata_dir, tuf_repository, tuf_server)
+    partial.write_bytes(b"\0" * 200_000)
+
+    with pytest.raises(LengthOrHashMismatchError):
+        download()
+    assert not partial.exists()
+
+    assert download().read_bytes() == image

@@ -45,7 +45,11 @@ class AgentFetcher(FetcherInterface):
         self._pool = urllib3.PoolManager(ssl_context=ssl_context, retries=urllib3.Retry(0, redirect=3))
 
     def _fetch(self, url: str) -> Iterator[bytes]:
-        return self._stream(url, self._open(url, offset=0))
+        return self.fetch_from(url, 0)
+
+    def fetch_from(self, url: str, offset: int) -> Iterator[bytes]:
+        """The bytes of ``url`` from ``offset`` on (a partial file kept across restarts continues)."""
+        return self._stream(url, self._open(url, offset=offset), offset)
 
     def _open(self, url: str, *, offset: int) -> urllib3.BaseHTTPResponse:
         headers = {"User-Agent": f"gridfleet-agent/{__version__}"}
@@ -64,10 +68,10 @@ class AgentFetcher(FetcherInterface):
             raise exceptions.DownloadHTTPError(f"HTTP {response.status} for {url}", response.status)
         return response
 
-    def _stream(self, url: str, response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-        received = 0
+    def _stream(self, url: str, response: urllib3.BaseHTTPResponse, offset: int) -> Iterator[bytes]:
+        received = offset
         resumes = 0
-        skip = 0
+        skip = self._check_resumed(url, response, offset)
         while True:
             complete = False
             try:
@@ -91,12 +95,17 @@ class AgentFetcher(FetcherInterface):
                 else:  # broken, or abandoned by the caller (e.g. longer than allowed)
                     response.close()
             response = self._open(url, offset=received)
-            if response.status == 206:
-                if not response.headers.get("Content-Range", "").startswith(f"bytes {received}-"):
-                    response.close()
-                    raise exceptions.DownloadError(f"{url}: server resumed at the wrong offset")
-            else:
-                skip = received
+            skip = self._check_resumed(url, response, received)
+
+    @staticmethod
+    def _check_resumed(url: str, response: urllib3.BaseHTTPResponse, offset: int) -> int:
+        """How many leading bytes to drop: all ``offset`` of them if the server ignored the Range."""
+        if not offset or response.status != 206:
+            return offset
+        if not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+            response.close()
+            raise exceptions.DownloadError(f"{url}: server resumed at the wrong offset")
+        return 0
 
 
 def _discard(response: urllib3.BaseHTTPResponse) -> None:

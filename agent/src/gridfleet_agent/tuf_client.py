@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from tuf.api import exceptions
-from tuf.api.metadata import Metadata, Root
+from tuf.api.metadata import Metadata, Root, TargetFile
 from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
@@ -108,6 +110,44 @@ def download_targets(updater: Updater, target_names: Sequence[str]) -> list[Down
             raise TufClientError(f"target {name!r}: {type(e).__name__}: {e}") from e
         results.append(DownloadedTarget(name, Path(path), from_cache=False))
     return results
+
+
+def download_resumable(
+    info: TargetFile, *, target_base_url: str, target_dir: Path, fetcher: AgentFetcher, consistent_snapshot: bool
+) -> Path:
+    """Like ``Updater.download_target``, but a partial file survives restarts and is continued with a
+    ``Range`` request. Nothing reads the file before its length and hashes match the trusted
+    ``info``; a partial file that turns out wrong is deleted and the next attempt starts over.
+    """
+    name = quote(info.path, "")
+    sha256 = info.hashes.get("sha256") or next(iter(info.hashes.values()))
+    partial = target_dir / ".partial" / f"{sha256}.{name}"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    have = partial.stat().st_size if partial.exists() else 0
+    if have > info.length:
+        partial.unlink()
+        have = 0
+    dirname, sep, basename = info.path.rpartition("/")
+    path = f"{dirname}{sep}{sha256}.{basename}" if consistent_snapshot else info.path
+    url = f"{target_base_url.rstrip('/')}/{path}"
+    try:
+        if have < info.length:
+            with partial.open("ab") as out:
+                for chunk in fetcher.fetch_from(url, have):
+                    have += len(chunk)
+                    if have > info.length:
+                        raise exceptions.DownloadLengthMismatchError(f"{url} is longer than {info.length} bytes")
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        with partial.open("rb") as f:
+            info.verify_length_and_hashes(f)
+    except (exceptions.LengthOrHashMismatchError, exceptions.DownloadLengthMismatchError):
+        partial.unlink(missing_ok=True)
+        raise
+    final = target_dir / name
+    os.replace(partial, final)
+    return final
 
 
 def build_parser() -> argparse.ArgumentParser:

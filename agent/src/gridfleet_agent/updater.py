@@ -15,6 +15,7 @@ a deferred install is re-evaluated at every check.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -26,6 +27,7 @@ from typing import Any
 
 import urllib3
 from tuf.api import exceptions as tuf_exceptions
+from tuf.api.metadata import Metadata, Root, TargetFile
 from tuf.ngclient import Updater
 
 from gridfleet_agent import __version__
@@ -35,7 +37,7 @@ from gridfleet_agent.installers.runner import InstallRunner, Outcome, Result
 from gridfleet_agent.queue import Outbox, RecordKind
 from gridfleet_agent.reporting import status_payload
 from gridfleet_agent.schedule import install_blocked_by
-from gridfleet_agent.tuf_client import TufClientError, init_trust, open_updater, refresh
+from gridfleet_agent.tuf_client import TufClientError, download_resumable, init_trust, open_updater, refresh
 
 logger = logging.getLogger(__name__)
 
@@ -178,13 +180,14 @@ class UpdateService:
         channel = self.fetch_channel()
         self.ensure_trusted_root(channel)
         self.paths.target_dir.mkdir(parents=True, exist_ok=True)
+        fetcher = AgentFetcher(token=self._token, ssl_context=self._ssl_context)
         try:
             updater = open_updater(
                 self.paths.metadata_dir,
                 channel["metadata_url"],
                 target_dir=self.paths.target_dir,
                 target_base_url=channel["targets_url"],
-                fetcher=AgentFetcher(token=self._token, ssl_context=self._ssl_context),
+                fetcher=fetcher,
             )
             refresh(updater)
             assignment = self._assignment(updater, channel["assignment_target"])
@@ -194,11 +197,19 @@ class UpdateService:
         if assignment is None:
             report.actions["assignment"] = "none"
             return report
+        root = Metadata[Root].from_file(str(self.paths.metadata_dir / "root.json"))
+        download = functools.partial(
+            download_resumable,
+            target_base_url=channel["targets_url"],
+            target_dir=self.paths.target_dir,
+            fetcher=fetcher,
+            consistent_snapshot=bool(root.signed.consistent_snapshot),
+        )
         report.assignment_sequence = assignment.get("sequence")
         for kind in BUNDLE_KINDS:
             entry = assignment.get(kind)
             if isinstance(entry, dict) and isinstance(entry.get("target"), str):
-                report.actions[kind] = self._apply(updater, kind, entry)
+                report.actions[kind] = self._apply(updater, kind, entry, download)
         return report
 
     def _assignment(self, updater: Updater, target: str) -> dict[str, Any] | None:
@@ -211,7 +222,7 @@ class UpdateService:
             raise TufClientError(f"{target} is not a {ASSIGNMENT_FORMAT} document")
         return assignment
 
-    def _apply(self, updater: Updater, kind: str, entry: dict[str, Any]) -> str:
+    def _apply(self, updater: Updater, kind: str, entry: dict[str, Any], download: Callable[[TargetFile], Path]) -> str:
         previous = self.applied().get(kind, {})
         if previous.get("target") == entry["target"] and previous.get("result") != str(Result.DEFERRED):
             return f"{previous.get('result')} {entry.get('version')} (unchanged)"
@@ -223,7 +234,7 @@ class UpdateService:
             bundle = updater.find_cached_target(info)
             if bundle is None:
                 self._status(deployment, "downloading", entry)
-                bundle = updater.download_target(info)
+                bundle = str(download(info))  # large: a partial download survives a restart
                 self._status(deployment, "downloaded", entry)
         except (TufClientError, tuf_exceptions.RepositoryError, tuf_exceptions.DownloadError, OSError) as e:
             self._status(deployment, "failure", entry, code="download_failed", message=str(e))
