@@ -45,6 +45,9 @@ class CountingFetcher(FetcherInterface):
         self.metadata_dir = metadata_dir
         self.targets = targets
         self.requests: list[tuple[str, int]] = []
+        # What the same metadata costs on the wire when served gzip-compressed (as /tuf/metadata/
+        # does for clients sending Accept-Encoding: gzip; timestamp.json is always plain).
+        self.gzipped = 0
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         kind, _, name = url.removeprefix("bench://").partition("/")
@@ -56,14 +59,17 @@ class CountingFetcher(FetcherInterface):
             self.requests.append((url, 0))
             raise exceptions.DownloadHTTPError("not found", 404)
         self.requests.append((url, len(data)))
+        if kind == "metadata":
+            self.gzipped += len(data) if name == "timestamp.json" else len(gzip.compress(data))
         return iter([data])
 
-    def take(self) -> tuple[int, int, int]:
-        """(metadata bytes, target bytes, requests) since the last call."""
+    def take(self) -> tuple[int, int, int, int]:
+        """(metadata bytes, target bytes, requests, metadata bytes if gzipped) since the last call."""
         metadata = sum(n for url, n in self.requests if url.startswith("bench://metadata/"))
-        total, count = sum(n for _, n in self.requests), len(self.requests)
+        total, count, gzipped = sum(n for _, n in self.requests), len(self.requests), self.gzipped
         self.requests.clear()
-        return metadata, total - metadata, count
+        self.gzipped = 0
+        return metadata, total - metadata, count, gzipped
 
 
 def bundle_bytes(token: str, version: int) -> bytes:
@@ -121,7 +127,7 @@ def main() -> None:
     }
     fetcher = CountingFetcher(metadata_dir, served)
 
-    def poll(download: list[str]) -> tuple[int, int, int]:
+    def poll(download: list[str]) -> tuple[int, int, int, int]:
         updater = Updater(
             str(client_dir),
             "bench://metadata/",
@@ -176,14 +182,15 @@ def main() -> None:
         ("timestamp size", f"{timestamp_size} B"),
         (
             "cold start (first poll)",
-            f"{cold[0] / kb:.1f} KB metadata + {cold[1] / kb:.1f} KB targets, {cold[2]} requests",
+            f"{cold[0] / kb:.1f} KB metadata ({cold[3] / kb:.1f} KB gzipped) + {cold[1] / kb:.1f} KB targets, "
+            f"{cold[2]} requests",
         ),
         ("idle poll", f"{idle[0] + idle[1]} B in {idle[2]} requests (root N+1 probe 404 + timestamp)"),
         (
             "poll after own bundle changed",
             f"{after_change[0] / kb:.1f} KB metadata (timestamp, snapshot, changed "
-            f"bins) + {after_change[1] / kb:.1f} KB targets (assignment + bundle), "
-            f"{after_change[2]} requests",
+            f"bins; {after_change[3] / kb:.1f} KB gzipped) + {after_change[1] / kb:.1f} KB targets "
+            f"(assignment + bundle), {after_change[2]} requests",
         ),
         (
             "publish one gateway's change",

@@ -7,8 +7,11 @@ under `devices/<token>/` go only to the gateway that owns the token.
 
 from __future__ import annotations
 
+import gzip
 import re
 from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
 from typing import IO
 
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -28,8 +31,18 @@ TIMESTAMP_CACHE = "public, max-age=10"
 _CHUNK = 256 * 1024
 
 
+@lru_cache(maxsize=512)
+def _gzipped(path: Path) -> bytes:
+    # Versioned metadata never changes once written, so its compressed form can be kept.
+    return gzip.compress(path.read_bytes(), compresslevel=6, mtime=0)
+
+
+def _accepts_gzip(request: HttpRequest) -> bool:
+    return any(part.split(";")[0].strip() == "gzip" for part in request.headers.get("Accept-Encoding", "").split(","))
+
+
 @require_safe
-def metadata(request: HttpRequest, name: str) -> FileResponse:
+def metadata(request: HttpRequest, name: str) -> HttpResponseBase:
     if not METADATA_NAME.match(name):
         raise Http404("no such metadata file")
     path = conf.tuf_dir() / "metadata" / name
@@ -38,7 +51,15 @@ def metadata(request: HttpRequest, name: str) -> FileResponse:
     except FileNotFoundError as e:
         # 404, never 403: clients probe N+1.root.json on every refresh and treat 404 as "no newer root".
         raise Http404("no such metadata file") from e
-    response = FileResponse(handle, content_type="application/json")
+    response: HttpResponseBase
+    if name != "timestamp.json" and _accepts_gzip(request):
+        # Metadata may be compressed (bins and snapshot shrink a lot); targets never are.
+        handle.close()
+        response = HttpResponse(_gzipped(path), content_type="application/json")
+        response["Content-Encoding"] = "gzip"
+    else:
+        response = FileResponse(handle, content_type="application/json")
+    response["Vary"] = "Accept-Encoding"
     response["Cache-Control"] = TIMESTAMP_CACHE if name == "timestamp.json" else IMMUTABLE
     return response
 

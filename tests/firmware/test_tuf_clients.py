@@ -171,9 +171,9 @@ def test_device_targets_are_served_only_to_their_gateway(
     assert httpx.get(url).status_code == 401
     other = enroll_gateway(GatewayFactory.create(organization=organization))
     assert httpx.get(url, headers={"Authorization": f"Bearer {other.access_token()}"}).status_code == 404
-    own = httpx.get(url, headers={"Authorization": f"Bearer {served_device.bearer}"})
+    own = httpx.get(url, headers={"Authorization": f"Bearer {served_device.bearer}", "Accept-Encoding": "gzip"})
     assert own.status_code == 200
-    assert "content-encoding" not in own.headers
+    assert "content-encoding" not in own.headers  # targets never: TUF hashes the stored bytes
     partial = httpx.get(url, headers={"Authorization": f"Bearer {served_device.bearer}", "Range": "bytes=0-9"})
     assert partial.status_code == 206
     assert partial.content == own.content[:10]
@@ -186,6 +186,12 @@ def test_metadata_is_served_with_cache_headers_and_404_for_missing_files(served_
     assert httpx.get(f"{base}timestamp.json").headers["cache-control"] == "public, max-age=10"
     assert httpx.get(f"{base}2.root.json").status_code == 404
     assert httpx.get(f"{base}../keys/online.json").status_code == 404
+    # Metadata may be compressed for clients that accept it; timestamp.json stays tiny and plain.
+    snapshot_name = f"{get_repository().version(SNAPSHOT)}.snapshot.json"
+    compressed = httpx.get(f"{base}{snapshot_name}", headers={"Accept-Encoding": "gzip"})
+    assert compressed.headers["content-encoding"] == "gzip"
+    assert compressed.content == httpx.get(f"{base}{snapshot_name}", headers={"Accept-Encoding": "identity"}).content
+    assert "content-encoding" not in httpx.get(f"{base}timestamp.json", headers={"Accept-Encoding": "gzip"}).headers
 
 
 # ----------------------------------------------------------------------- attacks
