@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.template import Engine, TemplateSyntaxError
 from rest_framework import serializers
 
 from fleet.inventory.models import Gateway, Organization
@@ -131,9 +132,13 @@ class ConfigTemplateSerializer(serializers.ModelSerializer[ConfigTemplate]):
     def validate_files(self, value: Any) -> Any:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise serializers.ValidationError('give an object {"relative/path": "template text"}')
-        for path in value:
-            if path.startswith("/") or ".." in path.split("/"):
+        for path, text in value.items():
+            if not path or path.startswith("/") or ".." in path.split("/"):
                 raise serializers.ValidationError(f"{path}: use a relative path without '..'")
+            try:
+                Engine(autoescape=False).from_string(text)
+            except TemplateSyntaxError as e:
+                raise serializers.ValidationError(f"{path}: template syntax error: {e}") from e
         return value
 
 
@@ -142,6 +147,11 @@ class ConfigValuesSerializer(serializers.ModelSerializer[ConfigValues]):
         model = ConfigValues
         fields = ["id", "template", "site", "gateway", "values", "updated"]
         read_only_fields = ["id", "updated"]
+
+    def validate_values(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError('give an object of values, e.g. {"export_limit_kw": 10}')
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if bool(attrs.get("site")) == bool(attrs.get("gateway")):

@@ -316,3 +316,39 @@ def test_artifacts_and_repository_pages_are_in_the_navigation(users: dict[str, A
     repository = browser.get("/firmware/repository/")
     assert repository.status_code == 200
     assert "bins" in repository.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"files": {"a.conf": "{% if %}"}}, "template syntax error"),
+        ({"files": {"../etc/passwd": "x"}}, "relative path"),
+        ({"files": ["a.conf"]}, "relative/path"),
+    ],
+)
+def test_config_templates_with_bad_files_are_refused(
+    operator: Any, organization: Any, payload: dict[str, Any], message: str
+) -> None:
+    response = operator.post(
+        "/api/firmware/config-templates/",
+        {"organization": organization.pk, "name": "t", "schema": {"type": "object"}, **payload},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert message in json.dumps(response.json())
+
+
+def test_config_values_must_be_an_object(operator: Any, organization: Any) -> None:
+    template = operator.post(
+        "/api/firmware/config-templates/",
+        {"organization": organization.pk, "name": "t", "schema": {"type": "object"}, "files": {}},
+        format="json",
+    ).json()
+    gateway = GatewayFactory.create(organization=organization)
+    response = operator.post(
+        "/api/firmware/config-values/",
+        {"template": template["id"], "gateway": gateway.pk, "values": [1, 2]},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "give an object of values" in json.dumps(response.json())
