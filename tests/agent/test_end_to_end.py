@@ -87,7 +87,9 @@ class AgentProcess:
             f'[agent]\nserver_url = "{server.url}"\nstate_dir = "{self.state_dir}"\nhardware_model = "GF-100"\n'
             "[uplink]\nreconnect_max_delay = 2\n"
             '[updates]\npoll_interval = 3600\nfactory_firmware_version = "1.0.0"\nhealth_timeout = 10\n'
+            f'reboot_command = ["touch", "{directory / "rebooted"}"]\n'  # stands in for systemctl reboot
         )
+        self.reboot_marker = directory / "rebooted"
         self.log = directory / "agent.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -183,9 +185,10 @@ def test_bundle_failing_its_health_check_is_rolled_back_and_reported(
 
 
 @pytest.mark.parametrize("online_agent", ["E2E-008"], indirect=True)
-def test_logs_are_uploaded_when_the_server_asks(server: Server, online_agent: AgentProcess):
+def test_logs_are_uploaded_and_the_gateway_rebooted_when_the_server_asks(server: Server, online_agent: AgentProcess):
     gateway = server.gateway_id(online_agent.serial)
     command = run_action(server.process.var_dir, "command", online_agent.serial, "upload_logs", "{}")["id"]
+    run_action(server.process.var_dir, "command", online_agent.serial, "reboot", '{"delay_s": 1}')
     online_agent.stop()  # the server sends commands created while a gateway is away after its next hello
     online_agent.start()
 
@@ -200,6 +203,10 @@ def test_logs_are_uploaded_when_the_server_asks(server: Server, online_agent: Ag
     text = gzip.decompress(uploaded.read_bytes()).decode()
     assert "uplink online" in text
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO ", text)  # UTC timestamps select upload windows
+    wait_for(online_agent.reboot_marker.exists, what="the reboot command to run")
+    assert server.process.query(
+        "SELECT state FROM uplink_command WHERE gateway_id = ? AND name = 'reboot'", gateway
+    ) == [("accepted",)]
 
 
 @pytest.mark.parametrize("online_agent", ["E2E-004"], indirect=True)

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 INVENTORY_INTERVAL = 60.0
 FIRST_CHECK_DELAY = 5.0  # seconds, jittered: lets the uplink come up first after a start
 SEEN_COMMANDS_KEPT = 256
+REBOOT_FLUSH_WAIT = 30.0  # seconds a reboot waits for the queue to be acknowledged
 
 
 async def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
@@ -152,6 +153,7 @@ class Agent:
         )
         self._control_socket = control_socket
         self.check_now = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._check_commands: list[str] = []  # check_updates commands waiting for the check's result
         self.last_check: dict[str, Any] = {}
         self.next_check_at: float | None = None
@@ -268,6 +270,19 @@ class Agent:
         self._queue_inventory_if_changed()
         self.uplink.wake()
 
+    async def _reboot_after(self, delay: float) -> None:
+        """Reboot once the delay passed and the queue (with this command's answer) is flushed."""
+        await asyncio.sleep(delay)
+        deadline = time.monotonic() + REBOOT_FLUSH_WAIT
+        while self.outbox.depth().total and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        await asyncio.to_thread(self._reboot)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)  # keep a reference until done
+        task.add_done_callback(self._tasks.discard)
+
     def _reboot(self) -> None:
         subprocess.run(list(self.config.updates.reboot_command), check=False)
 
@@ -365,8 +380,7 @@ class Agent:
             delay = args.get("delay_s", 0)
             if not isinstance(delay, int) or not 0 <= delay <= 3600:
                 return "rejected", "args.delay_s must be a whole number of seconds 0..3600", None
-            loop = asyncio.get_running_loop()
-            loop.call_later(delay, lambda: loop.run_in_executor(None, self._reboot))
+            self._background(self._reboot_after(delay))
             return "accepted", f"rebooting in {delay} s", None
         if name == "upload_logs":
             return await self._upload_logs(args)
