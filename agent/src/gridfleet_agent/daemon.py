@@ -196,8 +196,8 @@ class Agent:
             from gridfleet_agent.control import serve_control
 
             tasks.append(asyncio.create_task(serve_control(self), name="control"))
-        await self._start_field()
         try:
+            await self._start_field()
             await asyncio.gather(*tasks)
         finally:
             for task in tasks:
