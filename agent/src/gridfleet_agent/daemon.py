@@ -249,8 +249,11 @@ class Agent:
                 backoff.reset()
                 delay = jittered(settings.poll_interval, settings.jitter)
                 answer = ("succeeded", "; ".join(f"{k}: {v}" for k, v in report.actions.items()) or "checked")
-            except (UpdateError, IdentityError, OSError) as e:
-                logger.warning("update check failed: %s", e)
+            except Exception as e:  # a check must never stop the polling; unexpected ones get a traceback
+                if isinstance(e, UpdateError | IdentityError | OSError):
+                    logger.warning("update check failed: %s", e)
+                else:
+                    logger.exception("update check failed unexpectedly")
                 self.last_check = {"at": utc_timestamp(), "ok": False, "error": str(e)[:500]}
                 delay = backoff.next_delay()
                 answer = ("failed", f"update check failed: {e}")
