@@ -158,14 +158,15 @@ class OnlineKeyring:
     def ensure(self, roles: Iterable[str] = ONLINE_KEY_ROLES) -> dict[str, Key]:
         """Create (or take from configuration) an active key for each of `roles`."""
         roles = list(roles)
-        self.keys_dir.mkdir(parents=True, exist_ok=True)
         record = self._read()
-        for role in roles:
-            if role not in record["active"]:
+        missing = [role for role in roles if role not in record["active"]]
+        if missing:
+            self.keys_dir.mkdir(parents=True, exist_ok=True)
+            for role in missing:
                 key = self._configured.get(role) or self._new_local_key(role)
                 record["active"][role] = key.to_json()
-        self._write(record)
-        return {role: self.public_key(role) for role in roles}
+            self._write(record)
+        return {role: OnlineKey.from_json(record["active"][role]).public_key for role in roles}
 
     def has(self, role: str) -> bool:
         return role in self._read()["active"]
@@ -188,10 +189,13 @@ class OnlineKeyring:
         record = self._read()
         record["active"][role] = record["pending"].pop(role)
         self._write(record)
-        self._signers.pop(role, None)
 
     def signer(self, role: str) -> Signer:
-        if role not in self._signers:
-            key = OnlineKey.from_json(self._read()["active"][role])
-            self._signers[role] = Signer.from_priv_key_uri(key.uri, key.public_key, lambda _name: self._passphrase())
-        return self._signers[role]
+        """The active signer of `role`. The record is re-read on every call, so a rotation
+        promoted by another process (tuf_import) is picked up without a restart."""
+        key = OnlineKey.from_json(self._read()["active"][role])
+        cached = self._signers.get(role)
+        if cached is None or cached.public_key.keyid != key.public_key.keyid:
+            cached = Signer.from_priv_key_uri(key.uri, key.public_key, lambda _name: self._passphrase())
+            self._signers[role] = cached
+        return cached

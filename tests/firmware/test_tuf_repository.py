@@ -214,3 +214,18 @@ def test_firmware_changes_wait_for_offline_release_signatures_without_losing_col
     assert repository.signing_status("firmware").complete
     assert repository.publish_staged().offline_roles == ["firmware"]
     assert list(repository.load("firmware").signed.targets) == list(firmware)
+
+
+def test_a_key_rotation_promoted_by_another_process_is_used_without_restart(
+    repo: TufRepository, offline_keys: OfflineKeys, tmp_path: Path, clock: Clock
+) -> None:
+    # A Celery worker keeps its keyring (and loaded signers) for its lifetime; it opens the
+    # repository afresh for each publish, as firmware.repo.get_repository() does.
+    worker_keyring = OnlineKeyring(repo.keyring.keys_dir, lambda: PASSPHRASE)
+    TufRepository(repo.path, worker_keyring, clock=clock).publish(bins={repo.bin_names[0]: []})
+    repo.draft_root(rotate_online=[TIMESTAMP])
+    sign_staged(repo, ROOT, offline_keys.root[:2])
+    repo.publish_staged()  # the tuf_import process promotes the new key
+    TufRepository(repo.path, worker_keyring, clock=clock).publish(bins={repo.bin_names[1]: []})
+    timestamp = Metadata.from_bytes(repo.store.read(TIMESTAMP))
+    assert list(timestamp.signatures) == [repo.keyring.public_key(TIMESTAMP).keyid]
