@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from securesystemslib.signer import Signer
-from tuf.api.metadata import Metadata
 
 from .keys import generate_key_file, load_file_signer
 from .layout import DEVICES, FIRMWARE, ROOT, TARGETS
@@ -23,9 +22,6 @@ class OfflineKeys:
     root: list[Signer]
     targets: list[Signer]
     release: list[Signer]
-
-    def for_role(self, role: str) -> list[Signer]:
-        return {ROOT: self.root, TARGETS: self.targets, DEVICES: self.targets, FIRMWARE: self.release}[role]
 
 
 def generate_offline_keys(
@@ -59,21 +55,22 @@ def initialise(
     *,
     bit_length: int,
     root_threshold: int = 2,
+    release_signers: list[Signer] | None = None,
 ) -> PublishResult:
+    """Stage, sign (a threshold of root keys) and publish version 1. `release_signers` replaces
+    `keys.release` when the server holds the release key itself."""
+    release = keys.release if release_signers is None else release_signers
     repo.draft_initial(
         root_keys=[s.public_key for s in keys.root],
         root_threshold=root_threshold,
         targets_keys=[s.public_key for s in keys.targets],
         targets_threshold=1,
-        release_keys=[s.public_key for s in keys.release],
+        release_keys=[s.public_key for s in release],
         release_threshold=1,
         bit_length=bit_length,
     )
-    for role in (ROOT, TARGETS, FIRMWARE, DEVICES):
-        sign_staged(repo, role, keys.for_role(role)[: max(root_threshold, 1)] if role == ROOT else keys.for_role(role))
+    sign_staged(repo, ROOT, keys.root[:root_threshold])
+    sign_staged(repo, TARGETS, keys.targets)
+    sign_staged(repo, DEVICES, keys.targets)
+    sign_staged(repo, FIRMWARE, release)
     return repo.publish_staged()
-
-
-def sign_with(md: Metadata, signers: list[Signer]) -> None:
-    for signer in signers:
-        md.sign(signer, append=True)

@@ -14,10 +14,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from firmware import conf, services
 from firmware.repo import RELEASE, get_keyring, get_repository
-from firmware.tuf.bootstrap import generate_offline_keys, sign_staged
+from firmware.tuf.bootstrap import generate_offline_keys, initialise
 from firmware.tuf.errors import RepositoryError
 from firmware.tuf.keys import load_public_key
-from firmware.tuf.layout import DEVICES, FIRMWARE, ROOT, TARGETS, recommended_bit_length
+from firmware.tuf.layout import recommended_bit_length
+from firmware.tuf.repository import TufRepository
 from fleet.audit.services import record
 
 
@@ -41,29 +42,21 @@ class Command(BaseCommand):
         parser.add_argument("--dev-offline-keys", metavar="DIR", help="generate offline keys here and sign (demo)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        repo = get_repository()
-        if repo.is_initialized:
+        if get_repository().is_initialized:
             raise CommandError("the repository is already initialised; use tuf_stage to rotate keys")
         bit_length = options["bit_length"] or recommended_bit_length(options["expected_gateways"])
-        dev_dir = options["dev_offline_keys"]
-        if dev_dir:
-            keys = generate_offline_keys(Path(dev_dir), conf.key_passphrase(), release=0)
-            root_keys = [s.public_key for s in keys.root]
-            targets_keys = [s.public_key for s in keys.targets]
-            options["online_release_key"] = True
-            release_keys = []
-        else:
-            root_keys = [load_public_key(Path(p)) for p in options["root_key"]]
-            targets_keys = [load_public_key(Path(p)) for p in options["targets_key"]]
-            release_keys = [load_public_key(Path(p)) for p in options["release_key"]]
-        if options["online_release_key"]:
+        release_keys = [load_public_key(Path(p)) for p in options["release_key"]]
+        if options["online_release_key"] or options["dev_offline_keys"]:
             release_keys.append(get_keyring().ensure([RELEASE])[RELEASE])
-            repo = get_repository()  # now holds the release signer
+        repo = get_repository()  # holds the release signer if one was just created
         try:
+            if options["dev_offline_keys"]:
+                self._initialise_for_demo(repo, Path(options["dev_offline_keys"]), bit_length, options)
+                return
             paths = repo.draft_initial(
-                root_keys=root_keys,
+                root_keys=[load_public_key(Path(p)) for p in options["root_key"]],
                 root_threshold=options["root_threshold"],
-                targets_keys=targets_keys,
+                targets_keys=[load_public_key(Path(p)) for p in options["targets_key"]],
                 targets_threshold=options["targets_threshold"],
                 release_keys=release_keys,
                 release_threshold=options["release_threshold"],
@@ -71,17 +64,22 @@ class Command(BaseCommand):
             )
         except RepositoryError as e:
             raise CommandError(str(e)) from e
-        record(action="firmware.repository.init_staged", detail={"bins": 2**bit_length, "dev": bool(dev_dir)})
-        if not dev_dir:
-            self.stdout.write("Staged for offline signing:\n" + "\n".join(f"  {p}" for p in paths))
-            self.stdout.write("Next: tuf_export, sign each file offline, tuf_import the signed files.")
-            return
-        for role in (ROOT, TARGETS, DEVICES):
-            sign_staged(
-                repo, role, keys.for_role(role)[: options["root_threshold"]] if role == ROOT else keys.for_role(role)
-            )
-        sign_staged(repo, FIRMWARE, repo.release_signers)
-        result = repo.publish_staged()
+        record(action="firmware.repository.init_staged", detail={"bins": 2**bit_length})
+        self.stdout.write("Staged for offline signing:\n" + "\n".join(f"  {p}" for p in paths))
+        self.stdout.write("Next: tuf_export, sign each file offline, tuf_import the signed files.")
+
+    def _initialise_for_demo(self, repo: TufRepository, keys_dir: Path, bit_length: int, options: Any) -> None:
+        keys = generate_offline_keys(keys_dir, conf.key_passphrase(), release=0)
+        result = initialise(
+            repo,
+            keys,
+            bit_length=bit_length,
+            root_threshold=options["root_threshold"],
+            release_signers=repo.release_signers,
+        )
+        record(action="firmware.repository.init_demo", detail={"bins": len(result.bins)})
         services.rebin_all()
         services.publish()
-        self.stdout.write(f"Published root v1 and {len(result.bins)} hash bins; offline keys (demo only!) in {dev_dir}")
+        self.stdout.write(
+            f"Published root v1 and {len(result.bins)} hash bins; offline keys (demo only!) in {keys_dir}"
+        )
