@@ -146,7 +146,8 @@ def target(request: HttpRequest, path: str) -> HttpResponseBase:
     streamed["Content-Length"] = str(length)
     streamed["Accept-Ranges"] = "bytes"
     streamed["ETag"] = f'"{blob.sha256}"'
-    streamed["Cache-Control"] = "private, max-age=31536000, immutable" if private else IMMUTABLE
+    # no-transform: proxies and CDNs must not recompress the bytes either.
+    streamed["Cache-Control"] = ("private" if private else "public") + ", max-age=31536000, immutable, no-transform"
     if status == 206:
         streamed["Content-Range"] = f"bytes {start}-{end}/{size}"
     return streamed
