@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from rest_framework.renderers import JSONRenderer
-
-if TYPE_CHECKING:
-    from .models import LogEntry
 
 logger = logging.getLogger(__name__)
 
@@ -29,40 +27,51 @@ def gateway_logs_group(gateway_id: int) -> str:
     return f"monitoring.logs.{gateway_id}"
 
 
-def _send(group: str, message: dict[str, Any]) -> None:
+def _send(messages: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Send (group, message) pairs in one trip to the channel layer."""
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not messages:
         return
+
+    async def send_all() -> None:
+        for group, message in messages:
+            await layer.group_send(group, message)
+
     try:
-        async_to_sync(layer.group_send)(group, message)
+        async_to_sync(send_all)()
     except Exception:
         # A console missing one live update refreshes on the next one; ingest must not fail for it.
-        logger.exception("Could not publish to %s", group)
+        logger.exception("Could not publish %d live updates", len(messages))
 
 
-def log_payload(entry: LogEntry) -> dict[str, Any]:
+def log_line(*, gateway_id: int, ts: datetime, payload: dict[str, Any]) -> dict[str, Any]:
+    """A log record as the live tail shows it."""
     return {
-        "id": entry.pk,
-        "gateway": entry.gateway_id,
-        "ts": entry.ts.isoformat(),
-        "level": entry.level,
-        "logger": entry.logger,
-        "message": entry.message,
+        "gateway": gateway_id,
+        "ts": ts.isoformat(),
+        "level": payload["level"],
+        "logger": payload.get("logger", ""),
+        "message": payload["message"],
     }
 
 
-def publish_alarm_change(alarm_id: int) -> None:
+def publish_alarm_changes(alarm_ids: Sequence[int]) -> None:
     from .api.serializers import AlarmSerializer
     from .models import Alarm
 
-    alarm = Alarm.objects.select_related("organization", "gateway", "site").filter(pk=alarm_id).first()
-    if alarm is None:
-        return
+    alarms = Alarm.objects.select_related("organization", "gateway", "site").filter(pk__in=alarm_ids)
     # Through JSON so only plain types reach the layer (channels-redis packs with msgpack).
-    data = json.loads(JSONRenderer().render(AlarmSerializer(alarm).data))
-    _send(organization_group(alarm.organization_id), {"type": "alarm.changed", "alarm": data})
+    _send(
+        [
+            (
+                organization_group(alarm.organization_id),
+                {"type": "alarm.changed", "alarm": json.loads(JSONRenderer().render(AlarmSerializer(alarm).data))},
+            )
+            for alarm in alarms
+        ]
+    )
 
 
-def publish_logs(gateway_id: int, entries: Sequence[LogEntry]) -> None:
-    if entries:
-        _send(gateway_logs_group(gateway_id), {"type": "logs.appended", "entries": [log_payload(e) for e in entries]})
+def publish_logs(gateway_id: int, lines: Sequence[dict[str, Any]]) -> None:
+    if lines:
+        _send([(gateway_logs_group(gateway_id), {"type": "logs.appended", "entries": list(lines)})])

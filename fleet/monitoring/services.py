@@ -8,7 +8,9 @@ actions, and after commit pushes the change to consoles and notification groups.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +25,7 @@ from fleet.errors import DomainError
 from fleet.inventory.models import Gateway
 
 from . import live, notifications
+from .bulk import db_datetime, db_json, insert_rows
 from .lifecycle import OPEN_STATES, Action, AlarmState, Severity, TransitionRefused, apply
 from .models import (
     Alarm,
@@ -59,10 +62,45 @@ def _actor_label(user: Any, gateway: Gateway | None) -> str:
     return "system"
 
 
+_collected_changes: ContextVar[set[int] | None] = ContextVar("collected_alarm_changes", default=None)
+
+
+def announce_alarm_changes(alarm_ids: Iterable[int]) -> None:
+    """Push changed alarms to consoles and into notification groups (runs after the commit)."""
+    ids = sorted(set(alarm_ids))
+    live.publish_alarm_changes(ids)
+    now = timezone.now()
+    for alarm_id in ids:
+        notifications.alarm_changed(alarm_id=alarm_id, now=now)
+
+
+@contextmanager
+def announcing_together() -> Iterator[None]:
+    """Inside a transaction: alarm changes are announced once, together, after it commits.
+
+    A batch from a gateway may change dozens of alarms; one announcement costs one trip to the
+    channel layer instead of one per change.
+    """
+    if _collected_changes.get() is not None:
+        yield
+        return
+    collected: set[int] = set()
+    token = _collected_changes.set(collected)
+    try:
+        yield
+    finally:
+        _collected_changes.reset(token)
+    if collected:
+        transaction.on_commit(lambda: announce_alarm_changes(collected))
+
+
 def _after_commit(alarm: Alarm) -> None:
+    collected = _collected_changes.get()
+    if collected is not None:
+        collected.add(alarm.pk)
+        return
     alarm_id = alarm.pk
-    transaction.on_commit(lambda: live.publish_alarm_change(alarm_id))
-    transaction.on_commit(lambda: notifications.alarm_changed(alarm_id=alarm_id, now=timezone.now()))
+    transaction.on_commit(lambda: announce_alarm_changes([alarm_id]))
 
 
 def _transition(
@@ -281,19 +319,20 @@ def apply_to_alarms(
     if action == "comment" and not comment.strip():
         raise DomainError("A comment cannot be empty.", code="empty_comment", field="comment")
     result = BulkResult()
-    for alarm in alarms:
-        try:
-            if action == "shelve":
-                assert shelve_for is not None
-                done = shelve_alarm(alarm=alarm, user=user, duration=shelve_for, comment=comment, ip=ip, now=now)
-            elif action == "comment":
-                done = comment_on_alarm(alarm=alarm, user=user, comment=comment, ip=ip, now=now)
+    with announcing_together():
+        for alarm in alarms:
+            try:
+                if action == "shelve":
+                    assert shelve_for is not None
+                    done = shelve_alarm(alarm=alarm, user=user, duration=shelve_for, comment=comment, ip=ip, now=now)
+                elif action == "comment":
+                    done = comment_on_alarm(alarm=alarm, user=user, comment=comment, ip=ip, now=now)
+                else:
+                    done = acknowledge_alarm(alarm=alarm, user=user, comment=comment, ip=ip, now=now)
+            except AlarmActionRefused as exc:
+                result.refused[alarm.pk] = exc.message
             else:
-                done = acknowledge_alarm(alarm=alarm, user=user, comment=comment, ip=ip, now=now)
-        except AlarmActionRefused as exc:
-            result.refused[alarm.pk] = exc.message
-        else:
-            result.done.append(done)
+                result.done.append(done)
     return result
 
 
@@ -381,7 +420,7 @@ def expire_shelves(*, now: datetime | None = None) -> int:
 def gateway_came_online(*, gateway: Gateway, now: datetime | None = None) -> None:
     """Clear the offline alarm and lift the suppression it put on the gateway's device alarms."""
     now = now or timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(), announcing_together():
         report_condition(
             gateway=gateway,
             source=SERVER_SOURCE,
@@ -421,7 +460,7 @@ def detect_offline_gateways(*, now: datetime | None = None) -> list[Gateway]:
         assert gateway.last_seen is not None
         if gateway.last_seen >= now - limit:
             continue
-        with transaction.atomic():
+        with transaction.atomic(), announcing_together():
             report_condition(
                 gateway=gateway,
                 source=SERVER_SOURCE,
@@ -452,51 +491,50 @@ class IncomingRecord:
     payload: dict[str, Any]
 
 
-def store_logs(*, gateway: Gateway, records: Sequence[IncomingRecord], received_at: datetime) -> list[LogEntry]:
-    entries = LogEntry.objects.bulk_create(
-        [
-            LogEntry(
-                gateway=gateway,
-                seq=r.seq,
-                ts=r.ts,
-                received_at=received_at,
-                level=r.payload["level"],
-                logger=r.payload.get("logger", ""),
-                message=r.payload["message"],
-                fields=r.payload.get("fields"),
-            )
+def store_logs(*, gateway: Gateway, records: Sequence[IncomingRecord], received_at: datetime) -> int:
+    columns = ("gateway_id", "seq", "ts", "received_at", "level", "logger", "message", "fields")
+    received = db_datetime(received_at)
+    insert_rows(
+        LogEntry,
+        columns,
+        (
+            (gateway.pk, r.seq, db_datetime(r.ts), received, r.payload["level"], r.payload.get("logger", ""),
+             r.payload["message"], db_json(r.payload.get("fields")))
             for r in records
-        ]
-    )
+        ),
+    )  # fmt: skip
+    tail = [live.log_line(gateway_id=gateway.pk, ts=r.ts, payload=r.payload) for r in records]
     gateway_id = gateway.pk
-    transaction.on_commit(lambda: live.publish_logs(gateway_id, entries))
-    return entries
+    transaction.on_commit(lambda: live.publish_logs(gateway_id, tail))
+    return len(records)
 
 
 def store_telemetry(*, gateway: Gateway, records: Sequence[IncomingRecord]) -> int:
-    samples: list[TelemetrySample] = []
-    latest: dict[tuple[str, str], TelemetryLatest] = {}
+    samples: list[tuple[int, str, str, Any, float]] = []
+    latest: dict[tuple[str, str], tuple[datetime, float]] = {}
     for r in records:
         device = r.payload["device"]
+        ts = db_datetime(r.ts)
         for point, value in r.payload["points"].items():
             if value is None:
                 continue
-            samples.append(TelemetrySample(gateway=gateway, device=device, point=point, ts=r.ts, value=value))
+            samples.append((gateway.pk, device, point, ts, float(value)))
             current = latest.get((device, point))
-            if current is None or current.ts <= r.ts:
-                latest[(device, point)] = TelemetryLatest(
-                    gateway=gateway, device=device, point=point, ts=r.ts, value=value
-                )
-    TelemetrySample.objects.bulk_create(samples, batch_size=2000)
+            if current is None or current[0] <= r.ts:
+                latest[(device, point)] = (r.ts, float(value))
+    insert_rows(TelemetrySample, ("gateway_id", "device", "point", "ts", "value"), samples)
     if latest:
         # An older record resent late must not overwrite a newer latest value.
         existing = {
             (row.device, row.point): row.ts
             for row in TelemetryLatest.objects.filter(gateway=gateway, device__in={d for d, _ in latest})
         }
-        newer = [row for key, row in latest.items() if key not in existing or existing[key] <= row.ts]
         TelemetryLatest.objects.bulk_create(
-            newer,
+            [
+                TelemetryLatest(gateway=gateway, device=device, point=point, ts=ts, value=value)
+                for (device, point), (ts, value) in latest.items()
+                if (device, point) not in existing or existing[(device, point)] <= ts
+            ],
             update_conflicts=True,
             unique_fields=["gateway", "device", "point"],
             update_fields=["ts", "value"],

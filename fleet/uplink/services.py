@@ -127,14 +127,15 @@ def ingest_batch(*, gateway: Gateway, stream: str, parsed: ParsedRecords, now: d
             _hand_over_status_reports(gateway, reports)
         stored = sum(len(records) for records in by_kind.values())
         # Alarms and inventory change state record by record; one refused must not sink the batch.
-        for kind, apply_one in ((Kind.ALARM, _apply_alarm), (Kind.INVENTORY, _apply_inventory)):
-            for rec in by_kind[kind]:
-                try:
-                    with transaction.atomic():
-                        apply_one(gateway, rec)
-                except (DomainError, ValidationError, IntegrityError) as exc:
-                    stored -= 1
-                    result.rejected.append(Rejection(-1, rec.seq, ErrorCode.INVALID_RECORD, _reason(exc)))
+        with monitoring.announcing_together():
+            for kind, apply_one in ((Kind.ALARM, _apply_alarm), (Kind.INVENTORY, _apply_inventory)):
+                for rec in by_kind[kind]:
+                    try:
+                        with transaction.atomic():
+                            apply_one(gateway, rec)
+                    except (DomainError, ValidationError, IntegrityError) as exc:
+                        stored -= 1
+                        result.rejected.append(Rejection(-1, rec.seq, ErrorCode.INVALID_RECORD, _reason(exc)))
         result.stored = stored
         seqs = [r.seq for r in parsed.records] + [r.seq for r in parsed.rejected if r.seq is not None]
         result.last_seq = max([committed, *seqs])

@@ -13,6 +13,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from fleet.inventory.models import FieldDevice, Gateway
+from fleet.monitoring import services as monitoring_services
 from fleet.monitoring.lifecycle import AlarmState
 from fleet.monitoring.models import Alarm, GatewayEvent, LogEntry, StatusReport, TelemetryLatest, TelemetrySample
 from fleet.uplink import services as uplink_services
@@ -131,9 +132,14 @@ async def test_a_new_queue_stream_starts_its_own_sequence(token: str, gateway: G
 
 async def test_nothing_is_acknowledged_or_kept_when_the_commit_fails(session: GatewaySession, gateway: Gateway) -> None:
     await session.start()
-    with mock.patch(
-        "fleet.monitoring.services.TelemetrySample.objects.bulk_create", side_effect=OperationalError("disk I/O error")
-    ):
+    real_insert = monitoring_services.insert_rows
+
+    def logs_go_in_then_the_disk_fails(model: Any, columns: Any, rows: Any) -> None:
+        if model is TelemetrySample:
+            raise OperationalError("disk I/O error")
+        real_insert(model, columns, rows)
+
+    with mock.patch("fleet.monitoring.services.insert_rows", side_effect=logs_go_in_then_the_disk_fails):
         error = await session.request(batch("b1", log(1), telemetry(2)))
     assert error == {
         "type": "error",
