@@ -6,9 +6,9 @@ from typing import Any, cast
 
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from pki.authentication import GatewayPrincipal, GatewayTokenAuthentication, IsGateway
+from pki.gateway_views import GatewayAPIView
 
 from . import conf, services
 from .repo import LICENSE, get_keyring
@@ -21,7 +21,7 @@ def _tuf_base(request: Request) -> str:
     return configured.rstrip("/") + "/" if configured else request.build_absolute_uri("/tuf/")
 
 
-class UpdateChannelView(APIView):
+class UpdateChannelView(GatewayAPIView):
     """Where this gateway's assignment lives and where to fetch the repository from."""
 
     authentication_classes = [GatewayTokenAuthentication]

@@ -180,6 +180,15 @@ def test_device_targets_are_served_only_to_their_gateway(
     assert partial.headers["content-range"] == f"bytes 0-9/{len(own.content)}"
 
 
+def test_update_channel_needs_the_gateways_bearer_token(served_device: ServedDevice) -> None:
+    refused = httpx.get(f"{served_device.base_url}/gw/v1/updates/channel")
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "invalid_access_token"
+    token = served_device.channel["token"]
+    assert len(token) == 32
+    assert served_device.channel["assignment_target"] == f"devices/{token}/assignment.json"
+
+
 def test_metadata_is_served_with_cache_headers_and_404_for_missing_files(served_device: ServedDevice) -> None:
     base = served_device.channel["metadata_url"]
     assert "immutable" in httpx.get(f"{base}1.root.json").headers["cache-control"]
