@@ -123,3 +123,12 @@ def test_import_refuses_a_file_that_differs_from_what_was_staged(offline_dir: Pa
     sign([usb / "1.root.json"], offline_dir / "root-1.pem")
     with pytest.raises(CommandError, match="differs from staged version 1"):
         run("tuf_import", str(usb / "1.root.json"))
+
+
+def test_tuf_init_refuses_to_reinitialise_unless_told_to_skip(tuf_repo: Any, isolated_var_dir: Path) -> None:
+    with pytest.raises(CommandError, match="already initialised"):
+        run("tuf_init", dev_offline_keys=str(isolated_var_dir / "offline"))
+    assert "already initialised" in run(
+        "tuf_init", dev_offline_keys=str(isolated_var_dir / "x"), skip_if_initialized=True
+    )
+    assert get_repository().version("root") == 1

@@ -40,9 +40,15 @@ class Command(BaseCommand):
         parser.add_argument("--expected-gateways", type=int, default=10_000, help="sizes the hash bins")
         parser.add_argument("--bit-length", type=int, help="2^N hash bins (default: from --expected-gateways)")
         parser.add_argument("--dev-offline-keys", metavar="DIR", help="generate offline keys here and sign (demo)")
+        parser.add_argument(
+            "--skip-if-initialized", action="store_true", help="exit quietly if a root is already published (make demo)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if get_repository().is_initialized:
+            if options["skip_if_initialized"]:
+                self.stdout.write("The TUF repository is already initialised.")
+                return
             raise CommandError("the repository is already initialised; use tuf_stage to rotate keys")
         bit_length = options["bit_length"] or recommended_bit_length(options["expected_gateways"])
         release_keys = [load_public_key(Path(p)) for p in options["release_key"]]
