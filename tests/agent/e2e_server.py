@@ -68,7 +68,7 @@ class ServerProcess:
                  "--port", str(self.port), "--log-level", "warning", "--lifespan", "off"],
                 cwd=REPO_ROOT, env=server_env(self.var_dir), stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # generous: CI machines run several suites at once
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
@@ -76,7 +76,7 @@ class ServerProcess:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             time.sleep(0.1)
-        raise RuntimeError("server did not start listening within 30 s")
+        raise RuntimeError("server did not start listening within 60 s")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
