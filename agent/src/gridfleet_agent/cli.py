@@ -26,7 +26,11 @@ from gridfleet_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gridfleet-agent", description="Gridfleet gateway agent.")
+    parser = argparse.ArgumentParser(
+        prog="gridfleet-agent",
+        description="Gridfleet gateway agent.",
+        epilog="Also: gridfleet-agent tuf-client --help (the TUF client-test interface). See docs/agent.md.",
+    )
     parser.add_argument("--version", action="version", version=f"gridfleet-agent {__version__}")
     parser.add_argument(
         "--config", type=Path, help=f"TOML configuration (default $GRIDFLEET_AGENT_CONFIG or {DEFAULT_CONFIG_PATH})"
