@@ -216,7 +216,7 @@ class Exclusion(models.Model):
 
     class Reason(models.TextChoices):
         INCOMPATIBLE = "incompatible", "No artifact for its hardware model"
-        NO_LOCATION = "no_location", "Sun-down rule needs the site's latitude/longitude"
+        NO_LOCATION = "no_location", "Window or sun-down rule needs the site's time zone or position"
         NO_PREVIOUS_VERSION = "no_previous_version", "No earlier version known to roll back to"
         DECOMMISSIONED = "decommissioned", "Decommissioned"
 

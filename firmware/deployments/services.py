@@ -108,14 +108,16 @@ def evaluate(
     serials: dict[int, str] = {}
     members = target.members(organization) if gateways is None else gateways
     rows = members.order_by().values_list(
-        "id", "serial", "hardware_model", "status", "site__latitude", "site__longitude"
+        "id", "serial", "hardware_model", "status", "site_id", "site__latitude", "site__longitude"
     )
-    for gateway_id, serial, model, status, latitude, longitude in rows.iterator(chunk_size=BATCH):
+    for gateway_id, serial, model, status, site_id, latitude, longitude in rows.iterator(chunk_size=BATCH):
         serials[gateway_id] = serial
         if status == Gateway.Status.DECOMMISSIONED:
             exclusions.append((gateway_id, Exclusion.Reason.DECOMMISSIONED, ""))
         elif model not in by_model:
             exclusions.append((gateway_id, Exclusion.Reason.INCOMPATIBLE, f"hardware model {model!r}"))
+        elif plan.window_start is not None and site_id is None:
+            exclusions.append((gateway_id, Exclusion.Reason.NO_LOCATION, "no site, so no time zone for the window"))
         elif plan.sun_down_only and (latitude is None or longitude is None):
             exclusions.append((gateway_id, Exclusion.Reason.NO_LOCATION, "site has no latitude/longitude"))
         else:

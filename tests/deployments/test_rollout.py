@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import time, timedelta
 from typing import Any
 
+import pytest
+
 from firmware.deployments import services
 from firmware.deployments.models import ActionState, Deployment, Exclusion, GatewayAction, RolloutPhase
 from firmware.deployments.plans import PhaseSpec, RolloutPlan, TargetSpec
@@ -162,11 +164,13 @@ def test_sun_down_rule_follows_the_site_position(organization, make_artifact, fl
     assert GatewayAction.objects.get(deployment=deployment).state == "installing"
 
 
-def test_sun_down_rule_excludes_gateways_without_a_site_position(organization, make_artifact, fleet):
+@pytest.mark.parametrize("rule", [{"sun_down_only": True}, {"window_start": time(1), "window_end": time(4)}])
+def test_install_rules_exclude_gateways_without_a_site(organization, make_artifact, fleet, rule):
     placed, unplaced = fleet(1)[0], fleet(1, site=None)[0]
     deployment = deploy(organization, [make_artifact("2.0.0")], [placed, unplaced],
-                        phases=(PhaseSpec("all", percent=100),), sun_down_only=True)
-    assert Exclusion.objects.get(deployment=deployment).gateway == unplaced
+                        phases=(PhaseSpec("all", percent=100),), **rule)
+    exclusion = Exclusion.objects.get(deployment=deployment)
+    assert (exclusion.gateway, exclusion.reason) == (unplaced, "no_location")
 
 
 def test_incompatible_gateway_is_listed_and_never_assigned(organization, make_artifact, fleet, agent):
