@@ -13,7 +13,7 @@ from fleet.accounts.selectors import organizations_visible_to
 from fleet.inventory.models import Gateway
 
 from .lifecycle import OPEN_STATES, SEVERITY_RANK
-from .models import Alarm, LogEntry, NotificationRoute, Silence, TelemetryLatest, TelemetrySample
+from .models import Alarm, LogEntry, MonitoringSettings, NotificationRoute, Silence, TelemetryLatest, TelemetrySample
 
 SEVERITY_ORDER = Case(
     *[When(severity=severity, then=Value(rank)) for severity, rank in SEVERITY_RANK.items()],
@@ -108,4 +108,10 @@ def notification_routes_visible_to(user: Any) -> QuerySet[NotificationRoute]:
 def silences_visible_to(user: Any) -> QuerySet[Silence]:
     return Silence.objects.filter(organization__in=organizations_visible_to(user)).select_related(
         "organization", "created_by"
+    )
+
+
+def monitoring_settings_visible_to(user: Any) -> QuerySet[MonitoringSettings]:
+    return MonitoringSettings.objects.filter(organization__in=organizations_visible_to(user)).select_related(
+        "organization"
     )

@@ -68,3 +68,23 @@ def test_partitions_older_than_every_retention_are_dropped(organization: Any) ->
     assert partitions.partition_name("monitoring_logentry", old_day) in result.dropped_partitions
     assert old_day not in partitions.existing_partitions("monitoring_logentry")
     assert LogEntry.objects.filter(gateway=gateway).count() == 1
+
+
+def test_admins_set_retention_and_thresholds_per_organization_through_the_api(
+    users: dict[str, Any], organization: Any, api_client_for: Any
+) -> None:
+    url = "/api/monitoring/settings/"
+    body = {"organization": organization.slug, "log_retention_days": 7, "offline_after_seconds": 300}
+    assert api_client_for(users["operator"]).post(url, body, format="json").status_code == 403
+    admin = api_client_for(users["admin"])
+    created = admin.post(url, body, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["telemetry_retention_days"] == 90
+    assert admin.post(url, body, format="json").status_code == 400  # one row per organization
+    assert (
+        "log_retention_days"
+        in admin.patch(f"{url}{created.json()['id']}/", {"log_retention_days": 0}, format="json").json()
+    )
+    settings_row = MonitoringSettings.objects.get(organization=organization)
+    assert settings_row.log_retention_days == 7 and settings_row.offline_after.total_seconds() == 300
+    assert api_client_for(users["viewer"]).get(url).json()["count"] == 1

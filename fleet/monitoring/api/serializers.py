@@ -14,6 +14,7 @@ from fleet.monitoring.models import (
     Alarm,
     AlarmTransition,
     LogEntry,
+    MonitoringSettings,
     NotificationRoute,
     Silence,
     TelemetryLatest,
@@ -126,6 +127,25 @@ class OrganizationSlugField(serializers.SlugRelatedField[Organization]):
     def get_queryset(self) -> Any:
         request = self.context.get("request")
         return organizations_visible_to(getattr(request, "user", None))
+
+
+class MonitoringSettingsSerializer(StrictFieldsMixin, serializers.ModelSerializer[MonitoringSettings]):
+    organization = OrganizationSlugField()
+    log_retention_days = serializers.IntegerField(min_value=1, max_value=3650, default=30)
+    telemetry_retention_days = serializers.IntegerField(min_value=1, max_value=3650, default=90)
+    offline_after_seconds = serializers.IntegerField(min_value=60, max_value=7 * 86400, allow_null=True, required=False)
+    max_shelve_hours = serializers.IntegerField(min_value=1, max_value=24 * 30, default=24)
+
+    class Meta:
+        model = MonitoringSettings
+        fields = [
+            "id",
+            "organization",
+            "log_retention_days",
+            "telemetry_retention_days",
+            "offline_after_seconds",
+            "max_shelve_hours",
+        ]
 
 
 class NotificationRouteSerializer(StrictFieldsMixin, serializers.ModelSerializer[NotificationRoute]):

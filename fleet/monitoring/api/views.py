@@ -30,6 +30,7 @@ from .serializers import (
     BulkAcknowledgeSerializer,
     CommentSerializer,
     LogEntrySerializer,
+    MonitoringSettingsSerializer,
     NotificationRouteSerializer,
     ShelveSerializer,
     SilenceSerializer,
@@ -235,6 +236,18 @@ class TelemetrySeriesView(APIView):
                 "points": [{"ts": p.ts, "avg": p.avg, "min": p.min, "max": p.max, "count": p.count} for p in points],
             }
         )
+
+
+class MonitoringSettingsViewSet(AuditedModelViewSet):
+    """Per organization: log and telemetry retention, the offline threshold, the longest shelving.
+
+    Organizations without settings use the defaults (30 and 90 days, GATEWAY_OFFLINE_AFTER, 24 h).
+    """
+
+    selector = staticmethod(selectors.monitoring_settings_visible_to)
+    serializer_class = MonitoringSettingsSerializer
+    read_capability = Capability.VIEW
+    write_capability = Capability.MANAGE_SETTINGS
 
 
 class NotificationRouteViewSet(AuditedModelViewSet):
