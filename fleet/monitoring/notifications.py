@@ -106,6 +106,11 @@ def _flush_group(group_id: int, now: datetime) -> NotificationDelivery | None:
     delivery = None
     if (fingerprint != sorted(previous) and (firing or resolved)) or repeat_due:
         delivery = _deliver(group, firing=firing, resolved=resolved, now=now)
+        if not delivery.ok:
+            # Nothing reached the receiver: keep the group as it was and try again a group interval later.
+            group.next_flush_at = now + timedelta(seconds=route.group_interval_seconds)
+            group.save(update_fields=["next_flush_at"])
+            return delivery
         group.last_sent_at = now
         group.last_sent_fingerprint = fingerprint
     # Alarms no longer firing leave the group; a later change (unshelve, raise) brings them back.

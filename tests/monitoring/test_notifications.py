@@ -195,13 +195,19 @@ def test_webhooks_are_signed_with_the_route_secret(gateway: Gateway, organizatio
     assert payload["firing"][0]["labels"]["gateway"] == gateway.serial
 
 
-def test_a_failing_webhook_is_recorded_not_raised(gateway: Gateway, organization: Any) -> None:
-    NotificationRoute.objects.create(
-        organization=organization, name="dead", channel="webhook", target="http://127.0.0.1:9/nowhere"
+def test_a_failing_webhook_is_recorded_and_retried_after_the_group_interval(
+    gateway: Gateway, organization: Any, webhook_url: str
+) -> None:
+    route = NotificationRoute.objects.create(
+        organization=organization, name="flaky", channel="webhook", target="http://127.0.0.1:9/nowhere"
     )
     raise_at(gateway, "ground_fault", T0)
-    [delivery] = flush(T0 + timedelta(seconds=30))
-    assert not delivery.ok and delivery.error
+    [failed] = flush(T0 + timedelta(seconds=30))
+    assert not failed.ok and failed.error
+    assert flush(T0 + timedelta(seconds=329)) == []
+    NotificationRoute.objects.filter(pk=route.pk).update(target=webhook_url)  # the receiver is back
+    [retried] = flush(T0 + timedelta(seconds=330))
+    assert retried.ok and retried.firing == 1 and len(_Receiver.received) == 1
 
 
 def test_admins_manage_routes_and_operators_manage_silences_through_the_api(
