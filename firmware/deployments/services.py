@@ -324,7 +324,11 @@ def _install_deadline(action: GatewayAction, now: datetime) -> datetime:
 
 
 def _previous_of(gateway: Gateway, deployment: Deployment) -> tuple[dict[str, Any] | None, Artifact | None]:
-    current = Assignment.objects.filter(gateway=gateway, artifact_type=deployment.artifact_type).first()
+    current = (
+        Assignment.objects.filter(gateway=gateway, artifact_type=deployment.artifact_type)
+        .select_related("artifact")
+        .first()
+    )
     if current is not None and current.artifact_id is not None:
         saved = {"artifact": current.artifact_id, "deployment": current.deployment, "install": current.install}
         return saved, current.artifact
