@@ -17,6 +17,7 @@ from firmware import services as firmware
 from firmware.deployments import services
 from firmware.models import Artifact, Assignment
 from firmware.repo import reset
+from tests.agent.test_end_to_end import online_agent, server  # noqa: F401 - fixtures for test_real_agent.py
 from tests.factories import GatewayFactory, SiteFactory, UserFactory
 
 # A Thursday noon in California (20:00 UTC): outside a 01:00-04:00 window, sun up in Fresno.
