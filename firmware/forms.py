@@ -6,7 +6,7 @@ from django import forms
 
 from fleet.inventory.models import Organization
 
-from .models import ArtifactType, name_validator
+from .models import ArtifactType, ConfigTemplate, name_validator
 
 
 class ArtifactUploadForm(forms.Form):
@@ -27,3 +27,20 @@ class ArtifactUploadForm(forms.Form):
 
     def clean_hardware_models(self) -> list[str]:
         return [m.strip() for m in self.cleaned_data["hardware_models"].split(",") if m.strip()]
+
+
+class ConfigBuildForm(forms.Form):
+    template = forms.ModelChoiceField(queryset=ConfigTemplate.objects.none())
+
+    def __init__(self, *args: Any, templates: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["template"].queryset = templates  # type: ignore[attr-defined]
+
+
+class LicenseForm(forms.Form):
+    field_devices = forms.IntegerField(min_value=0, label="Field devices allowed")
+    features = forms.CharField(required=False, help_text="Comma-separated feature names.")
+    valid_days = forms.IntegerField(min_value=1, max_value=3650, initial=365)
+
+    def clean_features(self) -> list[str]:
+        return [f.strip() for f in self.cleaned_data["features"].split(",") if f.strip()]

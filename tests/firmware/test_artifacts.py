@@ -352,3 +352,49 @@ def test_config_values_must_be_an_object(operator: Any, organization: Any) -> No
     )
     assert response.status_code == 400
     assert "give an object of values" in json.dumps(response.json())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_config_and_license_are_built_from_the_gateway_page(
+    tuf_repo: Any, operator: Any, organization: Any, users: dict[str, Any]
+) -> None:
+    gateway = GatewayFactory.create(organization=organization)
+    template = operator.post(
+        "/api/firmware/config-templates/",
+        {
+            "organization": organization.pk,
+            "name": "limits",
+            "files": {"limits.conf": "{{ values.kw }}"},
+            "schema": {"type": "object", "required": ["kw"], "properties": {"kw": {"type": "number"}}},
+        },
+        format="json",
+    ).json()
+    browser = Client()
+    browser.force_login(users["operator"])
+    page = browser.get(f"/gateways/{gateway.pk}/").content.decode()
+    assert "Build config bundle" in page and "Issue license" in page
+
+    refused = browser.post(f"/firmware/gateways/{gateway.pk}/config/", {"template": template["id"]}, follow=True)
+    assert "Not built: values for" in refused.content.decode()  # "kw" is required and not set yet
+    operator.post(
+        "/api/firmware/config-values/",
+        {"template": template["id"], "gateway": gateway.pk, "values": {"kw": 5}},
+        format="json",
+    )
+    built = browser.post(f"/firmware/gateways/{gateway.pk}/config/", {"template": template["id"]}, follow=True)
+    assert "Built config-1.tar" in built.content.decode()
+    issued = browser.post(
+        f"/firmware/gateways/{gateway.pk}/license/",
+        {"field_devices": 12, "features": "export_limit", "valid_days": 30},
+        follow=True,
+    )
+    assert "Built license-1.tar" in issued.content.decode()
+    assert set(Assignment.objects.filter(gateway=gateway).values_list("artifact_type", flat=True)) == {
+        "config",
+        "license",
+    }
+
+    viewer = Client()
+    viewer.force_login(users["viewer"])
+    assert "Issue license" not in viewer.get(f"/gateways/{gateway.pk}/").content.decode()
+    assert viewer.post(f"/firmware/gateways/{gateway.pk}/license/", {"field_devices": 1}).status_code == 403
