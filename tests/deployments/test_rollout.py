@@ -416,3 +416,24 @@ def test_a_phase_that_ends_below_the_success_threshold_pauses_with_the_reason(or
     assert paused.status == "paused"
     assert paused.status_reason == "Phase 'canary' ended below the success threshold: 1 of 2 succeeded (50% < 95%)."
     assert GatewayAction.objects.filter(deployment=deployment, state="scheduled").count() == 2
+
+
+def test_a_gateway_canceled_mid_install_that_goes_silent_times_out_back_to_its_previous_version(
+    organization, make_artifact, fleet, agent, users
+):
+    old, new = make_artifact("1.0.0"), make_artifact("2.0.0")
+    gateway = fleet(1)[0]
+    deploy(organization, [old], [gateway], phases=(PhaseSpec("all", percent=100),))
+    services.run_rollouts(now=T0)
+    agent(gateway).install(T0)
+    deployment = deploy(organization, [new], [gateway], phases=(PhaseSpec("all", percent=100),),
+                        gateway_timeout=timedelta(minutes=30))
+    services.run_rollouts(now=T0)
+    agent(gateway).report("installing", T0)
+    services.cancel(deployment=deployment, actor=users["operator"], now=T0 + timedelta(minutes=1))
+    assert GatewayAction.objects.get(deployment=deployment).cancel_requested
+
+    services.run_rollouts(now=T0 + timedelta(hours=1))
+    action = GatewayAction.objects.get(deployment=deployment)
+    assert (action.state, action.attempt) == ("timed_out", 1)  # no retry for a canceled deployment
+    assert Assignment.objects.get(gateway=gateway).artifact == old
