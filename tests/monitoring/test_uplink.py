@@ -446,3 +446,27 @@ def test_upload_logs_round_trip(enrolled_gateway: Any, enroll_gateway: Any, api_
 
     Command.objects.filter(pk=command.pk).update(state=Command.State.SUCCEEDED)
     assert device.put(upload_url, body, content_type="application/gzip").status_code == 409
+
+
+@pytest.mark.django_db
+def test_presence_flush_writes_many_sightings_in_few_statements_and_never_backwards(
+    organization: Any, django_assert_max_num_queries: Any
+) -> None:
+    from datetime import UTC, datetime
+
+    from fleet.uplink.presence import PresenceTracker
+
+    gateways = Gateway.objects.bulk_create(
+        [Gateway(organization=organization, serial=f"P-{n:05d}", hardware_model="GF-100") for n in range(1200)]
+    )
+    seen_at = datetime(2026, 11, 26, 13, 0, 5, 250000, tzinfo=UTC)
+    newer = seen_at + timedelta(minutes=5)
+    Gateway.objects.filter(pk=gateways[0].pk).update(last_seen=newer)  # written meanwhile by another process
+    tracker = PresenceTracker()
+    for gateway in gateways:
+        tracker.seen(gateway.pk, seen_at)
+    with django_assert_max_num_queries(3):  # 1200 sightings in one second: three chunks of 500
+        assert tracker.flush() == 1199
+    assert Gateway.objects.get(pk=gateways[0].pk).last_seen == newer
+    assert Gateway.objects.get(pk=gateways[1].pk).last_seen == seen_at
+    assert tracker.flush() == 0
