@@ -8,6 +8,7 @@ re-sign the gateways' hash bins; this module decides who gets what and when.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 from collections import Counter
@@ -323,41 +324,56 @@ def _install_deadline(action: GatewayAction, now: datetime) -> datetime:
     return start + action.deployment.gateway_timeout
 
 
-def _previous_of(gateway: Gateway, deployment: Deployment) -> tuple[dict[str, Any] | None, Artifact | None]:
-    current = (
-        Assignment.objects.filter(gateway=gateway, artifact_type=deployment.artifact_type)
-        .select_related("artifact")
-        .first()
-    )
-    if current is not None and current.artifact_id is not None:
-        saved = {"artifact": current.artifact_id, "deployment": current.deployment, "install": current.install}
-        return saved, current.artifact
-    if deployment.artifact_type != ArtifactType.FIRMWARE:
-        return None, None
+Previous = tuple[dict[str, Any] | None, Artifact | None]
+
+
+def _previous_of(gateways: Sequence[Gateway], deployment: Deployment) -> dict[int, Previous]:
+    """What each gateway had of this type before (to restore on cancel, to roll back to)."""
+    current = {
+        a.gateway_id: a
+        for a in Assignment.objects.filter(
+            gateway__in=gateways, artifact_type=deployment.artifact_type, artifact__isnull=False
+        ).select_related("artifact")
+    }
     # Nothing assigned before: the firmware version the gateway reports, if we have that build for it.
-    candidates = Artifact.objects.filter(
-        organization=gateway.organization_id, type=deployment.artifact_type, version=gateway.firmware_version
-    )
-    return None, next((a for a in candidates if a.is_compatible_with(gateway.hardware_model)), None)
+    reported = {g.firmware_version for g in gateways if g.pk not in current}
+    builds = list(
+        Artifact.objects.filter(organization=deployment.organization_id, type=ArtifactType.FIRMWARE,
+                                version__in=reported)
+    ) if deployment.artifact_type == ArtifactType.FIRMWARE and reported else []
+    found: dict[int, Previous] = {}
+    for gateway in gateways:
+        if (a := current.get(gateway.pk)) is not None:
+            found[gateway.pk] = ({"artifact": a.artifact_id, "deployment": a.deployment, "install": a.install},
+                                 a.artifact)
+        else:
+            found[gateway.pk] = (None, next((b for b in builds if b.version == gateway.firmware_version
+                                             and b.is_compatible_with(gateway.hardware_model)), None))
+    return found
 
 
-def _assign(action: GatewayAction, now: datetime) -> None:
-    deployment, gateway = action.deployment, action.gateway
-    if action.assigned_at is None:
-        action.previous_assignment, action.previous_artifact = _previous_of(gateway, deployment)
-    firmware.assign(
-        gateway=gateway,
-        artifact_type=deployment.artifact_type,
-        artifact=action.artifact,
-        deployment=str(deployment.pk),
-        install=conditions_for(deployment, gateway).as_assignment(),
+def _previous_before_assigning(actions: Sequence[GatewayAction]) -> dict[int, Previous]:
+    first_time = [a.gateway for a in actions if a.assigned_at is None]  # retries keep the first answer
+    return _previous_of(first_time, actions[0].deployment) if first_time else {}
+
+
+def _mark_assigned(actions: Sequence[GatewayAction], previous: dict[int, Previous], now: datetime) -> None:
+    """Record the new state of actions whose assignment was just written, in bulk."""
+    events = []
+    for action in actions:
+        if action.gateway_id in previous:
+            action.previous_assignment, action.previous_artifact = previous[action.gateway_id]
+        events.append(_event(action, at=now, source=ActionEvent.Source.SERVER, to_state=S.ASSIGNED,
+                             message=f"assigned {action.artifact} (attempt {action.attempt})"))
+        action.state, action.assigned_at, action.state_changed = S.ASSIGNED, now, now
+        # Same site time zone and position within a group, so the same deadline.
+        action.deadline = _install_deadline(action, now) if action is actions[0] else actions[0].deadline
+    GatewayAction.objects.bulk_update(
+        actions,
+        ["state", "assigned_at", "state_changed", "deadline", "previous_assignment", "previous_artifact"],
+        batch_size=BATCH,
     )
-    event = _event(action, at=now, source=ActionEvent.Source.SERVER, to_state=S.ASSIGNED,
-                   message=f"assigned {action.artifact} (attempt {action.attempt})")
-    action.state, action.assigned_at, action.state_changed = S.ASSIGNED, now, now
-    action.deadline = _install_deadline(action, now)
-    action.save()
-    event.save()
+    ActionEvent.objects.bulk_create(events, batch_size=BATCH)
 
 
 def _restore_previous(action: GatewayAction) -> str:
@@ -648,8 +664,9 @@ def _plan_of(deployment: Deployment) -> RolloutPlan:
 def _dispatch(deployment: Deployment, now: datetime) -> int:
     """Assign due gateways of started phases, within the rate limit.
 
-    One transaction for the batch, a savepoint per gateway: the publisher (run after commit) signs
-    the touched bins once instead of once per gateway."""
+    Gateways with the same artifact and install conditions (site time zone, position) are assigned
+    together through `firmware.services.assign_many`; a batch it refuses (e.g. a gateway whose
+    hardware model changed since planning) is retried gateway by gateway so only that one fails."""
     due = (
         GatewayAction.objects.filter(deployment=deployment, state=S.SCHEDULED, not_before__lte=now)
         .exclude(phase__status=RolloutPhase.Status.PENDING)
@@ -659,23 +676,48 @@ def _dispatch(deployment: Deployment, now: datetime) -> int:
     if deployment.rate_limit_per_minute is not None:
         recent = GatewayAction.objects.filter(deployment=deployment, assigned_at__gt=now - RATE_PERIOD).count()
         due = due[: max(0, deployment.rate_limit_per_minute - recent)]
+    groups: dict[tuple[int, str], tuple[dict[str, Any] | None, list[GatewayAction]]] = {}
+    for action in due:
+        install = conditions_for(deployment, action.gateway).as_assignment()
+        key = (action.artifact_id, json.dumps(install, sort_keys=True))
+        groups.setdefault(key, (install, []))[1].append(action)
     assigned = 0
     with transaction.atomic():
-        for action in due:
+        for install, actions in groups.values():
             try:
                 with transaction.atomic():
-                    _assign(action, now)
+                    previous = _previous_before_assigning(actions)
+                    firmware.assign_many(
+                        gateways=[a.gateway for a in actions], artifact=actions[0].artifact,
+                        deployment=str(deployment.pk), install=install,
+                    )  # fmt: skip
+                    _mark_assigned(actions, previous, now)
             except ArtifactNotReleasedError as e:
                 _pause(deployment, f"Paused: {e}")
                 break
-            except FirmwareError as e:
-                action.refresh_from_db()
-                text = _fail(action, S.FAILED, code=e.code, message=str(e), now=now)
-                action.save()
-                _event(action, at=now, source=ActionEvent.Source.SERVER, message=text).save()
+            except FirmwareError:
+                assigned += sum(_assign_one(action, install, now) for action in actions)
                 continue
-            assigned += 1
+            assigned += len(actions)
     return assigned
+
+
+def _assign_one(action: GatewayAction, install: dict[str, Any] | None, now: datetime) -> bool:
+    try:
+        with transaction.atomic():
+            previous = _previous_before_assigning([action])
+            firmware.assign(
+                gateway=action.gateway, artifact_type=action.deployment.artifact_type, artifact=action.artifact,
+                deployment=str(action.deployment.pk), install=install,
+            )  # fmt: skip
+            _mark_assigned([action], previous, now)
+    except FirmwareError as e:
+        action.refresh_from_db()
+        text = _fail(action, S.FAILED, code=e.code, message=str(e), now=now)
+        action.save()
+        _event(action, at=now, source=ActionEvent.Source.SERVER, message=text).save()
+        return False
+    return True
 
 
 def _expire_timeouts(now: datetime) -> int:

@@ -437,3 +437,17 @@ def test_a_gateway_canceled_mid_install_that_goes_silent_times_out_back_to_its_p
     action = GatewayAction.objects.get(deployment=deployment)
     assert (action.state, action.attempt) == ("timed_out", 1)  # no retry for a canceled deployment
     assert Assignment.objects.get(gateway=gateway).artifact == old
+
+
+def test_a_gateway_whose_hardware_changed_after_planning_fails_alone_and_is_not_assigned(
+    organization, make_artifact, fleet
+):
+    steady, changed = fleet(2)
+    deployment = deploy(organization, [make_artifact("2.0.0")], [steady, changed],
+                        phases=(PhaseSpec("all", percent=100),), max_retries=0, failure_threshold_pct=100)
+    changed.hardware_model = "GX-999"
+    changed.save()
+    services.run_rollouts(now=T0)
+    assert states(deployment) == {steady.serial: "assigned", changed.serial: "failed"}
+    assert GatewayAction.objects.get(gateway=changed).failure_code == "incompatible"
+    assert not Assignment.objects.filter(gateway=changed).exists()
