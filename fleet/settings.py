@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "fleet.accounts",
     "fleet.audit",
     "fleet.inventory",
+    "fleet.demo",
     "fleet.monitoring",
     "fleet.uplink",
     "pki",

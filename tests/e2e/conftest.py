@@ -50,15 +50,15 @@ def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float = 30
 
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
-    """`manage.py demo_fleet` exactly as `make demo` runs it, on SQLite in a fresh directory."""
+    """`manage.py demo_fleet` as `make demo` runs it (with two simulated gateways), on SQLite in a fresh directory."""
     var_dir = tmp_path_factory.mktemp("demo-var")
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_TASK_ALWAYS_EAGER"}}
     env |= {"GRIDFLEET_VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "fleet.settings", "PYTHONUNBUFFERED": "1"}
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     port = free_port()
-    log = open(var_dir / "server.log", "w")  # noqa: SIM115 - closed after the server stops
+    log = open(var_dir / "server.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "demo_fleet", "--host", "127.0.0.1", "--port", str(port), "--agents", "0"],
+        [sys.executable, "manage.py", "demo_fleet", "--host", "127.0.0.1", "--port", str(port), "--agents", "2"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
@@ -66,8 +66,8 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
         password = (var_dir / "demo-credentials.txt").read_text().strip()
         yield DemoServer(url=f"http://127.0.0.1:{port}", username="admin", password=password, env=env)
     finally:
-        process.terminate()
-        process.wait(10)
+        process.terminate()  # the command stops its simulated agents as it exits
+        process.wait(20)
         log.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -34,3 +35,21 @@ def test_the_rest_api_of_the_demo_answers_with_a_token(demo_server: Any) -> None
         gateways = client.get("/api/inventory/gateways/", headers={"Authorization": f"Token {token}"}).json()
         assert gateways["count"] == 10
         assert client.get("/api/schema/").status_code == 200
+
+
+def test_simulated_gateways_enroll_come_online_and_report_their_inverters(demo_server: Any) -> None:
+    with httpx.Client(base_url=demo_server.url) as client:
+        token = client.post("/api/accounts/token/", data={"username": demo_server.username,
+                                                           "password": demo_server.password}).json()["token"]
+        headers = {"Authorization": f"Token {token}"}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            online = client.get("/api/inventory/gateways/", params={"never_seen": "false", "status": "active"},
+                                headers=headers).json()["results"]
+            devices = client.get("/api/inventory/field-devices/", headers=headers).json()["results"]
+            if len(online) == 2 and len(devices) == 2:
+                break
+            time.sleep(1)
+        assert sorted(g["serial"] for g in online) == ["DEMO-GW-0001", "DEMO-GW-0002"]
+        assert {(d["make"], d["serial"]) for d in devices} == {("Gridfleet", "DEMO-GW-0001-INV1"),
+                                                               ("Gridfleet", "DEMO-GW-0002-INV1")}

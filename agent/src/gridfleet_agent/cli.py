@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--prefix", default="SIM-", help="serial prefix for simulated gateways without a CSV")
     simulate.add_argument("--telemetry-interval", type=float, default=10.0)
+    simulate.add_argument(
+        "--field",
+        choices=["simulated", "sunspec"],
+        default="simulated",
+        help="simulated: an in-process inverter model; sunspec: a SunSpec Modbus inverter per gateway, polled by "
+        "the real field stack, with occasional faults",
+    )
     return parser
 
 

@@ -107,6 +107,47 @@ class SimulatedInverter:
             await asyncio.sleep(self._interval)
 
 
+class FaultySunSpecSite:
+    """The real SunSpec path for demos: a simulated inverter served over Modbus TCP and polled by the
+    FieldStack (gridfleet_agent.field.SimulatedSite), with now and then an event bit raised in the
+    inverter and cleared a little later, so alarms travel the way they would from a real device."""
+
+    FAULT_BITS = (7, 10, 4)  # over-temperature, AC over-voltage, grid disconnect
+
+    def __init__(self, serial: str, sink: Sink, *, interval: float, rng: random.Random) -> None:
+        from gridfleet_agent.field.simulator import SimulatedSite
+
+        self._site = SimulatedSite(sink, device_id=f"{serial}-INV1", serial=f"{serial}-INV1", poll_interval=interval)
+        self._interval = interval
+        self._rng = rng
+        self._faults: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._site.start()
+        self._faults = asyncio.create_task(self._inject_faults())
+
+    async def stop(self) -> None:
+        if self._faults is not None:
+            self._faults.cancel()
+            await asyncio.gather(self._faults, return_exceptions=True)
+        await self._site.stop()
+
+    def field_devices(self) -> list[dict[str, Any]]:
+        return self._site.field_devices()
+
+    async def execute(self, name: str, args: dict[str, Any]) -> Any:
+        return await self._site.execute(name, args)
+
+    async def _inject_faults(self) -> None:
+        while True:
+            # Spread so that a demo fleet of a few gateways shows an alarm within a minute or two.
+            await asyncio.sleep(self._rng.uniform(2, 30) * self._interval)
+            bit = self._rng.choice(self.FAULT_BITS)
+            self._site.simulator.raise_event(bit)
+            await asyncio.sleep(self._rng.uniform(3, 12) * self._interval)
+            self._site.simulator.clear_event(bit)
+
+
 def read_tokens(path: Path | None) -> dict[str, str]:
     if path is None:
         return {}
@@ -166,12 +207,21 @@ def agent_config(config: AgentConfig, state_dir: Path) -> AgentConfig:
     return dataclasses.replace(config, agent=agent, updates=updates)
 
 
-async def simulate(config: AgentConfig, identities: list[Identity], *, telemetry_interval: float) -> None:
+FIELD_SIMULATIONS: dict[str, type[SimulatedInverter] | type[FaultySunSpecSite]] = {
+    "simulated": SimulatedInverter,
+    "sunspec": FaultySunSpecSite,
+}
+
+
+async def simulate(
+    config: AgentConfig, identities: list[Identity], *, telemetry_interval: float, field: str = "simulated"
+) -> None:
     agents = []
+    site_class = FIELD_SIMULATIONS[field]
     for identity in identities:
 
-        def inverter(sink: Sink, serial: str = identity.serial) -> SimulatedInverter:
-            return SimulatedInverter(serial, sink, interval=telemetry_interval, rng=random.Random(serial))
+        def inverter(sink: Sink, serial: str = identity.serial) -> SimulatedInverter | FaultySunSpecSite:
+            return site_class(serial, sink, interval=telemetry_interval, rng=random.Random(serial))
 
         agents.append(
             Agent(
@@ -192,5 +242,7 @@ def run_simulation(config: AgentConfig, args: argparse.Namespace) -> int:
     if args.count < 1:
         raise ValueError("--count must be at least 1")
     identities = load_identities(config, count=args.count, tokens=read_tokens(args.tokens), prefix=args.prefix)
-    asyncio.run(run_until_signalled(simulate(config, identities, telemetry_interval=args.telemetry_interval)))
+    asyncio.run(
+        run_until_signalled(simulate(config, identities, telemetry_interval=args.telemetry_interval, field=args.field))
+    )
     return 0
