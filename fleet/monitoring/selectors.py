@@ -112,6 +112,8 @@ def silences_visible_to(user: Any) -> QuerySet[Silence]:
 
 
 def monitoring_settings_visible_to(user: Any) -> QuerySet[MonitoringSettings]:
-    return MonitoringSettings.objects.filter(organization__in=organizations_visible_to(user)).select_related(
-        "organization"
+    return (
+        MonitoringSettings.objects.filter(organization__in=organizations_visible_to(user))
+        .select_related("organization")
+        .order_by("organization__name")
     )

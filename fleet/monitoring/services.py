@@ -445,11 +445,12 @@ def detect_offline_gateways(*, now: datetime | None = None) -> list[Gateway]:
     now = now or timezone.now()
     tracker.flush()
     offline_after = {row.organization_id: row.offline_after for row in MonitoringSettings.objects.all()}
-    already = set(
+    # A subquery, not a list: the number of offline gateways is unbounded.
+    already = (
         Alarm.objects.filter(source=SERVER_SOURCE, code=OFFLINE_CODE)
         .exclude(state=AlarmState.CLOSED)
         .exclude(state=AlarmState.CLEARED_UNACKNOWLEDGED)
-        .values_list("gateway_id", flat=True)
+        .values("gateway_id")
     )
     default_after = MonitoringSettings().offline_after
     earliest = now - min([default_after, *offline_after.values()])
