@@ -68,3 +68,20 @@ def test_gateway_alarm_reaches_the_console_of_its_organization_only(
         with pytest.raises(TimeoutError):
             theirs.recv(timeout=0.5)
     assert Alarm.objects.get().occurrences == 1
+
+
+def test_protocol_errors_over_a_real_connection_leave_it_open(asgi_server: str, enrolled_gateway: Any) -> None:
+    with connect(
+        f"ws://{asgi_server}/ws/gateway/v1/",
+        additional_headers={"Authorization": f"Bearer {enrolled_gateway.access_token()}"},
+        max_size=None,
+    ) as ws:
+        assert exchange(ws, hello())["type"] == "welcome"
+        ws.send("{not json")
+        assert json.loads(ws.recv(timeout=5))["code"] == "malformed_frame"
+        ws.send(json.dumps(batch("big", log(1, "x" * 1_200_000))))  # over 1 MiB, under uvicorn's 16 MiB
+        assert json.loads(ws.recv(timeout=5))["code"] == "frame_too_large"
+        bad = alarm(2)
+        bad["payload"]["state"] = "smouldering"
+        ack = exchange(ws, batch("b", log(1), bad))
+        assert ack["stored"] == 1 and ack["rejected"][0]["seq"] == 2
