@@ -113,11 +113,12 @@ def _transition(
     comment: str = "",
     shelve_until: datetime | None = None,
     ip: str | None = None,
-    detail: dict[str, Any] | None = None,
 ) -> Alarm:
     """Apply one lifecycle action to a locked alarm; raise AlarmActionRefused when not allowed."""
     before = alarm.status
-    max_shelve = timedelta(hours=monitoring_settings_for(alarm.organization_id).max_shelve_hours)
+    max_shelve = None
+    if action == Action.SHELVE:
+        max_shelve = timedelta(hours=monitoring_settings_for(alarm.organization_id).max_shelve_hours)
     try:
         after = apply(before, action, now=now, shelve_until=shelve_until, max_shelve=max_shelve)
     except TransitionRefused as exc:
@@ -147,7 +148,6 @@ def _transition(
         actor_user=user if getattr(user, "is_authenticated", False) else None,
         actor_label=_actor_label(user, gateway),
         comment=comment,
-        detail=detail,
     )
     if getattr(user, "is_authenticated", False):
         audit(
