@@ -12,12 +12,14 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import InMemoryChannelLayer
 from django.utils import timezone
 
 from fleet.inventory.models import Gateway
 
 from . import services
 from .auth import gateway_from_scope
+from .models import Command
 from .presence import tracker
 from .protocol import (
     CLOSE_PROTOCOL_VIOLATION,
@@ -50,6 +52,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     gateway: Gateway | None = None
     stream: str | None = None
     group: str | None = None
+    # After a (re)connection, commands sent before without a result are sent again.
+    _just_connected = True
 
     async def connect(self) -> None:
         gateway, error = gateway_from_scope(self.scope)
@@ -83,6 +87,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
                 await self._batch(frame)
             else:
                 assert isinstance(frame, Heartbeat)
+                if self._layer_is_process_local():
+                    await self._deliver_open_commands()
         except ProtocolError as exc:
             logger.warning("Gateway %s: %s (%s)", self.gateway.serial, exc.code, exc.message)
             await self._send(exc.frame())
@@ -113,8 +119,19 @@ class GatewayConsumer(AsyncWebsocketConsumer):
                 "server_time": utc_text(timezone.now()),
             }
         )
+        await self._deliver_open_commands()
+
+    async def _deliver_open_commands(self) -> None:
+        assert self.gateway is not None
         for command in await database_sync_to_async(services.commands_to_deliver)(gateway=self.gateway):
-            await self._deliver(str(command.pk))
+            if command.state == Command.State.PENDING or self._just_connected:
+                await self._deliver(str(command.pk))
+        self._just_connected = False
+
+    def _layer_is_process_local(self) -> bool:
+        """The in-memory layer (embedded default) cannot carry a command created in another process
+        (a shell, a worker): there the heartbeat also looks for pending commands."""
+        return isinstance(self.channel_layer, InMemoryChannelLayer)
 
     async def _batch(self, batch: Batch) -> None:
         assert self.gateway is not None and self.stream is not None

@@ -470,3 +470,21 @@ def test_presence_flush_writes_many_sightings_in_few_statements_and_never_backwa
     assert Gateway.objects.get(pk=gateways[0].pk).last_seen == newer
     assert Gateway.objects.get(pk=gateways[1].pk).last_seen == seen_at
     assert tracker.flush() == 0
+
+
+async def test_with_the_in_memory_layer_a_heartbeat_picks_up_commands_from_other_processes(
+    session: GatewaySession, gateway: Gateway, settings: Any
+) -> None:
+    if not settings.CHANNEL_LAYERS["default"]["BACKEND"].endswith("InMemoryChannelLayer"):
+        pytest.skip("with Redis every process hears of every command")
+    await session.start()
+    # Created elsewhere (a shell, a worker): the in-memory layer of this process never hears of it.
+    with mock.patch.object(uplink_services, "_notify_connection"):
+        command = await database_sync_to_async(uplink_services.send_command)(gateway=gateway, name="check_updates")
+    assert await session.nothing_more()
+    await session.send({"type": "heartbeat"})
+    frame = await session.receive()
+    assert frame["type"] == "command" and frame["id"] == str(command.pk)
+    await session.send({"type": "heartbeat"})
+    assert await session.nothing_more()  # sent once; a reconnection would send it again
+    await session.disconnect()
