@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -54,6 +55,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     group: str | None = None
     # After a (re)connection, commands sent before without a result are sent again.
     _just_connected = True
+    # Embedded setup only (in-memory channel layer): how often frames also look for new commands.
+    COMMAND_POLL_S = 10.0
+    _next_command_poll = 0.0
 
     async def connect(self) -> None:
         gateway, error = gateway_from_scope(self.scope)
@@ -87,8 +91,6 @@ class GatewayConsumer(AsyncWebsocketConsumer):
                 await self._batch(frame)
             else:
                 assert isinstance(frame, Heartbeat)
-                if self._layer_is_process_local():
-                    await self._deliver_open_commands()
         except ProtocolError as exc:
             logger.warning("Gateway %s: %s (%s)", self.gateway.serial, exc.code, exc.message)
             await self._send(exc.frame())
@@ -97,6 +99,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
                 return
         if tracker.flush_due():
             await database_sync_to_async(tracker.flush)()
+        if self.stream is not None and self._layer_is_process_local() and time.monotonic() >= self._next_command_poll:
+            await self._deliver_open_commands()
 
     async def _hello(self, hello: Hello) -> None:
         assert self.gateway is not None
@@ -123,6 +127,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     async def _deliver_open_commands(self) -> None:
         assert self.gateway is not None
+        self._next_command_poll = time.monotonic() + self.COMMAND_POLL_S
         for command in await database_sync_to_async(services.commands_to_deliver)(gateway=self.gateway):
             if command.state == Command.State.PENDING or self._just_connected:
                 await self._deliver(str(command.pk))
@@ -130,7 +135,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     def _layer_is_process_local(self) -> bool:
         """The in-memory layer (embedded default) cannot carry a command created in another process
-        (a shell, a worker): there the heartbeat also looks for pending commands."""
+        (a shell, a worker): there the consumer also looks for pending commands now and then."""
         return isinstance(self.channel_layer, InMemoryChannelLayer)
 
     async def _batch(self, batch: Batch) -> None:

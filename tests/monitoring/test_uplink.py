@@ -17,6 +17,7 @@ from fleet.monitoring import services as monitoring_services
 from fleet.monitoring.lifecycle import AlarmState
 from fleet.monitoring.models import Alarm, GatewayEvent, LogEntry, StatusReport, TelemetryLatest, TelemetrySample
 from fleet.uplink import services as uplink_services
+from fleet.uplink.consumer import GatewayConsumer
 from fleet.uplink.models import Command
 from fleet.uplink.signals import status_reported
 from tests.monitoring.helpers import GatewaySession, alarm, batch, log, telemetry, ts
@@ -472,16 +473,16 @@ def test_presence_flush_writes_many_sightings_in_few_statements_and_never_backwa
     assert tracker.flush() == 0
 
 
-async def test_with_the_in_memory_layer_a_heartbeat_picks_up_commands_from_other_processes(
-    session: GatewaySession, gateway: Gateway, settings: Any
+async def test_with_the_in_memory_layer_frames_pick_up_commands_from_other_processes(
+    session: GatewaySession, gateway: Gateway, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not settings.CHANNEL_LAYERS["default"]["BACKEND"].endswith("InMemoryChannelLayer"):
         pytest.skip("with Redis every process hears of every command")
+    monkeypatch.setattr(GatewayConsumer, "COMMAND_POLL_S", 0.0)
     await session.start()
     # Created elsewhere (a shell, a worker): the in-memory layer of this process never hears of it.
     with mock.patch.object(uplink_services, "_notify_connection"):
         command = await database_sync_to_async(uplink_services.send_command)(gateway=gateway, name="check_updates")
-    assert await session.nothing_more()
     await session.send({"type": "heartbeat"})
     frame = await session.receive()
     assert frame["type"] == "command" and frame["id"] == str(command.pk)
