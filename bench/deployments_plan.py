@@ -7,8 +7,9 @@ bulk COPY of the same rows into a table of the same shape:
   1. plan: compatibility check, phase split, one GatewayAction per gateway, exclusions, supersede
      check, first phase started (`create_deployment`);
   2. dispatch: the first phase's assignments (the 1% canary; every gateway with --single-phase)
-     written through `firmware.services.assign` (assignment document, device targets, pending bins,
-     audit), by one `run_rollouts` tick;
+     written through `firmware.services.assign_many` (assignments, one assignment document per
+     gateway, device targets, pending bins, audit) and the actions' new state, by one
+     `run_rollouts` tick;
   3. publish: the touched hash bins re-signed, then snapshot and timestamp (`firmware.services.publish`);
 
     .venv/bin/python bench/deployments_plan.py [--gateways 100000] [--database-url postgres://...]
@@ -78,7 +79,7 @@ def main() -> None:
     parser.add_argument("--gateways", type=int, default=100_000)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--single-phase", action="store_true",
-                        help="one 100%% phase, so the tick assigns every gateway (slow: per gateway)")
+                        help="one 100%% phase, so the first tick assigns every gateway")
     args = parser.parse_args()
 
     os.environ["DATABASE_URL"] = fresh_database(args.database_url)

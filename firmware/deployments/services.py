@@ -164,22 +164,22 @@ def _event(
 
 
 ACTION_COLUMNS = ("deployment_id", "phase_id", "gateway_id", "artifact_id", "state", "attempt", "state_changed",
-                  "cancel_requested", "failure_code", "failure_message", "log_excerpt", "jitter")
+                  "cancel_requested", "failure_code", "failure_message", "log_excerpt", "jitter", "not_before")
 
 
 def _write_actions(deployment: Deployment, phases: list[RolloutPhase], ev: Evaluation, now: datetime) -> None:
-    """One action per eligible gateway; on PostgreSQL through COPY (a 100k fleet is 100k rows)."""
+    """One action per eligible gateway; on PostgreSQL through COPY (a 100k fleet is 100k rows).
+
+    Gateways of a phase that has started get their start time (phase start + jitter) right away."""
     rng = random.Random(f"{deployment.pk}:{now.isoformat()}")  # spreading load, not secrecy
     spread = deployment.jitter_seconds
-
-    def jitter() -> timedelta:
-        return timedelta(seconds=round(rng.uniform(0, spread), 3)) if spread else timedelta(0)
-
-    rows = [
-        (deployment.pk, phase.pk, gateway_id, artifact_id, S.SCHEDULED.value, 1, now, False, "", "", "", jitter())
-        for i, phase in enumerate(phases)
-        for gateway_id, artifact_id in ev.phase_members(i)
-    ]
+    rows = []
+    for i, phase in enumerate(phases):
+        for gateway_id, artifact_id in ev.phase_members(i):
+            jitter = timedelta(seconds=round(rng.uniform(0, spread), 3)) if spread else timedelta(0)
+            start = now + jitter if phase.status != RolloutPhase.Status.PENDING else None
+            rows.append((deployment.pk, phase.pk, gateway_id, artifact_id, S.SCHEDULED.value, 1, now, False, "", "",
+                         "", jitter, start))
     if connection.vendor == "postgresql":
         table = GatewayAction._meta.db_table
         with connection.cursor() as cursor, cursor.cursor.copy(
@@ -277,9 +277,9 @@ def _start(
                      min_soak=p.min_soak, auto_advance=p.auto_advance)
         for i, p in enumerate(specs)
     ])  # fmt: skip
+    _start_phase(deployment, phases[0], now)
     _write_actions(deployment, phases, ev, now)
     _supersede(deployment, now)
-    _start_phase(deployment, phases[0], now)
     record(
         action=action, target=deployment, user=actor, ip=ip,
         detail={
@@ -642,10 +642,6 @@ def _include_new_gateways(deployment: Deployment, now: datetime) -> int:
     single = Evaluation(ev.eligible, ev.exclusions, [len(ev.eligible)], ev.serials)
     _write_actions(deployment, [phase], single, now)
     _supersede(deployment, now)
-    GatewayAction.objects.filter(deployment=deployment, state=S.SCHEDULED, not_before__isnull=True,
-                                 phase=phase).update(
-        not_before=ExpressionWrapper(Value(now) + F("jitter"), output_field=DateTimeField())
-    )
     if ev.eligible:
         record(action="deployment.gateways_joined", target=deployment,
                detail={"gateways": [ev.serials[g] for g, _ in ev.eligible[:50]], "count": len(ev.eligible)})
