@@ -183,6 +183,14 @@ def test_bundle_failing_its_health_check_is_rolled_back_and_reported(
     assert "inverter bridge did not start" in failure["log_excerpt"]
     assert online_agent.status()["installed"]["firmware"] == "1.0.0"
 
+    # A retry re-assigns the same target under a new sequence: the agent installs it again, once.
+    release_and_check(server, online_agent, bundle, "3.0.0", "dep-bad-retry")
+    wait_for(lambda: "rolled_back" in server.status_steps("dep-bad-retry"), what="the retried install's report")
+    assert online_agent.cli("check-now").returncode == 0
+    wait_for(lambda: "(unchanged)" in online_agent.status()["last_check"]["actions"]["firmware"],
+             what="a later check that leaves the rolled-back target alone")  # fmt: skip
+    assert server.status_steps("dep-bad-retry") == ["downloading", "downloaded", "installing", "rolled_back"]
+
 
 @pytest.mark.parametrize("online_agent", ["E2E-008"], indirect=True)
 def test_logs_are_uploaded_and_the_gateway_rebooted_when_the_server_asks(server: Server, online_agent: AgentProcess):

@@ -120,7 +120,13 @@ class UpdateService:
 
     def _record_applied(self, kind: str, entry: dict[str, Any], result: str) -> None:
         applied = self.applied()
-        applied[kind] = {"target": entry["target"], "version": entry.get("version"), "result": result}
+        previous = applied.get(kind, {})
+        # An install finished after a restart knows no assignment: it keeps the sequence it started under.
+        sequence = entry.get(
+            "sequence", previous.get("sequence") if previous.get("target") == entry["target"] else None
+        )
+        applied[kind] = {"target": entry["target"], "version": entry.get("version"), "result": result,
+                         "sequence": sequence}  # fmt: skip
         atomic_write(self.paths.applied_file, json.dumps(applied, indent=1).encode())
 
     def record_recovered(self, outcome: Outcome) -> None:
@@ -209,6 +215,7 @@ class UpdateService:
         for kind in BUNDLE_KINDS:
             entry = assignment.get(kind)
             if isinstance(entry, dict) and isinstance(entry.get("target"), str):
+                entry = {**entry, "sequence": assignment.get("sequence")}
                 report.actions[kind] = self._apply(updater, kind, entry, download)
         return report
 
@@ -224,7 +231,12 @@ class UpdateService:
 
     def _apply(self, updater: Updater, kind: str, entry: dict[str, Any], download: Callable[[TargetFile], Path]) -> str:
         previous = self.applied().get(kind, {})
-        if previous.get("target") == entry["target"] and previous.get("result") != str(Result.DEFERRED):
+        # The server retries a failed install by re-assigning the same target under a new sequence.
+        retried = previous.get("result") in (Result.FAILURE, Result.ROLLED_BACK) and previous.get("sequence") not in (
+            None,
+            entry.get("sequence"),
+        )
+        if previous.get("target") == entry["target"] and previous.get("result") != str(Result.DEFERRED) and not retried:
             return f"{previous.get('result')} {entry.get('version')} (unchanged)"
         deployment = str(entry.get("deployment") or "")
         try:
