@@ -52,6 +52,7 @@ _pytest:
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy fleet pki firmware
+	cd agent && ../$(VENV)/bin/mypy src
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

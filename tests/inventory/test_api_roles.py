@@ -97,7 +97,8 @@ def test_superusers_see_every_organization(organization: Any, other_organization
 
 def test_only_superusers_create_organizations(users: Any, api_client_for: Any) -> None:
     body = {"name": "New Utility", "kind": "utility"}
-    assert api_client_for(users[Role.ADMIN]).post("/api/inventory/organizations/", body, format="json").status_code == 403
+    refused = api_client_for(users[Role.ADMIN]).post("/api/inventory/organizations/", body, format="json")
+    assert refused.status_code == 403
     root = UserFactory(is_superuser=True)
     response = api_client_for(root).post("/api/inventory/organizations/", body, format="json")
     assert response.status_code == 201 and response.json()["slug"] == "new-utility"

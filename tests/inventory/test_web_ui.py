@@ -45,8 +45,9 @@ def test_every_role_browses_gateways_sites_groups_and_details(role: str, users: 
     gateway = GatewayFactory(organization=organization, site=site, serial="GW-UI-1")
     group = GatewayGroupFactory(organization=organization, kind="dynamic", filter={"hardware_model": ["GF-100"]})
     client = logged_in(users[role])
-    for path, text in [("/gateways/", "GW-UI-1"), (f"/gateways/{gateway.pk}/", "Visalia"), ("/sites/", "Visalia"),
-                       (f"/sites/{site.pk}/", "GW-UI-1"), ("/groups/", group.name), (f"/groups/{group.pk}/", "GW-UI-1")]:
+    pages = [("/gateways/", "GW-UI-1"), (f"/gateways/{gateway.pk}/", "Visalia"), ("/sites/", "Visalia"),
+             (f"/sites/{site.pk}/", "GW-UI-1"), ("/groups/", group.name), (f"/groups/{group.pk}/", "GW-UI-1")]
+    for path, text in pages:
         response = client.get(path)
         assert response.status_code == 200, path
         assert text in response.content.decode(), path
