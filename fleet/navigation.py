@@ -22,12 +22,19 @@ NAVIGATION = [
 ]
 
 
+def url_if_installed(url_name: str) -> str | None:
+    """The URL of a page another app provides, or None when that app is not installed."""
+    try:
+        return reverse(url_name)
+    except NoReverseMatch:
+        return None
+
+
 def navigation(request: HttpRequest) -> dict[str, Any]:
     items = []
     for label, url_name in NAVIGATION:
-        try:
-            url = reverse(url_name)
-        except NoReverseMatch:
+        url = url_if_installed(url_name)
+        if url is None:
             continue
         active = request.path == url if url == "/" else request.path.startswith(url)
         items.append({"label": label, "url": url, "active": active})

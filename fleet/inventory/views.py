@@ -18,6 +18,7 @@ from fleet.accounts.permissions import CapabilityRequiredMixin
 from fleet.accounts.roles import Capability
 from fleet.audit.selectors import audit_entries_visible_to
 from fleet.audit.services import request_ip
+from fleet.navigation import url_if_installed
 
 from . import csv_io, selectors, services
 from .filtersets import GatewayFilterSet, SiteFilterSet
@@ -40,6 +41,7 @@ class DashboardView(CapabilityRequiredMixin, View):
             "online": gateways.filter(last_seen__gte=online_cutoff).count(),
             "recently_seen": gateways.exclude(last_seen=None).order_by("-last_seen")[:10],
             "site_count": selectors.sites_visible_to(request.user).count(),
+            "open_alarms_url": url_if_installed("alarm-summary"),
         })
 
 

@@ -96,3 +96,8 @@ def test_admin_site_is_for_superusers_only(users: Any) -> None:
     assert logged_in(users[Role.ADMIN]).get("/admin/").status_code == 302
     root = UserFactory(is_superuser=True, is_staff=True)
     assert logged_in(root).get("/admin/inventory/gateway/").status_code == 200
+
+
+def test_dashboard_loads_the_open_alarm_summary_card(users: Any) -> None:
+    page = logged_in(users[Role.VIEWER]).get("/").content.decode()
+    assert 'hx-get="/monitoring/alarms/summary/"' in page
