@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.e2e.conftest import ROOT, free_port, wait_for_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -53,3 +59,36 @@ def test_simulated_gateways_enroll_come_online_and_report_their_inverters(demo_s
         assert sorted(g["serial"] for g in online) == ["DEMO-GW-0001", "DEMO-GW-0002"]
         assert {(d["make"], d["serial"]) for d in devices} == {("Gridfleet", "DEMO-GW-0001-INV1"),
                                                                ("Gridfleet", "DEMO-GW-0002-INV1")}
+
+
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue  # the process ended while we looked
+    return found
+
+
+def test_stopping_the_demo_stops_its_simulated_gateways(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env |= {"GRIDFLEET_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "fleet.settings"}
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "manage.py", "demo_fleet", "--port", str(port), "--agents", "1"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, server)
+        deadline = time.monotonic() + 30
+        while not processes_mentioning(f"{tmp_path}/demo-agent.toml") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert processes_mentioning(f"{tmp_path}/demo-agent.toml"), "the simulated gateways did not start"
+    finally:
+        server.terminate()
+        server.wait(20)
+    deadline = time.monotonic() + 15
+    while processes_mentioning(f"{tmp_path}/demo-agent.toml") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_mentioning(f"{tmp_path}/demo-agent.toml") == []

@@ -4,6 +4,7 @@ HOST:PORT with simulated gateway agents (each with a simulated SunSpec inverter)
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -46,6 +47,9 @@ class Command(BaseCommand):
         if options["no_serve"]:
             return
         simulator = self._start_agents(agents, admin=admin, server_url=url) if agents else None
+        # uvicorn re-raises SIGTERM once it has shut down; exiting through SystemExit instead lets the
+        # simulated agents be stopped below rather than orphaned.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
         try:
             uvicorn.run("fleet.asgi:application", host=options["host"], port=options["port"], log_level="info")
         finally:
