@@ -254,6 +254,8 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# How often gateways check the TUF repository for updates (sent to agents in the uplink welcome).
+GRIDFLEET_UPDATE_POLL_SECONDS = int(os.environ.get("GRIDFLEET_UPDATE_POLL_SECONDS", 300))
 # How long a gateway may stay silent before it counts as offline.
 GATEWAY_OFFLINE_AFTER = timedelta(seconds=int(os.environ.get("GATEWAY_OFFLINE_AFTER_SECONDS", 600)))
 # Largest CSV accepted by bulk import.

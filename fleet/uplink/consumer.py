@@ -14,6 +14,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import InMemoryChannelLayer
+from django.conf import settings
 from django.utils import timezone
 
 from fleet.inventory.models import Gateway
@@ -114,6 +115,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
                 "stream": stream.stream,
                 "last_seq": stream.last_seq,
                 "heartbeat_interval": HEARTBEAT_INTERVAL_S,
+                "update_poll_interval": settings.GRIDFLEET_UPDATE_POLL_SECONDS,
                 "limits": {
                     "max_frame_bytes": MAX_FRAME_BYTES,
                     "max_batch_records": MAX_BATCH_RECORDS,

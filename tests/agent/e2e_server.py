@@ -21,6 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PKI_KEK = "e2e-key-encryption-key-0123456789abcdef"
 ORG_SLUG = "e2e"
 HARDWARE_MODEL = "GF-100"
+UPDATE_POLL_SECONDS = 600  # sent in the uplink welcome; differs from the agents' configured 3600
 
 
 def server_env(var_dir: Path) -> dict[str, str]:
@@ -31,6 +32,7 @@ def server_env(var_dir: Path) -> dict[str, str]:
         GRIDFLEET_PKI_KEK=PKI_KEK,
         CELERY_TASK_ALWAYS_EAGER="1",
         GRIDFLEET_INPROCESS_SCHEDULER="0",
+        GRIDFLEET_UPDATE_POLL_SECONDS=str(UPDATE_POLL_SECONDS),
         PYTHONPATH=str(REPO_ROOT),
     )
     return env

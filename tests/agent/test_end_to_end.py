@@ -29,7 +29,7 @@ from gridfleet_agent.field.simulator import SunSpecSimulator
 from gridfleet_agent.identity import enroll
 
 from .bundles import firmware_bundle
-from .e2e_server import ServerProcess, run_action
+from .e2e_server import UPDATE_POLL_SECONDS, ServerProcess, run_action
 
 pytestmark = pytest.mark.slow
 
@@ -158,6 +158,8 @@ def test_agent_goes_online_reports_inventory_and_installs_a_deployment(
     status = online_agent.status()
     assert status["installed"]["firmware"] == "2.0.0"
     assert status["last_check"]["actions"]["firmware"].startswith("success 2.0.0")  # "(unchanged)" on a later check
+    # The next check follows the server's update_poll_interval (plus jitter), not the configured 3600 s.
+    assert UPDATE_POLL_SECONDS * 0.8 < status["next_check_in_s"] <= UPDATE_POLL_SECONDS * 1.1
     wait_for(
         lambda: server.process.query(
             "SELECT 1 FROM inventory_gateway WHERE id = ? AND firmware_version = '2.0.0'", gateway

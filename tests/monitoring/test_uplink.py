@@ -66,11 +66,15 @@ async def test_a_decommissioned_gateway_is_refused(gateway: Gateway, token: str)
     assert await peer.close_code() == 4401
 
 
-async def test_hello_is_answered_with_the_committed_position_and_limits(session: GatewaySession) -> None:
+async def test_hello_is_answered_with_the_committed_position_limits_and_poll_interval(
+    session: GatewaySession, settings: Any
+) -> None:
+    settings.GRIDFLEET_UPDATE_POLL_SECONDS = 120
     welcome = await session.start()
     assert welcome["last_seq"] == 0
     assert welcome["stream"] == "q-test"
     assert welcome["limits"]["max_batch_records"] == 500
+    assert welcome["update_poll_interval"] == 120
     await session.disconnect()
 
 

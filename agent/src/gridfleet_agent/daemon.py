@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 INVENTORY_INTERVAL = 60.0
 FIRST_CHECK_DELAY = 5.0  # seconds, jittered: lets the uplink come up first after a start
+MIN_POLL_INTERVAL = 5.0  # seconds: a server-sent update_poll_interval below this is ignored
 SEEN_COMMANDS_KEPT = 256
 REBOOT_FLUSH_WAIT = 30.0  # seconds a reboot waits for the queue to be acknowledged
 
@@ -108,6 +109,8 @@ class Agent:
         field: FieldFactory | None = None,
     ) -> None:
         self.config = config
+        # The server's welcome may replace it (docs/protocol/uplink.md 2.2).
+        self.poll_interval = config.updates.poll_interval
         state = config.state_dir
         state.mkdir(parents=True, exist_ok=True)
         self._ssl = ssl_context_for(config)
@@ -247,7 +250,7 @@ class Agent:
                 self.last_check = {"at": report.at, "ok": True, "sequence": report.assignment_sequence,
                                    "actions": report.actions}  # fmt: skip
                 backoff.reset()
-                delay = jittered(settings.poll_interval, settings.jitter)
+                delay = jittered(self.poll_interval, settings.jitter)
                 answer = ("succeeded", "; ".join(f"{k}: {v}" for k, v in report.actions.items()) or "checked")
             except Exception as e:  # a check must never stop the polling; unexpected ones get a traceback
                 if isinstance(e, UpdateError | IdentityError | OSError):
@@ -332,6 +335,9 @@ class Agent:
             self.uplink.wake()
 
     async def _on_welcome(self, welcome: dict[str, Any]) -> None:
+        interval = welcome.get("update_poll_interval")
+        if isinstance(interval, int | float) and not isinstance(interval, bool) and interval >= MIN_POLL_INTERVAL:
+            self.poll_interval = float(interval)
         self._queue_inventory_if_changed(force=True)
 
     async def _inventory_loop(self) -> None:
