@@ -95,6 +95,8 @@ def ensure_demo_memberships(admin: Any) -> None:
 
 DEMO_HARDWARE_MODEL = "GF-100"
 DEMO_RELEASE = "1.1.0"
+# Gateways check for updates this often in the demo, so a rollout is visible within a minute or two.
+DEMO_POLL_SECONDS = 20
 
 
 def agent_state_dir() -> Path:
@@ -134,12 +136,12 @@ def write_enrollment_tokens(*, gateways: list[Gateway], admin: Any) -> Path:
 
 
 def write_agent_config(*, server_url: str) -> Path:
-    """The simulated agents poll for updates every 20 s so a rollout is visible within a minute."""
+    """The simulated agents' configuration (how often they poll comes from the server: DEMO_POLL_SECONDS)."""
     path = Path(settings.GRIDFLEET_VAR_DIR) / "demo-agent.toml"
     path.write_text(
         f'[agent]\nserver_url = "{server_url}"\nstate_dir = "{agent_state_dir()}"\n'
         f'hardware_model = "{DEMO_HARDWARE_MODEL}"\n\n'
-        '[updates]\npoll_interval = 20.0\nhealth_timeout = 30.0\nfactory_firmware_version = "1.0.0"\n'
+        '[updates]\nhealth_timeout = 30.0\nfactory_firmware_version = "1.0.0"\n'
     )
     return path
 

@@ -50,6 +50,7 @@ class Command(BaseCommand):
         # uvicorn re-raises SIGTERM once it has shut down; exiting through SystemExit instead lets the
         # simulated agents be stopped below rather than orphaned.
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+        settings.GRIDFLEET_UPDATE_POLL_SECONDS = demo.DEMO_POLL_SECONDS  # this process serves the demo only
         try:
             uvicorn.run("fleet.asgi:application", host=options["host"], port=options["port"], log_level="info")
         finally:
