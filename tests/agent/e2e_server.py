@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from tests.servers import free_port, wait_for_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PKI_KEK = "e2e-key-encryption-key-0123456789abcdef"
@@ -38,21 +38,16 @@ def server_env(var_dir: Path) -> dict[str, str]:
     return env
 
 
-def run_action(var_dir: Path, *args: str) -> Any:
-    """Run an action of this file's __main__ in a server-side process; returns its JSON output."""
+def run_action(var_dir: Path, *args: str, script: str = __file__) -> Any:
+    """Run an action of `script`'s __main__ (this file's by default) in a server-side process; returns its
+    JSON output."""
     done = subprocess.run(
-        [sys.executable, __file__, str(var_dir), *args],
+        [sys.executable, script, str(var_dir), *args],
         cwd=REPO_ROOT, env=server_env(var_dir), capture_output=True, text=True, check=False, timeout=180,
     )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"server action {args} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ServerProcess:
@@ -70,15 +65,10 @@ class ServerProcess:
                  "--port", str(self.port), "--log-level", "warning", "--lifespan", "off"],
                 cwd=REPO_ROOT, env=server_env(self.var_dir), stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        deadline = time.monotonic() + 60  # generous: CI machines run several suites at once
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError("server did not start listening within 60 s")
+        try:
+            wait_for_port(self.port, self.process, timeout=60)  # generous: CI machines run several suites at once
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}: {self.log.read_text()[-3000:]}") from e
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

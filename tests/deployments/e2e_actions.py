@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,15 +13,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(var_dir: Path, *args: str) -> Any:
-    from tests.agent.e2e_server import server_env
+    from tests.agent.e2e_server import run_action
 
-    done = subprocess.run(
-        [sys.executable, __file__, str(var_dir), *args],
-        cwd=REPO_ROOT, env=server_env(var_dir), capture_output=True, text=True, check=False, timeout=180,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(f"server action {args} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_action(var_dir, *args, script=__file__)
 
 
 def _deploy(serial: str, bundle: str, version: str) -> dict[str, Any]:

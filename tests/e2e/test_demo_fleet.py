@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, free_port, wait_for_port
+from tests.e2e.conftest import ROOT
+from tests.servers import free_port, wait_for_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
