@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from django.http import HttpResponse
 
 from .models import Gateway, Site
 
@@ -90,3 +92,13 @@ def export_gateways(gateways: Iterable[Gateway]) -> str:
             for gateway in gateways
         ),
     )
+
+
+EXPORTERS: dict[str, Callable[[Iterable[Any]], str]] = {"sites": export_sites, "gateways": export_gateways}
+
+
+def export_response(kind: str, rows: Iterable[Any]) -> HttpResponse:
+    """The rows of `kind` as a CSV download (the same file for the web UI and the REST API)."""
+    response = HttpResponse(EXPORTERS[kind](rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{kind}.csv"'
+    return response

@@ -128,10 +128,7 @@ class InventoryImportView(CapabilityRequiredMixin, View):
 class InventoryExportView(CapabilityRequiredMixin, View):
     def get(self, request: HttpRequest, kind: str) -> HttpResponse:
         if kind == "gateways":
-            gateways = GatewayFilterSet(request.GET, queryset=selectors.gateways_visible_to(request.user)).qs
-            body = csv_io.export_gateways(gateways)
+            rows: Any = GatewayFilterSet(request.GET, queryset=selectors.gateways_visible_to(request.user)).qs
         else:
-            body = csv_io.export_sites(selectors.sites_visible_to(request.user))
-        response = HttpResponse(body, content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{kind}.csv"'
-        return response
+            rows = selectors.sites_visible_to(request.user)
+        return csv_io.export_response(kind, rows)

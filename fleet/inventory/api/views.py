@@ -43,11 +43,7 @@ class CsvImportExportMixin:
     @extend_schema(responses={(200, "text/csv"): str})
     @action(detail=False, methods=["get"], url_path="export")
     def export(self, request: Request) -> HttpResponse:
-        rows = self.filter_queryset(self.get_queryset())  # type: ignore[attr-defined]
-        writer = csv_io.export_gateways if self.csv_kind == "gateways" else csv_io.export_sites
-        response = HttpResponse(writer(rows), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{self.csv_kind}.csv"'
-        return response
+        return csv_io.export_response(self.csv_kind, self.filter_queryset(self.get_queryset()))  # type: ignore[attr-defined]
 
     @extend_schema(request={"multipart/form-data": CsvImportSerializer}, responses={201: dict, 400: dict})
     @action(detail=False, methods=["post"], url_path="import",
