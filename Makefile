@@ -51,6 +51,7 @@ _pytest:
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy fleet pki firmware
 	cd agent && ../$(VENV)/bin/mypy src
 

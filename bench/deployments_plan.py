@@ -78,8 +78,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gateways", type=int, default=100_000)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
-    parser.add_argument("--single-phase", action="store_true",
-                        help="one 100%% phase, so the first tick assigns every gateway")
+    parser.add_argument(
+        "--single-phase", action="store_true", help="one 100%% phase, so the first tick assigns every gateway"
+    )
     args = parser.parse_args()
 
     os.environ["DATABASE_URL"] = fresh_database(args.database_url)
@@ -111,59 +112,108 @@ def main() -> None:
     print("Setup (not measured against COPY):")
     timed("migrate", lambda: call_command("migrate", verbosity=0))
     keys = Path(os.environ["GRIDFLEET_VAR_DIR"]) / "offline"
-    timed("tuf_init", lambda: call_command("tuf_init", "--dev-offline-keys", str(keys),
-                                           "--expected-gateways", str(n), stdout=io.StringIO()))
+    timed(
+        "tuf_init",
+        lambda: call_command(
+            "tuf_init", "--dev-offline-keys", str(keys), "--expected-gateways", str(n), stdout=io.StringIO()
+        ),
+    )
     org = Organization.objects.create(name="Bench Solar", slug="bench")
     sites = Site.objects.bulk_create(
-        [Site(organization=org, name=f"Site {i}", latitude=36.7 + i / 1000, longitude=-119.8,
-              timezone="America/Los_Angeles") for i in range(100)]
+        [
+            Site(
+                organization=org,
+                name=f"Site {i}",
+                latitude=36.7 + i / 1000,
+                longitude=-119.8,
+                timezone="America/Los_Angeles",
+            )
+            for i in range(100)
+        ]
     )
     incompatible_every = 50  # 2% of the fleet runs a hardware model the firmware does not support
 
     def make_gateways() -> None:
         Gateway.objects.bulk_create(
-            (Gateway(organization=org, site=sites[i % len(sites)], serial=f"GW-{i:07d}", status="active",
-                     hardware_model="GX-900" if i % incompatible_every == 0 else "GF-100", firmware_version="1.0.0")
-             for i in range(n)),
+            (
+                Gateway(
+                    organization=org,
+                    site=sites[i % len(sites)],
+                    serial=f"GW-{i:07d}",
+                    status="active",
+                    hardware_model="GX-900" if i % incompatible_every == 0 else "GF-100",
+                    firmware_version="1.0.0",
+                )
+                for i in range(n)
+            ),
             batch_size=5000,
         )
 
     timed(f"{n:,} gateways (bulk_create)", make_gateways)
-    group = GatewayGroup.objects.create(organization=org, name="all", kind="dynamic",
-                                        filter={"status": ["active"]})
-    data = bundles.build_bundle(type="firmware", name="gw-os", version="2.0.0", files={"rootfs.img": b"x" * 4096},
-                                hardware_models=["GF-100"])
-    artifact = firmware.upload_artifact(organization=org, type="firmware", name="gw-os", version="2.0.0",
-                                        fileobj=io.BytesIO(data), actor=None)
+    group = GatewayGroup.objects.create(organization=org, name="all", kind="dynamic", filter={"status": ["active"]})
+    data = bundles.build_bundle(
+        type="firmware", name="gw-os", version="2.0.0", files={"rootfs.img": b"x" * 4096}, hardware_models=["GF-100"]
+    )
+    artifact = firmware.upload_artifact(
+        organization=org, type="firmware", name="gw-os", version="2.0.0", fileobj=io.BytesIO(data), actor=None
+    )
     timed("release the artifact (publish firmware role)", firmware.publish)
 
     now = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
     phases = (
-        (PhaseSpec("all", percent=100),) if args.single_phase else
-        (PhaseSpec("canary", percent=1, min_soak=timedelta(hours=1)), PhaseSpec("early", percent=10),
-         PhaseSpec("half", percent=50), PhaseSpec("all", percent=100))
+        (PhaseSpec("all", percent=100),)
+        if args.single_phase
+        else (
+            PhaseSpec("canary", percent=1, min_soak=timedelta(hours=1)),
+            PhaseSpec("early", percent=10),
+            PhaseSpec("half", percent=50),
+            PhaseSpec("all", percent=100),
+        )
     )
     plan = RolloutPlan(
         phases=phases,
-        jitter_seconds=0, window_start=datetime(2026, 1, 1, 1).time(), window_end=datetime(2026, 1, 1, 4).time(),
+        jitter_seconds=0,
+        window_start=datetime(2026, 1, 1, 1).time(),
+        window_end=datetime(2026, 1, 1, 4).time(),
     )
 
     print("Measured:")
     deployment, plan_s = timed(
         "1. plan (create_deployment)",
-        lambda: services.create_deployment(organization=org, name="gw-os 2.0.0", artifacts=[artifact],
-                                           target=TargetSpec(kind="group", group=group), plan=plan, actor=None,
-                                           now=now),
+        lambda: services.create_deployment(
+            organization=org,
+            name="gw-os 2.0.0",
+            artifacts=[artifact],
+            target=TargetSpec(kind="group", group=group),
+            plan=plan,
+            actor=None,
+            now=now,
+        ),
     )
     actions = GatewayAction.objects.filter(deployment=deployment)
     action_rows = actions.count()
     excluded = deployment.exclusions.count()
-    columns = ["deployment_id", "phase_id", "gateway_id", "artifact_id", "state", "attempt", "not_before",
-               "state_changed", "cancel_requested", "failure_code", "failure_message", "log_excerpt", "jitter"]
+    columns = [
+        "deployment_id",
+        "phase_id",
+        "gateway_id",
+        "artifact_id",
+        "state",
+        "attempt",
+        "not_before",
+        "state_changed",
+        "cancel_requested",
+        "failure_code",
+        "failure_message",
+        "log_excerpt",
+        "jitter",
+    ]
     rows = list(actions.values_list(*columns))
     copy_plan = copy_seconds(GatewayAction._meta.db_table, columns, rows)
-    print(f"     {action_rows:,} actions + {excluded:,} exclusions; COPY of the same action rows "
-          f"{copy_plan:.2f} s -> ratio {plan_s / copy_plan:.1f}x")
+    print(
+        f"     {action_rows:,} actions + {excluded:,} exclusions; COPY of the same action rows "
+        f"{copy_plan:.2f} s -> ratio {plan_s / copy_plan:.1f}x"
+    )
 
     def dispatch() -> int:
         return services.run_rollouts(now=now)["assigned"]
@@ -173,15 +223,20 @@ def main() -> None:
     assignment_rows = list(Assignment.objects.values_list(*assignment_columns))
     from psycopg.types.json import Jsonb
 
-    copy_assign = copy_seconds(Assignment._meta.db_table, assignment_columns,
-                               [(*r[:4], Jsonb(r[4]), r[5]) for r in assignment_rows])
-    print(f"     {assigned:,} gateways assigned, {assigned / dispatch_s:,.0f}/s; COPY of the same assignment "
-          f"rows {copy_assign * 1000:.1f} ms -> ratio {dispatch_s / copy_assign:.0f}x")
+    copy_assign = copy_seconds(
+        Assignment._meta.db_table, assignment_columns, [(*r[:4], Jsonb(r[4]), r[5]) for r in assignment_rows]
+    )
+    print(
+        f"     {assigned:,} gateways assigned, {assigned / dispatch_s:,.0f}/s; COPY of the same assignment "
+        f"rows {copy_assign * 1000:.1f} ms -> ratio {dispatch_s / copy_assign:.0f}x"
+    )
     result, publish_s = timed("3. publish (re-sign touched bins, snapshot, timestamp)", firmware.publish)
     print(f"     {len(result.bins) if result else 0} bins re-signed")
     total = plan_s + dispatch_s + publish_s
-    print(f"Total plan + first phase + publish: {total:.2f} s; all {action_rows:,} gateways at the measured "
-          f"assignment rate: {action_rows / (assigned / dispatch_s) / 60:.1f} min")
+    print(
+        f"Total plan + first phase + publish: {total:.2f} s; all {action_rows:,} gateways at the measured "
+        f"assignment rate: {action_rows / (assigned / dispatch_s) / 60:.1f} min"
+    )
 
 
 if __name__ == "__main__":

@@ -56,12 +56,30 @@ def make_batch(first_seq: int, size: int, start: datetime, rng: random.Random) -
                 {"seq": seq, "kind": "telemetry", "ts": ts, "payload": {"device": "INV-1", "points": points}}
             )
         elif roll < 0.99:
-            records.append({"seq": seq, "kind": "log", "ts": ts,
-                            "payload": {"level": "info", "logger": "bench", "message": f"poll {seq} ok"}})  # fmt: skip
+            records.append(
+                {
+                    "seq": seq,
+                    "kind": "log",
+                    "ts": ts,
+                    "payload": {"level": "info", "logger": "bench", "message": f"poll {seq} ok"},
+                }
+            )
         else:
-            records.append({"seq": seq, "kind": "alarm", "ts": ts, "payload": {
-                "source": "device:INV-1", "device": "INV-1", "code": "sunspec.evt1.over_temperature",
-                "severity": "major", "state": rng.choice(["raised", "cleared"]), "message": "bench"}})  # fmt: skip
+            records.append(
+                {
+                    "seq": seq,
+                    "kind": "alarm",
+                    "ts": ts,
+                    "payload": {
+                        "source": "device:INV-1",
+                        "device": "INV-1",
+                        "code": "sunspec.evt1.over_temperature",
+                        "severity": "major",
+                        "state": rng.choice(["raised", "cleared"]),
+                        "message": "bench",
+                    },
+                }
+            )
     return records
 
 
@@ -113,8 +131,10 @@ def main() -> None:
     rng = random.Random(7)
     now = datetime.now(UTC)
     total_records = args.gateways * args.batches * args.batch
-    print(f"{connection.vendor}: {args.gateways} gateways x {args.batches} batches x {args.batch} records "
-          f"= {total_records:,} records")  # fmt: skip
+    print(
+        f"{connection.vendor}: {args.gateways} gateways x {args.batches} batches x {args.batch} records "
+        f"= {total_records:,} records"
+    )
     parse_s = ingest_s = 0.0
     sample_batch: tuple[Any, Any] | None = None
     for b in range(args.batches):
@@ -129,8 +149,10 @@ def main() -> None:
             sample_batch = (gateway, parsed)
     rows = LogEntry.objects.count() + TelemetrySample.objects.count()
     print(f"  parse + validate   {parse_s:8.2f} s  {total_records / parse_s:10,.0f} records/s")
-    print(f"  ingest (commit)    {ingest_s:8.2f} s  {total_records / ingest_s:10,.0f} records/s  "
-          f"{rows / ingest_s:10,.0f} rows/s ({rows:,} log + telemetry rows)")  # fmt: skip
+    print(
+        f"  ingest (commit)    {ingest_s:8.2f} s  {total_records / ingest_s:10,.0f} records/s  "
+        f"{rows / ingest_s:10,.0f} rows/s ({rows:,} log + telemetry rows)"
+    )
     assert sample_batch is not None
     gateway, parsed = sample_batch
     start = time.perf_counter()

@@ -31,9 +31,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
     if isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(
-            exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
-        )
+        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
     elif isinstance(exc, ProtectedError):
@@ -58,10 +56,7 @@ class StrictFieldsMixin:
             if unknown:
                 read_only = {name for name, field in self.fields.items() if field.read_only}  # type: ignore[attr-defined]
                 raise exceptions.ValidationError(
-                    {
-                        name: ["This field is read-only." if name in read_only else "Unknown field."]
-                        for name in unknown
-                    }
+                    {name: ["This field is read-only." if name in read_only else "Unknown field."] for name in unknown}
                 )
         return super().to_internal_value(data)  # type: ignore[misc]
 

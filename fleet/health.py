@@ -47,8 +47,9 @@ def ready(request: HttpRequest) -> JsonResponse:
             logger.warning("readiness check %s failed: %s", name, exc)
             results[name] = f"failed: {exc}"
     healthy = all(value == "ok" for value in results.values())
-    return JsonResponse({"status": "ok" if healthy else "unavailable", "checks": results},
-                        status=200 if healthy else 503)
+    return JsonResponse(
+        {"status": "ok" if healthy else "unavailable", "checks": results}, status=200 if healthy else 503
+    )
 
 
 @never_cache

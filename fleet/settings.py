@@ -132,9 +132,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
-    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -152,8 +150,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "pki-publish-crl": {"task": "pki.publish_crl", "schedule": timedelta(hours=1)},
     "pki-purge-expired-credentials": {"task": "pki.purge_expired_credentials", "schedule": timedelta(hours=1)},
     # Monitoring: offline detection, shelf expiry, grouped notifications, partitions and retention.
-    "monitoring-detect-offline-gateways": {"task": "monitoring.detect_offline_gateways",
-                                           "schedule": timedelta(seconds=30)},
+    "monitoring-detect-offline-gateways": {
+        "task": "monitoring.detect_offline_gateways",
+        "schedule": timedelta(seconds=30),
+    },
     "monitoring-expire-shelves": {"task": "monitoring.expire_shelves", "schedule": timedelta(seconds=30)},
     "monitoring-flush-notifications": {"task": "monitoring.flush_notifications", "schedule": timedelta(seconds=10)},
     "monitoring-maintain-partitions": {"task": "monitoring.maintain_partitions", "schedule": timedelta(hours=6)},

@@ -3,16 +3,34 @@ that when PostgreSQL answers locally)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from rest_framework.test import APIClient
 
 from fleet.accounts.roles import Role
 from tests.factories import OrganizationFactory, member
 
 pytest_plugins = ["tests.pki.fixtures"]
+
+# The one instant that date-dependent tests live at: a Thursday noon in California (20:00 UTC), outside
+# a 01:00-04:00 window, sun up in Fresno. Tests that compare it with objects created "now" take the
+# `clock` fixture, so the literal never falls into the past.
+NOON_PACIFIC = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Coordinates]:
+    """This process's clock, ticking from a minute before NOON_PACIFIC (`clock.shift()` moves it).
+
+    Only this process is moved: tests whose subprocesses check times against ours use the real clock.
+    """
+    with time_machine.travel(NOON_PACIFIC - timedelta(minutes=1), tick=True) as traveller:
+        yield traveller
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,7 @@ pytestmark = pytest.mark.django_db
 def test_ready_when_database_cache_and_channel_layer_answer(client: Any) -> None:
     response = client.get("/healthz/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok",
-                               "checks": {"database": "ok", "cache": "ok", "channel_layer": "ok"}}
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "cache": "ok", "channel_layer": "ok"}}
     assert client.get("/healthz/live").json() == {"status": "ok"}
 
 

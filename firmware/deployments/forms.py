@@ -33,10 +33,15 @@ def parse_phase_lines(text: str) -> tuple[PhaseSpec, ...]:
             raise forms.ValidationError(f"Line {number} {line!r}: write e.g. 'canary 1% soak=60 approve'.")
         size, options = int(match["size"]), match["options"].split()
         soak = next((int(o.split("=")[1]) for o in options if o.startswith("soak=")), 0)
-        phases.append(PhaseSpec(
-            name=match["name"], percent=size if match["pct"] else None, count=None if match["pct"] else size,
-            min_soak=timedelta(minutes=soak), auto_advance="approve" not in options,
-        ))  # fmt: skip
+        phases.append(
+            PhaseSpec(
+                name=match["name"],
+                percent=size if match["pct"] else None,
+                count=None if match["pct"] else size,
+                min_soak=timedelta(minutes=soak),
+                auto_advance="approve" not in options,
+            )
+        )
     if not phases:
         raise forms.ValidationError("Give at least one phase.")
     return tuple(phases)
@@ -54,16 +59,19 @@ class DeploymentForm(forms.Form):
     target_kind = forms.ChoiceField(choices=Deployment.TargetKind.choices, initial="group")
     target_group: forms.ModelChoiceField[Any] = forms.ModelChoiceField(queryset=None, required=False)
     target_filter = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
         help_text='JSON, as for dynamic groups: {"hardware_model": ["GF-100"], "tags": ["pilot"]}',
     )
     target_gateways = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 2}), help_text="Serials, separated by spaces or commas."
     )
-    include_new_gateways = forms.BooleanField(required=False, initial=True,
-                                              label="Include gateways that join the group later")
+    include_new_gateways = forms.BooleanField(
+        required=False, initial=True, label="Include gateways that join the group later"
+    )
     phases = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4}), initial="\n".join(phase_line(p) for p in DEFAULT_PHASES),
+        widget=forms.Textarea(attrs={"rows": 4}),
+        initial="\n".join(phase_line(p) for p in DEFAULT_PHASES),
         help_text="One per line, cumulative: 'canary 1% soak=60', 'early 25 soak=240 approve' (a count), 'all 100%'.",
     )
     rate_limit_per_minute = forms.IntegerField(min_value=1, required=False, help_text="Gateways per minute.")
@@ -75,13 +83,15 @@ class DeploymentForm(forms.Form):
     max_retries = forms.IntegerField(min_value=0, max_value=10, initial=DEFAULTS.max_retries)
     retry_backoff_minutes = forms.IntegerField(min_value=0, initial=10)
     success_threshold_pct = forms.IntegerField(min_value=0, max_value=100, initial=DEFAULTS.success_threshold_pct)
-    failure_threshold_pct = forms.IntegerField(min_value=0, max_value=100, required=False,
-                                               initial=DEFAULTS.failure_threshold_pct)
+    failure_threshold_pct = forms.IntegerField(
+        min_value=0, max_value=100, required=False, initial=DEFAULTS.failure_threshold_pct
+    )
     failure_threshold_count = forms.IntegerField(min_value=1, required=False)
     failure_min_sample = forms.IntegerField(min_value=1, initial=DEFAULTS.failure_min_sample)
 
-    def __init__(self, *args: Any, organizations: Any, artifacts: Any, groups: Any, gateways: Any,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, organizations: Any, artifacts: Any, groups: Any, gateways: Any, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.gateways = gateways
         self.fields["organization"].queryset = organizations  # type: ignore[attr-defined]
@@ -126,9 +136,17 @@ class DeploymentForm(forms.Form):
             failure_threshold_count=data["failure_threshold_count"],
             failure_min_sample=data["failure_min_sample"],
         )
-        target = TargetSpec(kind=data["target_kind"], group=data["target_group"], filter=data["target_filter"],
-                            gateways=data["target_gateways"])
+        target = TargetSpec(
+            kind=data["target_kind"],
+            group=data["target_group"],
+            filter=data["target_filter"],
+            gateways=data["target_gateways"],
+        )
         return DeploymentRequest(
-            organization=data["organization"], name=data["name"], artifacts=list(data["artifacts"]),
-            target=target, plan=plan, include_new_gateways=data["include_new_gateways"],
-        )  # fmt: skip
+            organization=data["organization"],
+            name=data["name"],
+            artifacts=list(data["artifacts"]),
+            target=target,
+            plan=plan,
+            include_new_gateways=data["include_new_gateways"],
+        )

@@ -106,8 +106,9 @@ class RolloutPhase(models.Model):
     started = models.DateTimeField(null=True, blank=True)
     threshold_reached = models.DateTimeField(null=True, blank=True)
     completed = models.DateTimeField(null=True, blank=True)
-    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="+")
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["deployment", "index"]

@@ -145,8 +145,9 @@ class TargetSpec:
                 raise InvalidPlanError("List at least one gateway.", field="target_gateways")
             foreign = [g.serial for g in self.gateways if g.organization_id != organization.pk]
             if foreign:
-                raise InvalidPlanError(f"Gateways of another organization: {', '.join(foreign[:5])}.",
-                                       field="target_gateways")
+                raise InvalidPlanError(
+                    f"Gateways of another organization: {', '.join(foreign[:5])}.", field="target_gateways"
+                )
         else:
             raise InvalidPlanError(
                 f"Unknown target kind {self.kind!r}; one of {', '.join(Deployment.TargetKind.values)}.",

@@ -78,8 +78,14 @@ class Progress:
             "counts": self.counts,
             "excluded": self.excluded,
             "phases": [
-                {"index": p.index, "name": p.name, "status": p.status, "size": p.size_label, "total": p.total,
-                 "counts": p.counts}
+                {
+                    "index": p.index,
+                    "name": p.name,
+                    "status": p.status,
+                    "size": p.size_label,
+                    "total": p.total,
+                    "counts": p.counts,
+                }
                 for p in self.phases
             ],
             "failure_reasons": self.failure_reasons,

@@ -136,13 +136,15 @@ def preview(
     phases = []
     for i, phase in enumerate(plan.phases):
         members = ev.phase_members(i)
-        phases.append({
-            "name": phase.name,
-            "size": f"{phase.percent}%" if phase.percent is not None else f"{phase.count} gateways",
-            "gateways": len(members),
-            "cumulative": ev.boundaries[i],
-            "sample": [ev.serials[g] for g, _ in members[:10]],
-        })
+        phases.append(
+            {
+                "name": phase.name,
+                "size": f"{phase.percent}%" if phase.percent is not None else f"{phase.count} gateways",
+                "gateways": len(members),
+                "cumulative": ev.boundaries[i],
+                "sample": [ev.serials[g] for g, _ in members[:10]],
+            }
+        )
     return {
         "eligible": len(ev.eligible),
         "phases": phases,
@@ -153,18 +155,46 @@ def preview(
 
 
 def _event(
-    action: GatewayAction, *, at: datetime, source: str, to_state: str = "", message: str = "",
-    from_state: str | None = None, step: str = "", accepted: bool = True, report: dict[str, Any] | None = None,
+    action: GatewayAction,
+    *,
+    at: datetime,
+    source: str,
+    to_state: str = "",
+    message: str = "",
+    from_state: str | None = None,
+    step: str = "",
+    accepted: bool = True,
+    report: dict[str, Any] | None = None,
 ) -> ActionEvent:
     return ActionEvent(
-        action=action, gateway_id=action.gateway_id, at=at, source=source,
-        from_state=action.state if from_state is None else from_state, to_state=to_state or action.state,
-        step=step, accepted=accepted, message=message, report=report,
-    )  # fmt: skip
+        action=action,
+        gateway_id=action.gateway_id,
+        at=at,
+        source=source,
+        from_state=action.state if from_state is None else from_state,
+        to_state=to_state or action.state,
+        step=step,
+        accepted=accepted,
+        message=message,
+        report=report,
+    )
 
 
-ACTION_COLUMNS = ("deployment_id", "phase_id", "gateway_id", "artifact_id", "state", "attempt", "state_changed",
-                  "cancel_requested", "failure_code", "failure_message", "log_excerpt", "jitter", "not_before")
+ACTION_COLUMNS = (
+    "deployment_id",
+    "phase_id",
+    "gateway_id",
+    "artifact_id",
+    "state",
+    "attempt",
+    "state_changed",
+    "cancel_requested",
+    "failure_code",
+    "failure_message",
+    "log_excerpt",
+    "jitter",
+    "not_before",
+)
 
 
 def _write_actions(deployment: Deployment, phases: list[RolloutPhase], ev: Evaluation, now: datetime) -> None:
@@ -178,13 +208,29 @@ def _write_actions(deployment: Deployment, phases: list[RolloutPhase], ev: Evalu
         for gateway_id, artifact_id in ev.phase_members(i):
             jitter = timedelta(seconds=round(rng.uniform(0, spread), 3)) if spread else timedelta(0)
             start = now + jitter if phase.status != RolloutPhase.Status.PENDING else None
-            rows.append((deployment.pk, phase.pk, gateway_id, artifact_id, S.SCHEDULED.value, 1, now, False, "", "",
-                         "", jitter, start))
+            rows.append(
+                (
+                    deployment.pk,
+                    phase.pk,
+                    gateway_id,
+                    artifact_id,
+                    S.SCHEDULED.value,
+                    1,
+                    now,
+                    False,
+                    "",
+                    "",
+                    "",
+                    jitter,
+                    start,
+                )
+            )
     if connection.vendor == "postgresql":
         table = GatewayAction._meta.db_table
-        with connection.cursor() as cursor, cursor.cursor.copy(
-            f"COPY {table} ({', '.join(ACTION_COLUMNS)}) FROM STDIN"
-        ) as copy:
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {table} ({', '.join(ACTION_COLUMNS)}) FROM STDIN") as copy,
+        ):
             for row in rows:
                 copy.write_row(row)
     else:
@@ -265,29 +311,49 @@ def create_deployment(
 
 
 def _start(
-    deployment: Deployment, specs: Sequence[PhaseSpec], ev: Evaluation, *, actor: Any, now: datetime,
-    ip: str | None, action: str,
+    deployment: Deployment,
+    specs: Sequence[PhaseSpec],
+    ev: Evaluation,
+    *,
+    actor: Any,
+    now: datetime,
+    ip: str | None,
+    action: str,
 ) -> Deployment:
     if not ev.eligible:
         raise InvalidPlanError(
             f"No gateway can take this deployment ({len(ev.exclusions)} targeted, all excluded).", field="target"
         )
-    phases = RolloutPhase.objects.bulk_create([
-        RolloutPhase(deployment=deployment, index=i, name=p.name, percent=p.percent, count=p.count,
-                     min_soak=p.min_soak, auto_advance=p.auto_advance)
-        for i, p in enumerate(specs)
-    ])  # fmt: skip
+    phases = RolloutPhase.objects.bulk_create(
+        [
+            RolloutPhase(
+                deployment=deployment,
+                index=i,
+                name=p.name,
+                percent=p.percent,
+                count=p.count,
+                min_soak=p.min_soak,
+                auto_advance=p.auto_advance,
+            )
+            for i, p in enumerate(specs)
+        ]
+    )
     _start_phase(deployment, phases[0], now)
     _write_actions(deployment, phases, ev, now)
     _supersede(deployment, now)
     record(
-        action=action, target=deployment, user=actor, ip=ip,
+        action=action,
+        target=deployment,
+        user=actor,
+        ip=ip,
         detail={
-            "artifacts": [str(a) for a in deployment.artifacts.all()], "gateways": len(ev.eligible),
-            "excluded": len(ev.exclusions), "phases": [p.name for p in specs],
+            "artifacts": [str(a) for a in deployment.artifacts.all()],
+            "gateways": len(ev.eligible),
+            "excluded": len(ev.exclusions),
+            "phases": [p.name for p in specs],
             "rollback_of": deployment.rollback_of_id,
         },
-    )  # fmt: skip
+    )
     return deployment
 
 
@@ -337,18 +403,34 @@ def _previous_of(gateways: Sequence[Gateway], deployment: Deployment) -> dict[in
     }
     # Nothing assigned before: the firmware version the gateway reports, if we have that build for it.
     reported = {g.firmware_version for g in gateways if g.pk not in current}
-    builds = list(
-        Artifact.objects.filter(organization=deployment.organization_id, type=ArtifactType.FIRMWARE,
-                                version__in=reported)
-    ) if deployment.artifact_type == ArtifactType.FIRMWARE and reported else []
+    builds = (
+        list(
+            Artifact.objects.filter(
+                organization=deployment.organization_id, type=ArtifactType.FIRMWARE, version__in=reported
+            )
+        )
+        if deployment.artifact_type == ArtifactType.FIRMWARE and reported
+        else []
+    )
     found: dict[int, Previous] = {}
     for gateway in gateways:
         if (a := current.get(gateway.pk)) is not None:
-            found[gateway.pk] = ({"artifact": a.artifact_id, "deployment": a.deployment, "install": a.install},
-                                 a.artifact)
+            found[gateway.pk] = (
+                {"artifact": a.artifact_id, "deployment": a.deployment, "install": a.install},
+                a.artifact,
+            )
         else:
-            found[gateway.pk] = (None, next((b for b in builds if b.version == gateway.firmware_version
-                                             and b.is_compatible_with(gateway.hardware_model)), None))
+            found[gateway.pk] = (
+                None,
+                next(
+                    (
+                        b
+                        for b in builds
+                        if b.version == gateway.firmware_version and b.is_compatible_with(gateway.hardware_model)
+                    ),
+                    None,
+                ),
+            )
     return found
 
 
@@ -363,8 +445,15 @@ def _mark_assigned(actions: Sequence[GatewayAction], previous: dict[int, Previou
     for action in actions:
         if action.gateway_id in previous:
             action.previous_assignment, action.previous_artifact = previous[action.gateway_id]
-        events.append(_event(action, at=now, source=ActionEvent.Source.SERVER, to_state=S.ASSIGNED,
-                             message=f"assigned {action.artifact} (attempt {action.attempt})"))
+        events.append(
+            _event(
+                action,
+                at=now,
+                source=ActionEvent.Source.SERVER,
+                to_state=S.ASSIGNED,
+                message=f"assigned {action.artifact} (attempt {action.attempt})",
+            )
+        )
         action.state, action.assigned_at, action.state_changed = S.ASSIGNED, now, now
         # Same site time zone and position within a group, so the same deadline.
         action.deadline = _install_deadline(action, now) if action is actions[0] else actions[0].deadline
@@ -388,9 +477,12 @@ def _restore_previous(action: GatewayAction) -> str:
         return "assignment removed (nothing was assigned before); the gateway keeps what it runs"
     artifact = Artifact.objects.get(pk=previous["artifact"])
     firmware.assign(
-        gateway=gateway, artifact_type=deployment.artifact_type, artifact=artifact,
-        deployment=previous["deployment"], install=previous["install"],
-    )  # fmt: skip
+        gateway=gateway,
+        artifact_type=deployment.artifact_type,
+        artifact=artifact,
+        deployment=previous["deployment"],
+        install=previous["install"],
+    )
     return f"previous assignment {artifact} restored"
 
 
@@ -451,11 +543,17 @@ def _refuse(
 ) -> ReportOutcome:
     logger.warning("deployment report from %s refused (%s): %s", gateway.serial, code, message)
     ActionEvent.objects.create(
-        action=action, gateway=gateway, at=now, source=ActionEvent.Source.AGENT,
-        from_state=action.state if action else "", to_state=action.state if action else "",
-        step=str(report.get("step", ""))[:32] if isinstance(report, dict) else "", accepted=False,
-        message=f"{code}: {message}", report=report if isinstance(report, dict) else {"raw": repr(report)[:500]},
-    )  # fmt: skip
+        action=action,
+        gateway=gateway,
+        at=now,
+        source=ActionEvent.Source.AGENT,
+        from_state=action.state if action else "",
+        to_state=action.state if action else "",
+        step=str(report.get("step", ""))[:32] if isinstance(report, dict) else "",
+        accepted=False,
+        message=f"{code}: {message}",
+        report=report if isinstance(report, dict) else {"raw": repr(report)[:500]},
+    )
     return ReportOutcome(False, code, message, action.state if action else None)
 
 
@@ -498,9 +596,13 @@ def apply_gateway_report(
     text = f"{step}"
     if step == "failure" or step == "rolled_back":
         text = _fail(
-            action, result.state, code=report.get("code") or step, message=report.get("message", ""),
-            now=now, log=report.get("log_excerpt", ""),
-        )  # fmt: skip
+            action,
+            result.state,
+            code=report.get("code") or step,
+            message=report.get("message", ""),
+            now=now,
+            log=report.get("log_excerpt", ""),
+        )
     else:
         if step == "deferred":
             text = f"deferred: {report.get('code', '')} {report.get('message', '')}".strip()
@@ -515,9 +617,16 @@ def apply_gateway_report(
             action.deadline = _install_deadline(action, now)
     action.save()
     ActionEvent.objects.create(
-        action=action, gateway=gateway, at=now, source=ActionEvent.Source.AGENT, from_state=before,
-        to_state=action.state, step=step, message=text, report=report,
-    )  # fmt: skip
+        action=action,
+        gateway=gateway,
+        at=now,
+        source=ActionEvent.Source.AGENT,
+        from_state=before,
+        to_state=action.state,
+        step=step,
+        message=text,
+        report=report,
+    )
     if action.state in TERMINAL:
         _check_failure_threshold(action.deployment)
     return ReportOutcome(True, "ok", text, action.state)
@@ -530,8 +639,15 @@ def _pause(deployment: Deployment, reason: str, *, actor: Any = None, ip: str | 
     before = deployment.status
     deployment.status, deployment.status_reason = Deployment.Status.PAUSED, reason
     deployment.save(update_fields=["status", "status_reason"])
-    record(action="deployment.pause", target=deployment, user=actor, ip=ip,
-           before={"status": before}, after={"status": deployment.status}, detail={"reason": reason})
+    record(
+        action="deployment.pause",
+        target=deployment,
+        user=actor,
+        ip=ip,
+        before={"status": before},
+        after={"status": deployment.status},
+        detail={"reason": reason},
+    )
 
 
 def _check_failure_threshold(deployment: Deployment) -> bool:
@@ -596,9 +712,7 @@ def _advance(deployment: Deployment, now: datetime) -> None:
     _complete_phase(deployment, phase, following, now)
 
 
-def _complete_phase(
-    deployment: Deployment, phase: RolloutPhase, following: RolloutPhase | None, now: datetime
-) -> None:
+def _complete_phase(deployment: Deployment, phase: RolloutPhase, following: RolloutPhase | None, now: datetime) -> None:
     phase.status, phase.completed = RolloutPhase.Status.COMPLETED, now
     phase.save(update_fields=["status", "completed", "approved_by"])
     record(action="deployment.phase.complete", target=deployment, detail={"phase": phase.name})
@@ -634,17 +748,24 @@ def _include_new_gateways(deployment: Deployment, now: datetime) -> int:
     if not newcomers.exists():
         return 0
     ev = evaluate(
-        organization=deployment.organization, artifacts=list(deployment.artifacts.all()), target=target,
-        plan=_plan_of(deployment), seed=str(deployment.pk), gateways=newcomers,
-    )  # fmt: skip
+        organization=deployment.organization,
+        artifacts=list(deployment.artifacts.all()),
+        target=target,
+        plan=_plan_of(deployment),
+        seed=str(deployment.pk),
+        gateways=newcomers,
+    )
     if not ev.eligible and not ev.exclusions:
         return 0
     single = Evaluation(ev.eligible, ev.exclusions, [len(ev.eligible)], ev.serials)
     _write_actions(deployment, [phase], single, now)
     _supersede(deployment, now)
     if ev.eligible:
-        record(action="deployment.gateways_joined", target=deployment,
-               detail={"gateways": [ev.serials[g] for g, _ in ev.eligible[:50]], "count": len(ev.eligible)})
+        record(
+            action="deployment.gateways_joined",
+            target=deployment,
+            detail={"gateways": [ev.serials[g] for g, _ in ev.eligible[:50]], "count": len(ev.eligible)},
+        )
     return len(ev.eligible)
 
 
@@ -684,9 +805,11 @@ def _dispatch(deployment: Deployment, now: datetime) -> int:
                 with transaction.atomic():
                     previous = _previous_before_assigning(actions)
                     firmware.assign_many(
-                        gateways=[a.gateway for a in actions], artifact=actions[0].artifact,
-                        deployment=str(deployment.pk), install=install,
-                    )  # fmt: skip
+                        gateways=[a.gateway for a in actions],
+                        artifact=actions[0].artifact,
+                        deployment=str(deployment.pk),
+                        install=install,
+                    )
                     _mark_assigned(actions, previous, now)
             except ArtifactNotReleasedError as e:
                 _pause(deployment, f"Paused: {e}")
@@ -703,9 +826,12 @@ def _assign_one(action: GatewayAction, install: dict[str, Any] | None, now: date
         with transaction.atomic():
             previous = _previous_before_assigning([action])
             firmware.assign(
-                gateway=action.gateway, artifact_type=action.deployment.artifact_type, artifact=action.artifact,
-                deployment=str(action.deployment.pk), install=install,
-            )  # fmt: skip
+                gateway=action.gateway,
+                artifact_type=action.deployment.artifact_type,
+                artifact=action.artifact,
+                deployment=str(action.deployment.pk),
+                install=install,
+            )
             _mark_assigned([action], previous, now)
     except FirmwareError as e:
         action.refresh_from_db()
@@ -725,8 +851,13 @@ def _expire_timeouts(now: datetime) -> int:
     count = 0
     for action in expired:
         before = action.state
-        text = _fail(action, S.TIMED_OUT, code="timeout",
-                     message=f"no progress in {before} for {action.deployment.gateway_timeout}", now=now)
+        text = _fail(
+            action,
+            S.TIMED_OUT,
+            code="timeout",
+            message=f"no progress in {before} for {action.deployment.gateway_timeout}",
+            now=now,
+        )
         action.save()
         _event(action, at=now, source=ActionEvent.Source.SERVER, from_state=before, message=text).save()
         count += 1
@@ -780,9 +911,15 @@ def resume(*, deployment: Deployment, actor: Any, now: datetime, ip: str | None 
     deployment.failure_baseline = finished.filter(state__in=FAILURES).count()
     deployment.status, deployment.status_reason = Deployment.Status.RUNNING, ""
     deployment.save(update_fields=["status", "status_reason", "sample_baseline", "failure_baseline"])
-    record(action="deployment.resume", target=deployment, user=actor, ip=ip,
-           before={"status": Deployment.Status.PAUSED}, after={"status": deployment.status},
-           detail={"accepted_failures": deployment.failure_baseline})
+    record(
+        action="deployment.resume",
+        target=deployment,
+        user=actor,
+        ip=ip,
+        before={"status": Deployment.Status.PAUSED},
+        after={"status": deployment.status},
+        detail={"accepted_failures": deployment.failure_baseline},
+    )
     return deployment
 
 
@@ -796,8 +933,10 @@ def _cancel_actions(deployment: Deployment, reason: str, now: datetime) -> dict[
         .select_related("deployment", "gateway__site", "gateway__organization", "artifact")
     )
     scheduled = actions.filter(state=S.SCHEDULED)
-    events = [_event(a, at=now, source=ActionEvent.Source.OPERATOR, to_state=S.CANCELED, message=reason)
-              for a in scheduled.iterator(chunk_size=BATCH)]
+    events = [
+        _event(a, at=now, source=ActionEvent.Source.OPERATOR, to_state=S.CANCELED, message=reason)
+        for a in scheduled.iterator(chunk_size=BATCH)
+    ]
     tally["canceled"] = scheduled.update(state=S.CANCELED, state_changed=now, failure_message=reason)
     ActionEvent.objects.bulk_create(events, batch_size=BATCH)
     for action in actions.filter(state__in=IN_FLIGHT):
@@ -820,15 +959,23 @@ def _cancel_actions(deployment: Deployment, reason: str, now: datetime) -> dict[
 def cancel(*, deployment: Deployment, reason: str = "", actor: Any, now: datetime, ip: str | None = None) -> Deployment:
     deployment = _locked(deployment)
     if not deployment.is_active:
-        raise OperationNotAllowedError(f"Only a running or paused deployment can be canceled; this one is "
-                                       f"{deployment.status}.")
+        raise OperationNotAllowedError(
+            f"Only a running or paused deployment can be canceled; this one is {deployment.status}."
+        )
     reason = reason.strip() or f"Canceled by {actor}"
     before = deployment.status
     deployment.status, deployment.status_reason, deployment.finished = Deployment.Status.CANCELED, reason, now
     deployment.save(update_fields=["status", "status_reason", "finished"])
     tally = _cancel_actions(deployment, reason, now)
-    record(action="deployment.cancel", target=deployment, user=actor, ip=ip,
-           before={"status": before}, after={"status": deployment.status}, detail={"reason": reason, **tally})
+    record(
+        action="deployment.cancel",
+        target=deployment,
+        user=actor,
+        ip=ip,
+        before={"status": before},
+        after={"status": deployment.status},
+        detail={"reason": reason, **tally},
+    )
     return deployment
 
 
@@ -839,8 +986,12 @@ def retry_failed(*, deployment: Deployment, actor: Any, now: datetime, ip: str |
     if deployment.status not in (*Deployment.ACTIVE_STATUSES, Deployment.Status.COMPLETED):
         raise OperationNotAllowedError(f"A {deployment.status} deployment cannot be retried.")
     failed = GatewayAction.objects.filter(deployment=deployment, state__in=FAILURES)
-    events = [_event(a, at=now, source=ActionEvent.Source.OPERATOR, to_state=S.SCHEDULED,
-                     message=f"retry requested by {actor}") for a in failed.iterator(chunk_size=BATCH)]
+    events = [
+        _event(
+            a, at=now, source=ActionEvent.Source.OPERATOR, to_state=S.SCHEDULED, message=f"retry requested by {actor}"
+        )
+        for a in failed.iterator(chunk_size=BATCH)
+    ]
     count = len(events)
     if not count:
         raise OperationNotAllowedError("No failed gateways to retry.")
@@ -892,9 +1043,9 @@ def rollback(*, deployment: Deployment, actor: Any, now: datetime, ip: str | Non
         deployment.save(update_fields=["status", "status_reason", "finished"])
         _cancel_actions(deployment, deployment.status_reason, now)
     holding = set(
-        Assignment.objects.filter(
-            artifact_type=deployment.artifact_type, deployment=str(deployment.pk)
-        ).values_list("gateway_id", flat=True)
+        Assignment.objects.filter(artifact_type=deployment.artifact_type, deployment=str(deployment.pk)).values_list(
+            "gateway_id", flat=True
+        )
     )
     actions = list(
         GatewayAction.objects.filter(deployment=deployment, gateway_id__in=holding).select_related("previous_artifact")
@@ -903,9 +1054,14 @@ def rollback(*, deployment: Deployment, actor: Any, now: datetime, ip: str | Non
         raise OperationNotAllowedError("No gateway holds this deployment's assignment; nothing to roll back.")
     eligible = [(a.gateway_id, a.previous_artifact_id) for a in actions if a.previous_artifact_id is not None]
     exclusions: list[tuple[int, str, str]] = [
-        (a.gateway_id, Exclusion.Reason.NO_PREVIOUS_VERSION, "nothing was assigned before and the reported "
-         "version has no matching artifact") for a in actions if a.previous_artifact_id is None
-    ]  # fmt: skip
+        (
+            a.gateway_id,
+            Exclusion.Reason.NO_PREVIOUS_VERSION,
+            "nothing was assigned before and the reported version has no matching artifact",
+        )
+        for a in actions
+        if a.previous_artifact_id is None
+    ]
     plan = _plan_of(deployment)
     specs = (PhaseSpec("rollback", percent=100),)
     rolled = Deployment.objects.create(
@@ -925,8 +1081,9 @@ def rollback(*, deployment: Deployment, actor: Any, now: datetime, ip: str | Non
     return _start(rolled, specs, ev, actor=actor, now=now, ip=ip, action="deployment.rollback")
 
 
-def operate(*, deployment: Deployment, operation: str, reason: str = "", actor: Any, now: datetime,
-            ip: str | None = None) -> Any:
+def operate(
+    *, deployment: Deployment, operation: str, reason: str = "", actor: Any, now: datetime, ip: str | None = None
+) -> Any:
     """The operator actions by name, for the API and UI endpoints."""
     if operation == "pause":
         return pause(deployment=deployment, reason=reason, actor=actor, now=now, ip=ip)

@@ -13,7 +13,10 @@ urlpatterns = [
     path("preview/", views.DeploymentPreviewView.as_view(), name="deployment-preview"),
     path("<int:pk>/", views.DeploymentDetailView.as_view(), name="deployment-detail"),
     path("<int:pk>/progress/", views.DeploymentProgressView.as_view(), name="deployment-progress"),
-    re_path(rf"^(?P<pk>\d+)/(?P<operation>{'|'.join(OPERATIONS)})/$", views.DeploymentOperationView.as_view(),
-            name="deployment-operate"),
+    re_path(
+        rf"^(?P<pk>\d+)/(?P<operation>{'|'.join(OPERATIONS)})/$",
+        views.DeploymentOperationView.as_view(),
+        name="deployment-operate",
+    ),
     path("actions/<int:pk>/", views.GatewayActionView.as_view(), name="deployment-action"),
 ]

@@ -32,9 +32,15 @@ class DeploymentListView(CapabilityRequiredMixin, View):
             rows = rows.filter(status=status)
         page = Paginator(rows, 50).get_page(request.GET.get("page"))
         can_create = selectors.organizations_for_deployments(request.user).exists()
-        return TemplateResponse(request, "deployments/deployment_list.html", {
-            "page": page, "statuses": Deployment.Status.choices, "can_create": can_create,
-        })  # fmt: skip
+        return TemplateResponse(
+            request,
+            "deployments/deployment_list.html",
+            {
+                "page": page,
+                "statuses": Deployment.Status.choices,
+                "can_create": can_create,
+            },
+        )
 
 
 class DeploymentCreateView(CapabilityRequiredMixin, View):
@@ -59,10 +65,16 @@ class DeploymentCreateView(CapabilityRequiredMixin, View):
             req = form.to_request()
             try:
                 deployment = services.create_deployment(
-                    organization=req.organization, name=req.name, artifacts=req.artifacts, target=req.target,
-                    plan=req.plan, include_new_gateways=req.include_new_gateways, actor=request.user,
-                    now=timezone.now(), ip=request_ip(request),
-                )  # fmt: skip
+                    organization=req.organization,
+                    name=req.name,
+                    artifacts=req.artifacts,
+                    target=req.target,
+                    plan=req.plan,
+                    include_new_gateways=req.include_new_gateways,
+                    actor=request.user,
+                    now=timezone.now(),
+                    ip=request_ip(request),
+                )
             except DomainError as e:
                 form.add_error(None, e.message)
             else:
@@ -97,16 +109,20 @@ class DeploymentDetailView(CapabilityRequiredMixin, View):
         if state := request.GET.get("state"):
             actions = actions.filter(state=state)
         progress = selectors.progress(deployment)
-        return TemplateResponse(request, self.template, {
-            "deployment": deployment,
-            "progress": progress,
-            "phases": deployment.phases.all(),
-            "page": Paginator(actions, 100).get_page(request.GET.get("page")),
-            "states": ActionState.choices,
-            "exclusions": deployment.exclusions.select_related("gateway")[:200],
-            "can_operate": deployment.organization in selectors.organizations_for_deployments(request.user),
-            "operations": selectors.available_operations(deployment, progress),
-        })  # fmt: skip
+        return TemplateResponse(
+            request,
+            self.template,
+            {
+                "deployment": deployment,
+                "progress": progress,
+                "phases": deployment.phases.all(),
+                "page": Paginator(actions, 100).get_page(request.GET.get("page")),
+                "states": ActionState.choices,
+                "exclusions": deployment.exclusions.select_related("gateway")[:200],
+                "can_operate": deployment.organization in selectors.organizations_for_deployments(request.user),
+                "operations": selectors.available_operations(deployment, progress),
+            },
+        )
 
 
 class DeploymentProgressView(DeploymentDetailView):
@@ -123,9 +139,13 @@ class DeploymentOperationView(CapabilityRequiredMixin, View):
         ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, deployment.organization)
         try:
             result = services.operate(
-                deployment=deployment, operation=operation, reason=request.POST.get("reason", ""),
-                actor=request.user, now=timezone.now(), ip=request_ip(request),
-            )  # fmt: skip
+                deployment=deployment,
+                operation=operation,
+                reason=request.POST.get("reason", ""),
+                actor=request.user,
+                now=timezone.now(),
+                ip=request_ip(request),
+            )
         except DomainError as e:
             messages.error(request, f"{operation}: {e.message}")
             return HttpResponseRedirect(reverse("deployment-detail", args=[pk]))
@@ -137,6 +157,11 @@ class DeploymentOperationView(CapabilityRequiredMixin, View):
 class GatewayActionView(CapabilityRequiredMixin, View):
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
         action = get_object_or_404(selectors.actions_visible_to(request.user), pk=pk)
-        return TemplateResponse(request, "deployments/action_detail.html", {
-            "action": action, "history": selectors.action_history(action),
-        })  # fmt: skip
+        return TemplateResponse(
+            request,
+            "deployments/action_detail.html",
+            {
+                "action": action,
+                "history": selectors.action_history(action),
+            },
+        )

@@ -23,9 +23,7 @@ def organizations_where(user: Any, capability: Capability) -> QuerySet[Organizat
         return Organization.objects.none()
     if user.is_superuser:
         return Organization.objects.all()
-    return Organization.objects.filter(
-        memberships__user=user, memberships__role__in=roles_with(capability)
-    ).distinct()
+    return Organization.objects.filter(memberships__user=user, memberships__role__in=roles_with(capability)).distinct()
 
 
 def user_can(user: Any, capability: Capability, organization: Organization | int | None) -> bool:

@@ -24,6 +24,12 @@ def create_user_with_membership(
     user.full_clean()
     user.save()
     membership = Membership.objects.create(user=user, organization=organization, role=role)
-    record(action="user.create", target=membership, organization=organization, user=actor, ip=ip,
-           after={"username": username, "email": email, "role": role})
+    record(
+        action="user.create",
+        target=membership,
+        organization=organization,
+        user=actor,
+        ip=ip,
+        after={"username": username, "email": email, "role": role},
+    )
     return user

@@ -30,14 +30,27 @@ class AuditedModelAdmin(admin.ModelAdmin):
         before = snapshot(type(obj).objects.get(pk=obj.pk)) if change else None
         super().save_model(request, obj, form, change)
         action = "update" if change else "create"
-        record(action=f"{obj._meta.model_name}.{action}", target=obj, user=request.user, ip=request_ip(request),
-               before=before, after=snapshot(obj), detail={"via": "admin"})
+        record(
+            action=f"{obj._meta.model_name}.{action}",
+            target=obj,
+            user=request.user,
+            ip=request_ip(request),
+            before=before,
+            after=snapshot(obj),
+            detail={"via": "admin"},
+        )
 
     def delete_model(self, request: Any, obj: Any) -> None:
         from .services import record, request_ip, snapshot
 
-        record(action=f"{obj._meta.model_name}.delete", target=obj, user=request.user, ip=request_ip(request),
-               before=snapshot(obj), detail={"via": "admin"})
+        record(
+            action=f"{obj._meta.model_name}.delete",
+            target=obj,
+            user=request.user,
+            ip=request_ip(request),
+            before=snapshot(obj),
+            detail={"via": "admin"},
+        )
         super().delete_model(request, obj)
 
     def delete_queryset(self, request: Any, queryset: Any) -> None:

@@ -29,16 +29,28 @@ class AuditEntry(models.Model):
     timestamp = models.DateTimeField(auto_now_add=True, db_index=True)
     action = models.CharField(max_length=64, db_index=True)
     actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
         related_name="+",
     )
     actor_gateway = models.ForeignKey(
-        "inventory.Gateway", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+        "inventory.Gateway",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
         related_name="+",
     )
     actor_label = models.CharField(max_length=200, help_text="Username or gateway serial at the time.")
     organization = models.ForeignKey(
-        "inventory.Organization", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+        "inventory.Organization",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
         related_name="+",
     )
     target_type = models.CharField(max_length=100, blank=True, db_index=True, help_text="app_label.model")

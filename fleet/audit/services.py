@@ -117,7 +117,11 @@ def create_audited(
     for name, values in relations.items():
         getattr(instance, name).set(values)
     record(
-        action=f"{model._meta.model_name}.create", target=instance, user=user, gateway=gateway, ip=ip,
+        action=f"{model._meta.model_name}.create",
+        target=instance,
+        user=user,
+        gateway=gateway,
+        ip=ip,
         after=snapshot(instance),
     )
     return instance
@@ -140,15 +144,18 @@ def update_audited(
     changed = {k for k in after if before.get(k) != after[k]} - {"updated"}
     if changed:
         record(
-            action=f"{instance._meta.model_name}.update", target=instance, user=user, gateway=gateway, ip=ip,
-            before={k: before.get(k) for k in sorted(changed)}, after={k: after[k] for k in sorted(changed)},
+            action=f"{instance._meta.model_name}.update",
+            target=instance,
+            user=user,
+            gateway=gateway,
+            ip=ip,
+            before={k: before.get(k) for k in sorted(changed)},
+            after={k: after[k] for k in sorted(changed)},
         )
     return instance
 
 
 @transaction.atomic
 def delete_audited(instance: models.Model, *, user: Any = None, ip: str | None = None) -> None:
-    record(
-        action=f"{instance._meta.model_name}.delete", target=instance, user=user, ip=ip, before=snapshot(instance)
-    )
+    record(action=f"{instance._meta.model_name}.delete", target=instance, user=user, ip=ip, before=snapshot(instance))
     instance.delete()

@@ -58,33 +58,57 @@ def ensure_demo_admin() -> DemoCredentials:
 def ensure_demo_fleet(*, gateways_per_site: int = 2) -> list[Gateway]:
     organizations = {
         slug: Organization.objects.get_or_create(slug=slug, defaults={"name": name, "kind": kind})[0]
-        for slug, name, kind in [("sunrise-solar", "Sunrise Solar Installers", Organization.Kind.INSTALLER),
-                                 ("valley-der", "Valley DER Aggregator", Organization.Kind.AGGREGATOR)]
+        for slug, name, kind in [
+            ("sunrise-solar", "Sunrise Solar Installers", Organization.Kind.INSTALLER),
+            ("valley-der", "Valley DER Aggregator", Organization.Kind.AGGREGATOR),
+        ]
     }
     pilot = Tag.objects.get_or_create(slug="pilot", defaults={"name": "pilot"})[0]
     gateways: list[Gateway] = []
     number = 0
     for org_slug, name, address, lat, lon, kw in DEMO_SITES:
         organization = organizations[org_slug]
-        site = Site.objects.get_or_create(organization=organization, name=name, defaults={
-            "address": address, "latitude": Decimal(lat), "longitude": Decimal(lon), "timezone": "America/Los_Angeles",
-            "nameplate_kw": Decimal(kw), "utility_account": f"PGE-{secrets.randbelow(10**8):08d}",
-        })[0]
+        site = Site.objects.get_or_create(
+            organization=organization,
+            name=name,
+            defaults={
+                "address": address,
+                "latitude": Decimal(lat),
+                "longitude": Decimal(lon),
+                "timezone": "America/Los_Angeles",
+                "nameplate_kw": Decimal(kw),
+                "utility_account": f"PGE-{secrets.randbelow(10**8):08d}",
+            },
+        )[0]
         for _ in range(gateways_per_site):
             number += 1
-            gateway = Gateway.objects.get_or_create(serial=f"DEMO-GW-{number:04d}", defaults={
-                "organization": organization, "site": site, "hardware_model": "GF-100" if number % 3 else "GF-200",
-                "firmware_version": "1.0.0",
-            })[0]
+            gateway = Gateway.objects.get_or_create(
+                serial=f"DEMO-GW-{number:04d}",
+                defaults={
+                    "organization": organization,
+                    "site": site,
+                    "hardware_model": "GF-100" if number % 3 else "GF-200",
+                    "firmware_version": "1.0.0",
+                },
+            )[0]
             if number <= 2:
                 gateway.tags.add(pilot)
             gateways.append(gateway)
     for organization in organizations.values():
-        GatewayGroup.objects.get_or_create(organization=organization, name="Pilot gateways", defaults={
-            "kind": GatewayGroup.Kind.DYNAMIC, "filter": {"tags": ["pilot"]},
-            "description": "Canary wave for new firmware."})
-        GatewayGroup.objects.get_or_create(organization=organization, name="All GF-100", defaults={
-            "kind": GatewayGroup.Kind.DYNAMIC, "filter": {"hardware_model": ["GF-100"]}})
+        GatewayGroup.objects.get_or_create(
+            organization=organization,
+            name="Pilot gateways",
+            defaults={
+                "kind": GatewayGroup.Kind.DYNAMIC,
+                "filter": {"tags": ["pilot"]},
+                "description": "Canary wave for new firmware.",
+            },
+        )
+        GatewayGroup.objects.get_or_create(
+            organization=organization,
+            name="All GF-100",
+            defaults={"kind": GatewayGroup.Kind.DYNAMIC, "filter": {"hardware_model": ["GF-100"]}},
+        )
     return gateways
 
 
@@ -123,11 +147,15 @@ def write_enrollment_tokens(*, gateways: list[Gateway], admin: Any) -> Path:
     state_dir.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[str, str]] = []
     for organization in {gateway.organization for gateway in gateways}:
-        serials = [g.serial for g in gateways if g.organization == organization
-                   and not (state_dir / g.serial / "identity" / "identity.json").exists()]
+        serials = [
+            g.serial
+            for g in gateways
+            if g.organization == organization and not (state_dir / g.serial / "identity" / "identity.json").exists()
+        ]
         if serials:
-            issued = pki.create_enrollment_token_batch(organization=organization, serials=serials, user=admin,
-                                                       batch="demo")
+            issued = pki.create_enrollment_token_batch(
+                organization=organization, serials=serials, user=admin, batch="demo"
+            )
             rows += [(token.serial, secret) for token, secret in issued]
     path = state_dir / "tokens.csv"
     path.write_text("serial,token\n" + "".join(f"{serial},{secret}\n" for serial, secret in rows))
@@ -161,16 +189,36 @@ def ensure_demo_rollout(*, admin: Any, now: datetime) -> Any:
         return existing
     artifact = Artifact.objects.filter(organization=organization, name="gw-os", version=DEMO_RELEASE).first()
     if artifact is None:
-        bundle = bundles.build_bundle(type="firmware", name="gw-os", version=DEMO_RELEASE,
-                                      hardware_models=[DEMO_HARDWARE_MODEL],
-                                      files={"app.txt": b"gateway application 1.1.0\n"})
-        artifact = firmware.upload_artifact(organization=organization, type="firmware", name="gw-os",
-                                            version=DEMO_RELEASE, fileobj=io.BytesIO(bundle),
-                                            hardware_models=[DEMO_HARDWARE_MODEL], actor=admin,
-                                            release_notes="Demo release: faster SunSpec polling.")
+        bundle = bundles.build_bundle(
+            type="firmware",
+            name="gw-os",
+            version=DEMO_RELEASE,
+            hardware_models=[DEMO_HARDWARE_MODEL],
+            files={"app.txt": b"gateway application 1.1.0\n"},
+        )
+        artifact = firmware.upload_artifact(
+            organization=organization,
+            type="firmware",
+            name="gw-os",
+            version=DEMO_RELEASE,
+            fileobj=io.BytesIO(bundle),
+            hardware_models=[DEMO_HARDWARE_MODEL],
+            actor=admin,
+            release_notes="Demo release: faster SunSpec polling.",
+        )
     group = GatewayGroup.objects.get(organization=organization, name="All GF-100")
-    plan = RolloutPlan(phases=(PhaseSpec(name="canary", count=1, min_soak=timedelta(minutes=1)),
-                               PhaseSpec(name="everyone", percent=100)))
-    return deployments.create_deployment(organization=organization, name="gw-os 1.1.0 to GF-100",
-                                         artifacts=[artifact], target=TargetSpec(kind="group", group=group),
-                                         plan=plan, actor=admin, now=now)
+    plan = RolloutPlan(
+        phases=(
+            PhaseSpec(name="canary", count=1, min_soak=timedelta(minutes=1)),
+            PhaseSpec(name="everyone", percent=100),
+        )
+    )
+    return deployments.create_deployment(
+        organization=organization,
+        name="gw-os 1.1.0 to GF-100",
+        artifacts=[artifact],
+        target=TargetSpec(kind="group", group=group),
+        plan=plan,
+        actor=admin,
+        now=now,
+    )

@@ -17,8 +17,16 @@ from django.http import HttpResponse
 
 from .models import Gateway, Site
 
-SITE_COLUMNS = ["organization", "name", "address", "latitude", "longitude", "timezone", "utility_account",
-                "nameplate_kw"]
+SITE_COLUMNS = [
+    "organization",
+    "name",
+    "address",
+    "latitude",
+    "longitude",
+    "timezone",
+    "utility_account",
+    "nameplate_kw",
+]
 GATEWAY_COLUMNS = ["organization", "serial", "name", "site", "hardware_model", "firmware_version", "status", "tags"]
 REQUIRED_COLUMNS = {"sites": {"organization", "name"}, "gateways": {"organization", "serial", "hardware_model"}}
 COLUMNS = {"sites": SITE_COLUMNS, "gateways": GATEWAY_COLUMNS}

@@ -29,8 +29,11 @@ class GatewayFilterSet(django_filters.FilterSet):
     def search(self, queryset: QuerySet[Gateway], name: str, value: str) -> QuerySet[Gateway]:
         value = value.strip()
         return queryset.filter(
-            Q(serial__icontains=value) | Q(name__icontains=value) | Q(hardware_model__icontains=value)
-            | Q(site__name__icontains=value) | Q(pk__in=gateway_ids_matching_identity(value))
+            Q(serial__icontains=value)
+            | Q(name__icontains=value)
+            | Q(hardware_model__icontains=value)
+            | Q(site__name__icontains=value)
+            | Q(pk__in=gateway_ids_matching_identity(value))
         )
 
     def in_group(self, queryset: QuerySet[Gateway], name: str, value: int) -> QuerySet[Gateway]:

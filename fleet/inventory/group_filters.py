@@ -15,8 +15,12 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 
-LIST_KEYS = {"site": "site_id__in", "hardware_model": "hardware_model__in", "status": "status__in",
-             "firmware_version": "firmware_version__in"}
+LIST_KEYS = {
+    "site": "site_id__in",
+    "hardware_model": "hardware_model__in",
+    "status": "status__in",
+    "firmware_version": "firmware_version__in",
+}
 ALLOWED_KEYS = set(LIST_KEYS) | {"tags", "attributes"}
 
 
@@ -25,23 +29,23 @@ def validate_group_filter(group_filter: Any) -> None:
         raise ValidationError({"filter": "A dynamic group needs a non-empty filter object."})
     unknown = set(group_filter) - ALLOWED_KEYS
     if unknown:
-        raise ValidationError(
-            {"filter": f"Unknown filter keys {sorted(unknown)}; allowed: {sorted(ALLOWED_KEYS)}."}
-        )
+        raise ValidationError({"filter": f"Unknown filter keys {sorted(unknown)}; allowed: {sorted(ALLOWED_KEYS)}."})
     for key in (*LIST_KEYS, "tags"):
         if key in group_filter:
             values = group_filter[key]
             expected = int if key == "site" else str
-            if not isinstance(values, list) or not values or not all(
-                isinstance(v, expected) and not isinstance(v, bool) for v in values
+            if (
+                not isinstance(values, list)
+                or not values
+                or not all(isinstance(v, expected) and not isinstance(v, bool) for v in values)
             ):
-                raise ValidationError(
-                    {"filter": f"'{key}' must be a non-empty list of {expected.__name__} values."}
-                )
+                raise ValidationError({"filter": f"'{key}' must be a non-empty list of {expected.__name__} values."})
     if "attributes" in group_filter:
         attributes = group_filter["attributes"]
-        if not isinstance(attributes, dict) or not attributes or not all(
-            isinstance(v, str | int | float | bool) for v in attributes.values()
+        if (
+            not isinstance(attributes, dict)
+            or not attributes
+            or not all(isinstance(v, str | int | float | bool) for v in attributes.values())
         ):
             raise ValidationError({"filter": "'attributes' must map attribute names to plain values."})
 

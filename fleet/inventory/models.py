@@ -51,11 +51,17 @@ class Site(models.Model):
     name = models.CharField(max_length=100)
     address = models.CharField(max_length=300, blank=True)
     latitude = models.DecimalField(
-        max_digits=9, decimal_places=6, null=True, blank=True,
+        max_digits=9,
+        decimal_places=6,
+        null=True,
+        blank=True,
         validators=[MinValueValidator(Decimal(-90)), MaxValueValidator(Decimal(90))],
     )
     longitude = models.DecimalField(
-        max_digits=9, decimal_places=6, null=True, blank=True,
+        max_digits=9,
+        decimal_places=6,
+        null=True,
+        blank=True,
         validators=[MinValueValidator(Decimal(-180)), MaxValueValidator(Decimal(180))],
     )
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
@@ -201,9 +207,7 @@ class FieldDevice(models.Model):
 
     class Meta:
         ordering = ["gateway__serial", "address"]
-        constraints = [
-            models.UniqueConstraint(fields=["gateway", "protocol", "address"], name="unique_device_address")
-        ]
+        constraints = [models.UniqueConstraint(fields=["gateway", "protocol", "address"], name="unique_device_address")]
 
     def __str__(self) -> str:
         label = " ".join(part for part in (self.make, self.model) if part) or self.get_kind_display()

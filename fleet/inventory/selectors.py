@@ -25,9 +25,7 @@ def gateways_visible_to(user: Any) -> QuerySet[Gateway]:
 
 
 def groups_visible_to(user: Any) -> QuerySet[GatewayGroup]:
-    return GatewayGroup.objects.filter(organization__in=organizations_visible_to(user)).select_related(
-        "organization"
-    )
+    return GatewayGroup.objects.filter(organization__in=organizations_visible_to(user)).select_related("organization")
 
 
 def field_devices_visible_to(user: Any) -> QuerySet[FieldDevice]:

@@ -55,8 +55,13 @@ def import_csv(*, kind: str, text: str, user: Any, ip: str | None = None) -> Imp
         errors += [RowError(line, field, message) for field, message in row_errors]
         key = (row.get("serial", ""),) if kind == "gateways" else (row.get("organization", ""), row.get("name", ""))
         if key in seen_keys:
-            errors.append(RowError(line, "serial" if kind == "gateways" else "name",
-                                   f"Duplicate of line {seen_keys[key]} in this file."))
+            errors.append(
+                RowError(
+                    line,
+                    "serial" if kind == "gateways" else "name",
+                    f"Duplicate of line {seen_keys[key]} in this file.",
+                )
+            )
         seen_keys.setdefault(key, line)
         serializer = serializer_class(data=data, context=context)
         if not serializer.is_valid():
@@ -70,8 +75,13 @@ def import_csv(*, kind: str, text: str, user: Any, ip: str | None = None) -> Imp
     with transaction.atomic():
         for data in validated:
             create_audited(model, data=data, user=user, ip=ip)
-        record(action=f"{kind}.import", user=user, ip=ip, detail={"created": len(validated)},
-               organization=validated[0]["organization"] if len({d["organization"] for d in validated}) == 1 else None)
+        record(
+            action=f"{kind}.import",
+            user=user,
+            ip=ip,
+            detail={"created": len(validated)},
+            organization=validated[0]["organization"] if len({d["organization"] for d in validated}) == 1 else None,
+        )
     return ImportResult(kind=kind, created=len(validated))
 
 
@@ -101,8 +111,13 @@ def report_gateway_attributes(*, gateway: Gateway, attributes: dict[str, Any]) -
         return None
     gateway.attributes = attributes
     gateway.save(update_fields=[*update_fields, "attributes", "updated"])
-    record(action="gateway.report_attributes", target=gateway, gateway=gateway,
-           before={k: old for k, (old, _) in changes.items()}, after={k: new for k, (_, new) in changes.items()})
+    record(
+        action="gateway.report_attributes",
+        target=gateway,
+        gateway=gateway,
+        before={k: old for k, (old, _) in changes.items()},
+        after={k: new for k, (_, new) in changes.items()},
+    )
     return GatewayAttributeChange.objects.create(
         gateway=gateway, source=GatewayAttributeChange.Source.GATEWAY, changes=changes
     )
@@ -113,11 +128,19 @@ def activate_gateway(*, gateway: Gateway, user: Any = None, ip: str | None = Non
     if gateway.status == Gateway.Status.ACTIVE:
         return gateway
     if gateway.status == Gateway.Status.DECOMMISSIONED:
-        raise DomainError(f"Gateway {gateway.serial} is decommissioned; it cannot become active again.",
-                          code="decommissioned")
+        raise DomainError(
+            f"Gateway {gateway.serial} is decommissioned; it cannot become active again.", code="decommissioned"
+        )
     with transaction.atomic():
         gateway.status = Gateway.Status.ACTIVE
         gateway.save(update_fields=["status", "updated"])
-        record(action="gateway.activate", target=gateway, user=user, gateway=None if user else gateway, ip=ip,
-               before={"status": Gateway.Status.REGISTERED}, after={"status": Gateway.Status.ACTIVE})
+        record(
+            action="gateway.activate",
+            target=gateway,
+            user=user,
+            gateway=None if user else gateway,
+            ip=ip,
+            before={"status": Gateway.Status.REGISTERED},
+            after={"status": Gateway.Status.ACTIVE},
+        )
     return gateway

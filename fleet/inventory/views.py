@@ -34,15 +34,19 @@ class DashboardView(CapabilityRequiredMixin, View):
     def get(self, request: HttpRequest) -> HttpResponse:
         gateways = selectors.gateways_visible_to(request.user)
         online_cutoff = timezone.now() - settings.GATEWAY_OFFLINE_AFTER
-        return TemplateResponse(request, "inventory/dashboard.html", {
-            "counts": selectors.gateway_counts_by_status(request.user),
-            "total": gateways.count(),
-            "online_cutoff": online_cutoff,
-            "online": gateways.filter(last_seen__gte=online_cutoff).count(),
-            "recently_seen": gateways.exclude(last_seen=None).order_by("-last_seen")[:10],
-            "site_count": selectors.sites_visible_to(request.user).count(),
-            "open_alarms_url": url_if_installed("alarm-summary"),
-        })
+        return TemplateResponse(
+            request,
+            "inventory/dashboard.html",
+            {
+                "counts": selectors.gateway_counts_by_status(request.user),
+                "total": gateways.count(),
+                "online_cutoff": online_cutoff,
+                "online": gateways.filter(last_seen__gte=online_cutoff).count(),
+                "recently_seen": gateways.exclude(last_seen=None).order_by("-last_seen")[:10],
+                "site_count": selectors.sites_visible_to(request.user).count(),
+                "open_alarms_url": url_if_installed("alarm-summary"),
+            },
+        )
 
 
 class GatewayListView(CapabilityRequiredMixin, View):
@@ -57,45 +61,60 @@ class GatewayListView(CapabilityRequiredMixin, View):
 class GatewayDetailView(CapabilityRequiredMixin, View):
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
         gateway = get_object_or_404(selectors.gateways_visible_to(request.user), pk=pk)
-        return TemplateResponse(request, "inventory/gateway_detail.html", {
-            "gateway": gateway,
-            "field_devices": gateway.field_devices.all(),
-            "panels": gateway_panels(request, gateway),
-            "attribute_changes": gateway.attribute_changes.all()[:20],
-            "groups": [g for g in selectors.groups_visible_to(request.user).filter(organization=gateway.organization)
-                       if selectors.group_members(g).filter(pk=gateway.pk).exists()],
-            "audit": audit_entries_visible_to(request.user).filter(
-                target_type="inventory.gateway", target_id=str(gateway.pk))[:20],
-        })
+        return TemplateResponse(
+            request,
+            "inventory/gateway_detail.html",
+            {
+                "gateway": gateway,
+                "field_devices": gateway.field_devices.all(),
+                "panels": gateway_panels(request, gateway),
+                "attribute_changes": gateway.attribute_changes.all()[:20],
+                "groups": [
+                    g
+                    for g in selectors.groups_visible_to(request.user).filter(organization=gateway.organization)
+                    if selectors.group_members(g).filter(pk=gateway.pk).exists()
+                ],
+                "audit": audit_entries_visible_to(request.user).filter(
+                    target_type="inventory.gateway", target_id=str(gateway.pk)
+                )[:20],
+            },
+        )
 
 
 class SiteListView(CapabilityRequiredMixin, View):
     def get(self, request: HttpRequest) -> HttpResponse:
         filterset = SiteFilterSet(request.GET, queryset=selectors.sites_visible_to(request.user))
-        return TemplateResponse(request, "inventory/site_list.html",
-                                {"filter": filterset, "page": _page(request, filterset.qs)})
+        return TemplateResponse(
+            request, "inventory/site_list.html", {"filter": filterset, "page": _page(request, filterset.qs)}
+        )
 
 
 class SiteDetailView(CapabilityRequiredMixin, View):
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
         site = get_object_or_404(selectors.sites_visible_to(request.user), pk=pk)
-        return TemplateResponse(request, "inventory/site_detail.html",
-                                {"site": site, "gateways": site.gateways.all()})
+        return TemplateResponse(request, "inventory/site_detail.html", {"site": site, "gateways": site.gateways.all()})
 
 
 class GroupListView(CapabilityRequiredMixin, View):
     def get(self, request: HttpRequest) -> HttpResponse:
         groups = selectors.groups_visible_to(request.user)
-        return TemplateResponse(request, "inventory/group_list.html", {
-            "groups": [(group, selectors.group_members(group).count()) for group in groups],
-        })
+        return TemplateResponse(
+            request,
+            "inventory/group_list.html",
+            {
+                "groups": [(group, selectors.group_members(group).count()) for group in groups],
+            },
+        )
 
 
 class GroupDetailView(CapabilityRequiredMixin, View):
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
         group = get_object_or_404(selectors.groups_visible_to(request.user), pk=pk)
-        return TemplateResponse(request, "inventory/group_detail.html",
-                                {"group": group, "page": _page(request, selectors.group_members(group))})
+        return TemplateResponse(
+            request,
+            "inventory/group_detail.html",
+            {"group": group, "page": _page(request, selectors.group_members(group))},
+        )
 
 
 class InventoryImportView(CapabilityRequiredMixin, View):
@@ -113,8 +132,9 @@ class InventoryImportView(CapabilityRequiredMixin, View):
             context["errors"] = [csv_io.RowError(0, "file", "Choose a CSV file to upload.")]
             return TemplateResponse(request, "inventory/import.html", context, status=400)
         try:
-            result = services.import_csv(kind=kind, text=upload.read().decode("utf-8"), user=request.user,
-                                         ip=request_ip(request))
+            result = services.import_csv(
+                kind=kind, text=upload.read().decode("utf-8"), user=request.user, ip=request_ip(request)
+            )
         except UnicodeDecodeError:
             context["errors"] = [csv_io.RowError(0, "file", "The file is not UTF-8 text.")]
             return TemplateResponse(request, "inventory/import.html", context, status=400)

@@ -10,8 +10,13 @@ from .models import MonitoringSettings, NotificationRoute, Silence
 
 @admin.register(MonitoringSettings)
 class MonitoringSettingsAdmin(AuditedModelAdmin):
-    list_display = ["organization", "log_retention_days", "telemetry_retention_days", "offline_after_seconds",
-                    "max_shelve_hours"]  # fmt: skip
+    list_display = [
+        "organization",
+        "log_retention_days",
+        "telemetry_retention_days",
+        "offline_after_seconds",
+        "max_shelve_hours",
+    ]
 
 
 @admin.register(NotificationRoute)

@@ -499,11 +499,19 @@ def store_logs(*, gateway: Gateway, records: Sequence[IncomingRecord], received_
         LogEntry,
         columns,
         (
-            (gateway.pk, r.seq, db_datetime(r.ts), received, r.payload["level"], r.payload.get("logger", ""),
-             r.payload["message"], db_json(r.payload.get("fields")))
+            (
+                gateway.pk,
+                r.seq,
+                db_datetime(r.ts),
+                received,
+                r.payload["level"],
+                r.payload.get("logger", ""),
+                r.payload["message"],
+                db_json(r.payload.get("fields")),
+            )
             for r in records
         ),
-    )  # fmt: skip
+    )
     tail = [live.log_line(gateway_id=gateway.pk, ts=r.ts, payload=r.payload) for r in records]
     gateway_id = gateway.pk
     transaction.on_commit(lambda: live.publish_logs(gateway_id, tail))

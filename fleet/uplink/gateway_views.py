@@ -71,6 +71,11 @@ class LogUploadView(APIView):
         with transaction.atomic():
             command.result = {**(command.result or {}), "upload": upload}
             command.save(update_fields=["result"])
-            audit(action="gateway.logs_uploaded", target=gateway, gateway=gateway, ip=request_ip(request),
-                  detail={"command_id": str(command.pk), **upload})  # fmt: skip
+            audit(
+                action="gateway.logs_uploaded",
+                target=gateway,
+                gateway=gateway,
+                ip=request_ip(request),
+                detail={"command_id": str(command.pk), **upload},
+            )
         return Response(upload, status=status.HTTP_201_CREATED)

@@ -43,8 +43,13 @@ def run_action(var_dir: Path, *args: str, script: str = __file__) -> Any:
     JSON output."""
     done = subprocess.run(
         [sys.executable, script, str(var_dir), *args],
-        cwd=REPO_ROOT, env=server_env(var_dir), capture_output=True, text=True, check=False, timeout=180,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=server_env(var_dir),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"server action {args} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -61,10 +66,25 @@ class ServerProcess:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "fleet.asgi:application", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--log-level", "warning", "--lifespan", "off"],
-                cwd=REPO_ROOT, env=server_env(self.var_dir), stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "fleet.asgi:application",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "warning",
+                    "--lifespan",
+                    "off",
+                ],
+                cwd=REPO_ROOT,
+                env=server_env(self.var_dir),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         try:
             wait_for_port(self.port, self.process, timeout=60)  # generous: CI machines run several suites at once
         except RuntimeError as e:
@@ -121,9 +141,14 @@ def _release(serial: str, bundle: str, version: str, deployment: str) -> dict[st
     if artifact is None:
         with open(bundle, "rb") as f:
             artifact = firmware.upload_artifact(
-                organization=organization, type="firmware", name="gw-os", version=version, fileobj=f,
-                hardware_models=[HARDWARE_MODEL], actor=None,
-            )  # fmt: skip
+                organization=organization,
+                type="firmware",
+                name="gw-os",
+                version=version,
+                fileobj=f,
+                hardware_models=[HARDWARE_MODEL],
+                actor=None,
+            )
     gateway = Gateway.objects.get(serial=serial)
     firmware.assign(gateway=gateway, artifact_type="firmware", artifact=artifact, deployment=deployment)
     return {"target": artifact.target_path}

@@ -189,8 +189,10 @@ def test_bundle_failing_its_health_check_is_rolled_back_and_reported(
     release_and_check(server, online_agent, bundle, "3.0.0", "dep-bad-retry")
     wait_for(lambda: "rolled_back" in server.status_steps("dep-bad-retry"), what="the retried install's report")
     assert online_agent.cli("check-now").returncode == 0
-    wait_for(lambda: "(unchanged)" in online_agent.status()["last_check"]["actions"]["firmware"],
-             what="a later check that leaves the rolled-back target alone")  # fmt: skip
+    wait_for(
+        lambda: "(unchanged)" in online_agent.status()["last_check"]["actions"]["firmware"],
+        what="a later check that leaves the rolled-back target alone",
+    )
     assert server.status_steps("dep-bad-retry") == ["downloading", "downloaded", "installing", "rolled_back"]
 
 
@@ -226,8 +228,11 @@ def test_server_built_config_and_signed_license_are_installed(server: Server, on
 
     wait_for(lambda: online_agent.status()["installed"]["license"], what="the license to be installed")
     installed = online_agent.status()["installed"]
-    assert installed == {"firmware": "1.0.0", "config": str(versions["config_version"]),
-                         "license": str(versions["license_version"])}  # fmt: skip
+    assert installed == {
+        "firmware": "1.0.0",
+        "config": str(versions["config_version"]),
+        "license": str(versions["license_version"]),
+    }
     active = online_agent.state_dir / "config" / "current"
     assert json.loads((active / "config.json").read_text()) == {"export_limit_kw": 7.5}
     assert (active / "files" / "limits.conf").read_text() == "export_limit_kw=7.5\nserial=E2E-004\n"
@@ -246,13 +251,28 @@ def test_server_built_config_and_signed_license_are_installed(server: Server, on
 
 def test_simulator_runs_several_enrolled_gateways_that_report_telemetry(server: Server, tmp_path: Path):
     tokens = tmp_path / "tokens.csv"
-    tokens.write_text("serial,token,expires_at\n" + "".join(
-        f"{serial},{server.tokens[serial]},2099-01-01T00:00:00Z\n" for serial in ("E2E-005", "E2E-006")))  # fmt: skip
+    tokens.write_text(
+        "serial,token,expires_at\n"
+        + "".join(f"{serial},{server.tokens[serial]},2099-01-01T00:00:00Z\n" for serial in ("E2E-005", "E2E-006"))
+    )
     simulator = subprocess.Popen(
-        [AGENT, "--server", server.url, "--state-dir", str(tmp_path / "fleet"), "simulate", "--count", "2",
-         "--tokens", str(tokens), "--telemetry-interval", "0.5"],
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / "simulate.log").open("wb"),
-    )  # fmt: skip
+        [
+            AGENT,
+            "--server",
+            server.url,
+            "--state-dir",
+            str(tmp_path / "fleet"),
+            "simulate",
+            "--count",
+            "2",
+            "--tokens",
+            str(tokens),
+            "--telemetry-interval",
+            "0.5",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "simulate.log").open("wb"),
+    )
     try:
         gateways = [server.gateway_id("E2E-005"), server.gateway_id("E2E-006")]
         for gateway in gateways:
@@ -275,8 +295,13 @@ def test_simulator_runs_several_enrolled_gateways_that_report_telemetry(server: 
 def test_records_queued_while_the_server_is_down_arrive_once_each(server: Server, tmp_path: Path):
     serial = "E2E-003"
     identity = enroll(server.url, server.tokens[serial], serial, tmp_path / "state")
-    config = parse_config({"agent": {"server_url": server.url, "state_dir": str(tmp_path / "state")},
-                           "uplink": {"reconnect_max_delay": 1.0}, "updates": {"poll_interval": 3600}})  # fmt: skip
+    config = parse_config(
+        {
+            "agent": {"server_url": server.url, "state_dir": str(tmp_path / "state")},
+            "uplink": {"reconnect_max_delay": 1.0},
+            "updates": {"poll_interval": 3600},
+        }
+    )
     gateway = server.gateway_id(serial)
 
     async def scenario() -> None:
@@ -289,10 +314,19 @@ def test_records_queued_while_the_server_is_down_arrive_once_each(server: Server
             await asyncio.to_thread(server.process.stop)
             for n in range(5):
                 agent.field_record(
-                    {"kind": "alarm", "ts": "2026-11-26T13:00:00Z", "payload": {
-                        "source": "device:INV-1", "device": "INV-1", "code": f"sunspec.evt1.test_{n}",
-                        "severity": "major", "state": "raised", "message": f"offline alarm {n}"}}
-                )  # fmt: skip
+                    {
+                        "kind": "alarm",
+                        "ts": "2026-11-26T13:00:00Z",
+                        "payload": {
+                            "source": "device:INV-1",
+                            "device": "INV-1",
+                            "code": f"sunspec.evt1.test_{n}",
+                            "severity": "major",
+                            "state": "raised",
+                            "message": f"offline alarm {n}",
+                        },
+                    }
+                )
                 log.warning("offline log %d", n)
             assert agent.outbox.depth().by_kind.get("alarm") == 5
             await asyncio.to_thread(server.process.start)
@@ -332,13 +366,25 @@ def test_field_devices_and_commands_queued_while_offline_reach_the_server(server
 
     async def scenario() -> None:
         async with SunSpecSimulator(port=0) as inverter:
-            config = parse_config({
-                "agent": {"server_url": server.url, "state_dir": str(tmp_path / "state")},
-                "updates": {"poll_interval": 3600},
-                "field": {"devices": [{"id": "inv-1", "kind": "inverter", "protocol": "sunspec-tcp",
-                                       "host": inverter.host, "port": inverter.port, "unit_id": inverter.unit_id,
-                                       "poll_interval": 0.2}]},
-            })  # fmt: skip
+            config = parse_config(
+                {
+                    "agent": {"server_url": server.url, "state_dir": str(tmp_path / "state")},
+                    "updates": {"poll_interval": 3600},
+                    "field": {
+                        "devices": [
+                            {
+                                "id": "inv-1",
+                                "kind": "inverter",
+                                "protocol": "sunspec-tcp",
+                                "host": inverter.host,
+                                "port": inverter.port,
+                                "unit_id": inverter.unit_id,
+                                "poll_interval": 0.2,
+                            }
+                        ]
+                    },
+                }
+            )
             agent = Agent(config, identity=identity, control_socket=False)
             running = asyncio.create_task(agent.run())
             try:

@@ -253,8 +253,10 @@ def test_failed_reload_rolls_back_and_reloads_the_previous_config(tmp_path: Path
     assert (outcome.result, outcome.code) == (Result.ROLLED_BACK, "reload_failed")
     assert config.active_version() == "17"
     assert [json.loads(line) for line in seen.read_text().splitlines()] == [
-        {"export_limit_kw": 5}, {"export_limit_kw": 9}, {"export_limit_kw": 5},
-    ]  # fmt: skip
+        {"export_limit_kw": 5},
+        {"export_limit_kw": 9},
+        {"export_limit_kw": 5},
+    ]
 
 
 # -- license ---------------------------------------------------------------------------------

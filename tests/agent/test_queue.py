@@ -23,8 +23,11 @@ def test_records_come_out_in_sequence_order_with_their_payload(outbox: Outbox):
 
     assert [r.seq for r in records] == [first, second]
     assert records[0].as_message() == {
-        "seq": first, "kind": "log", "ts": "2026-01-01T00:00:00.000Z", "payload": {"msg": "boot"},
-    }  # fmt: skip
+        "seq": first,
+        "kind": "log",
+        "ts": "2026-01-01T00:00:00.000Z",
+        "payload": {"msg": "boot"},
+    }
     assert records[1].kind is RecordKind.ALARM
 
 

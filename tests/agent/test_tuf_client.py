@@ -40,13 +40,17 @@ def refresh(metadata_dir: Path, server: RepositoryServer) -> int:
 def download(metadata_dir: Path, server: RepositoryServer, target_dir: Path, *names: str) -> int:
     name_args = [arg for name in names for arg in ("--target-name", name)]
     return tuf_client(
-        "--metadata-dir", str(metadata_dir),
-        "--metadata-url", server.metadata_url,
+        "--metadata-dir",
+        str(metadata_dir),
+        "--metadata-url",
+        server.metadata_url,
         *name_args,
-        "--target-base-url", server.targets_url,
-        "--target-dir", str(target_dir),
+        "--target-base-url",
+        server.targets_url,
+        "--target-dir",
+        str(target_dir),
         "download",
-    )  # fmt: skip
+    )
 
 
 def test_init_stores_the_trusted_root_without_network(metadata_dir: Path, tuf_repository: TufRepository):
@@ -166,10 +170,19 @@ def test_interrupted_target_download_resumes_with_a_range_request(
 
 def test_console_script_reports_failure_with_exit_status_1(tmp_path: Path):
     result = subprocess.run(
-        [Path(sys.executable).parent / "gridfleet-agent", "tuf-client", "--metadata-dir", str(tmp_path),
-         "--metadata-url", "http://127.0.0.1:9/metadata/", "refresh"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            Path(sys.executable).parent / "gridfleet-agent",
+            "tuf-client",
+            "--metadata-dir",
+            str(tmp_path),
+            "--metadata-url",
+            "http://127.0.0.1:9/metadata/",
+            "refresh",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 1
     assert "no trusted root.json" in result.stderr
 
@@ -187,9 +200,13 @@ def partial_download_setup(tmp_path: Path, metadata_dir: Path, repo: TufReposito
     partial = targets / ".partial" / f"{info.hashes['sha256']}.{quote(info_path, '')}"
     partial.parent.mkdir(parents=True)
     download = functools.partial(
-        client.download_resumable, info, target_base_url=server.targets_url, target_dir=targets,
-        fetcher=AgentFetcher(), consistent_snapshot=True,
-    )  # fmt: skip
+        client.download_resumable,
+        info,
+        target_base_url=server.targets_url,
+        target_dir=targets,
+        fetcher=AgentFetcher(),
+        consistent_snapshot=True,
+    )
     return image, partial, download
 
 

@@ -15,14 +15,26 @@ from tests.factories import GatewayFactory, SiteFactory, member
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize(("path", "body", "patch"), [
-    ("/api/inventory/sites/", {"organization": "sunrise", "name": "S1", "timezone": "America/Denver"},
-     {"nameplate_kw": "12.500"}),
-    ("/api/inventory/gateways/", {"organization": "sunrise", "serial": "GW-AU1", "hardware_model": "GF"},
-     {"status": "active"}),
-    ("/api/inventory/groups/", {"organization": "sunrise", "name": "Pilot", "kind": "dynamic",
-                                "filter": {"hardware_model": ["GF"]}}, {"description": "first wave"}),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "patch"),
+    [
+        (
+            "/api/inventory/sites/",
+            {"organization": "sunrise", "name": "S1", "timezone": "America/Denver"},
+            {"nameplate_kw": "12.500"},
+        ),
+        (
+            "/api/inventory/gateways/",
+            {"organization": "sunrise", "serial": "GW-AU1", "hardware_model": "GF"},
+            {"status": "active"},
+        ),
+        (
+            "/api/inventory/groups/",
+            {"organization": "sunrise", "name": "Pilot", "kind": "dynamic", "filter": {"hardware_model": ["GF"]}},
+            {"description": "first wave"},
+        ),
+    ],
+)
 def test_create_update_delete_through_the_api_are_audited_with_who_what_before_after_and_ip(
     path: str, body: dict[str, Any], patch: dict[str, Any], organization: Any, api_client_for: Any
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +20,13 @@ from firmware.repo import reset
 from tests.agent.test_end_to_end import online_agent, server  # noqa: F401 - fixtures for test_real_agent.py
 from tests.factories import GatewayFactory, SiteFactory, UserFactory
 
-# A Thursday noon in California (20:00 UTC): outside a 01:00-04:00 window, sun up in Fresno.
-NOON_PACIFIC = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
-
 
 @pytest.fixture
 def repository(isolated_var_dir: Path, db: None) -> Iterator[None]:
     reset()
-    call_command("tuf_init", "--dev-offline-keys", str(isolated_var_dir / "offline"), "--bit-length", "4",
-                 stdout=io.StringIO())
+    call_command(
+        "tuf_init", "--dev-offline-keys", str(isolated_var_dir / "offline"), "--bit-length", "4", stdout=io.StringIO()
+    )
     yield
     reset()
 
@@ -38,11 +36,18 @@ def make_artifact(repository: None, organization: Any) -> Callable[..., Artifact
     def make(version: str, models: tuple[str, ...] = ("GF-100",), name: str = "gw-os", org: Any = None) -> Artifact:
         org = org or organization
         data = bundles.build_bundle(
-            type="firmware", name=name, version=version, files={"rootfs.img": f"rootfs {version}".encode()},
+            type="firmware",
+            name=name,
+            version=version,
+            files={"rootfs.img": f"rootfs {version}".encode()},
             hardware_models=list(models),
         )
         artifact = firmware.upload_artifact(
-            organization=org, type="firmware", name=name, version=version, fileobj=io.BytesIO(data),
+            organization=org,
+            type="firmware",
+            name=name,
+            version=version,
+            fileobj=io.BytesIO(data),
             actor=UserFactory(),
         )
         firmware.publish()  # signs it into the firmware role (online release key in the dev repository)
@@ -75,16 +80,22 @@ class SimulatedAgent:
     def report(self, step: str, now: datetime, **fields: Any) -> services.ReportOutcome:
         current = self.assignment()
         assert current is not None, f"{self.gateway} has no assignment"
-        payload = {"deployment": current.deployment, "step": step, "bundle": current.artifact.target_path,
-                   "version": current.artifact.version, **fields}
+        payload = {
+            "deployment": current.deployment,
+            "step": step,
+            "bundle": current.artifact.target_path,
+            "version": current.artifact.version,
+            **fields,
+        }
         return services.apply_gateway_report(gateway=self.gateway, report=payload, now=now)
 
     def install(self, now: datetime, *, fail: str = "") -> list[services.ReportOutcome]:
         steps = ["downloading", "downloaded", "installing", "rebooting"]
         outcomes = [self.report(step, now) for step in steps]
         if fail:
-            outcomes.append(self.report("failure", now, code=fail, message=f"{fail} on purpose",
-                                        log_excerpt="tail of install.log"))
+            outcomes.append(
+                self.report("failure", now, code=fail, message=f"{fail} on purpose", log_excerpt="tail of install.log")
+            )
         else:
             outcomes.append(self.report("success", now))
         return outcomes

@@ -30,15 +30,22 @@ def _deploy(serial: str, bundle: str, version: str) -> dict[str, Any]:
     gateway = Gateway.objects.get(serial=serial)
     with open(bundle, "rb") as f:
         artifact = firmware.upload_artifact(
-            organization=gateway.organization, type="firmware", name="gw-os", version=version, fileobj=f,
+            organization=gateway.organization,
+            type="firmware",
+            name="gw-os",
+            version=version,
+            fileobj=f,
             actor=None,
-        )  # fmt: skip
+        )
     deployment = services.create_deployment(
-        organization=gateway.organization, name=f"gw-os {version}", artifacts=[artifact],
+        organization=gateway.organization,
+        name=f"gw-os {version}",
+        artifacts=[artifact],
         target=TargetSpec(kind="list", gateways=(gateway,)),
         plan=RolloutPlan(phases=(PhaseSpec("all", percent=100),), max_retries=0, failure_min_sample=1),
-        actor=None, now=timezone.now(),
-    )  # fmt: skip
+        actor=None,
+        now=timezone.now(),
+    )
     services.run_rollouts(now=timezone.now())
     return {"deployment": deployment.pk}
 
@@ -47,9 +54,13 @@ def _state(deployment: str) -> dict[str, Any]:
     from firmware.deployments.models import Deployment, GatewayAction
 
     action = GatewayAction.objects.get(deployment_id=int(deployment))
-    return {"state": action.state, "failure_code": action.failure_code, "log_excerpt": action.log_excerpt,
-            "deployment_status": Deployment.objects.get(pk=int(deployment)).status,
-            "steps": list(action.events.filter(accepted=True).exclude(step="").values_list("step", flat=True))}
+    return {
+        "state": action.state,
+        "failure_code": action.failure_code,
+        "log_excerpt": action.log_excerpt,
+        "deployment_status": Deployment.objects.get(pk=int(deployment)).status,
+        "steps": list(action.events.filter(accepted=True).exclude(step="").values_list("step", flat=True)),
+    }
 
 
 if __name__ == "__main__":

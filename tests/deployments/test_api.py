@@ -9,8 +9,10 @@ import pytest
 from firmware.deployments import services
 from firmware.deployments.models import Deployment
 from fleet.audit.models import AuditEntry
-from tests.deployments.conftest import NOON_PACIFIC
+from tests.conftest import NOON_PACIFIC
 from tests.factories import GatewayFactory, GatewayGroupFactory, member
+
+pytestmark = pytest.mark.usefixtures("clock")
 
 API = "/api/deployments/"
 
@@ -27,12 +29,20 @@ def setup(organization, make_artifact, fleet) -> dict[str, Any]:
 
 def body(organization: Any, setup: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {
-        "organization": organization.pk, "name": "gw-os 2.0.0", "artifacts": [setup["artifact"].pk],
-        "target_kind": "group", "target_group": setup["group"].pk,
-        "phases": [{"name": "canary", "percent": 10, "min_soak_minutes": 60},
-                   {"name": "all", "percent": 100, "auto_advance": False}],
-        "window_start": "01:00", "window_end": "04:00", "failure_threshold_pct": 20, **extra,
-    }  # fmt: skip
+        "organization": organization.pk,
+        "name": "gw-os 2.0.0",
+        "artifacts": [setup["artifact"].pk],
+        "target_kind": "group",
+        "target_group": setup["group"].pk,
+        "phases": [
+            {"name": "canary", "percent": 10, "min_soak_minutes": 60},
+            {"name": "all", "percent": 100, "auto_advance": False},
+        ],
+        "window_start": "01:00",
+        "window_end": "04:00",
+        "failure_threshold_pct": 20,
+        **extra,
+    }
 
 
 def test_preview_shows_gateways_per_phase_and_the_incompatible_ones(api_client_for, users, organization, setup):
@@ -40,8 +50,9 @@ def test_preview_shows_gateways_per_phase_and_the_incompatible_ones(api_client_f
     assert response.status_code == 200, response.data
     assert response.data["eligible"] == 20
     assert [(p["name"], p["gateways"]) for p in response.data["phases"]] == [("canary", 2), ("all", 18)]
-    assert response.data["excluded"] == [{"serial": setup["odd"].serial, "reason": "incompatible",
-                                          "detail": "hardware model 'GX-999'"}]
+    assert response.data["excluded"] == [
+        {"serial": setup["odd"].serial, "reason": "incompatible", "detail": "hardware model 'GX-999'"}
+    ]
     assert not Deployment.objects.exists()
 
 
@@ -70,15 +81,19 @@ def test_operations_through_the_api_are_audited(api_client_for, users, organizat
     pk = client.post(API, body(organization, setup), format="json").data["id"]
     paused = client.post(f"{API}{pk}/pause/", {"reason": "utility asked to wait"}, format="json")
     assert (paused.status_code, paused.data["status"], paused.data["status_reason"]) == (
-        200, "paused", "utility asked to wait")
+        200,
+        "paused",
+        "utility asked to wait",
+    )
     again = client.post(f"{API}{pk}/pause/", {}, format="json")
     assert again.status_code == 409 and "Only a running deployment" in again.data["detail"]
     assert client.post(f"{API}{pk}/resume/", {}, format="json").data["status"] == "running"
     assert client.post(f"{API}{pk}/approve/", {}, format="json").status_code == 409
     canceled = client.post(f"{API}{pk}/cancel/", {"reason": "changed plans"}, format="json")
     assert canceled.data["status"] == "canceled"
-    actions = set(AuditEntry.objects.filter(target_id=str(pk), actor_user=users["admin"]).values_list("action",
-                                                                                                         flat=True))
+    actions = set(
+        AuditEntry.objects.filter(target_id=str(pk), actor_user=users["admin"]).values_list("action", flat=True)
+    )
     assert {"deployment.create", "deployment.pause", "deployment.resume", "deployment.cancel"} <= actions
 
 
@@ -115,8 +130,7 @@ def test_other_tenants_deployments_are_invisible(api_client_for, users, organiza
         ({"bogus": 1}, "bogus", "Unknown field"),
     ],
 )
-def test_bad_plans_are_refused_with_a_clear_message(api_client_for, users, organization, setup, change, field,
-                                                    message):
+def test_bad_plans_are_refused_with_a_clear_message(api_client_for, users, organization, setup, change, field, message):
     response = api_client_for(users["operator"]).post(API, {**body(organization, setup), **change}, format="json")
     assert response.status_code == 400
     assert message in str(response.data[field])

@@ -20,15 +20,17 @@ def deploy_and_wait(server: Server, agent: AgentProcess, bundle: Path, version: 
     assert agent.cli("check-now").returncode == 0
     return wait_for(
         lambda: (s := e2e_actions.run(server.process.var_dir, "state", str(deployment)))["state"] == final and s,
-        timeout=60, what=f"the gateway action to reach {final}",
+        timeout=60,
+        what=f"the gateway action to reach {final}",
     )
 
 
 @pytest.mark.parametrize("online_agent", ["E2E-001"], indirect=True)
 def test_real_agent_reports_drive_the_action_to_success(server: Server, online_agent: AgentProcess, tmp_path: Path):
     agent = online_agent
-    state = deploy_and_wait(server, agent, firmware_bundle(tmp_path, "2.0.0", health_check="echo ok\n"), "2.0.0",
-                            "success")
+    state = deploy_and_wait(
+        server, agent, firmware_bundle(tmp_path, "2.0.0", health_check="echo ok\n"), "2.0.0", "success"
+    )
     assert state["steps"][-1] == "success" and "installing" in state["steps"]
     assert state["deployment_status"] == "running"  # completes at the next tick
     assert agent.status()["installed"]["firmware"] == "2.0.0"

@@ -13,8 +13,10 @@ from firmware.deployments.plans import PhaseSpec, RolloutPlan, TargetSpec
 from firmware.models import Assignment
 from fleet.audit.models import AuditEntry
 from fleet.inventory.models import GatewayGroup
-from tests.deployments.conftest import NOON_PACIFIC
+from tests.conftest import NOON_PACIFIC
 from tests.factories import GatewayGroupFactory, member
+
+pytestmark = pytest.mark.usefixtures("clock")
 
 T0 = NOON_PACIFIC
 CANARY_THEN_ALL = (PhaseSpec("canary", count=2, min_soak=timedelta(minutes=30)), PhaseSpec("all", percent=100))
@@ -24,9 +26,13 @@ def deploy(organization: Any, artifacts: list[Any], gateways: list[Any], now: An
     plan.setdefault("phases", CANARY_THEN_ALL)
     plan.setdefault("failure_min_sample", 1)
     return services.create_deployment(
-        organization=organization, name="gw-os rollout", artifacts=artifacts,
-        target=TargetSpec(kind="list", gateways=tuple(gateways)), plan=RolloutPlan(**plan),
-        actor=member(organization, "operator"), now=now,
+        organization=organization,
+        name="gw-os rollout",
+        artifacts=artifacts,
+        target=TargetSpec(kind="list", gateways=tuple(gateways)),
+        plan=RolloutPlan(**plan),
+        actor=member(organization, "operator"),
+        now=now,
     )
 
 
@@ -86,9 +92,13 @@ def test_phase_with_operator_approval_waits_for_it(organization, make_artifact, 
 def test_rollout_pauses_when_failure_threshold_is_crossed_and_says_why(organization, make_artifact, fleet, agent):
     gateways = fleet(20)
     deployment = deploy(
-        organization, [make_artifact("2.0.0")], gateways, phases=(PhaseSpec("canary", count=5),
-                                                                  PhaseSpec("all", percent=100)),
-        failure_threshold_pct=20, failure_min_sample=5, max_retries=0,
+        organization,
+        [make_artifact("2.0.0")],
+        gateways,
+        phases=(PhaseSpec("canary", count=5), PhaseSpec("all", percent=100)),
+        failure_threshold_pct=20,
+        failure_min_sample=5,
+        max_retries=0,
     )
     services.run_rollouts(now=T0)
     canary = assigned_gateways(deployment)
@@ -116,8 +126,15 @@ def services_progress(deployment: Deployment) -> Any:
 
 
 def test_failures_below_the_minimum_sample_do_not_pause(organization, make_artifact, fleet, agent):
-    deployment = deploy(organization, [make_artifact("2.0.0")], fleet(10), phases=(PhaseSpec("all", percent=100),),
-                        failure_threshold_pct=10, failure_min_sample=5, max_retries=0)
+    deployment = deploy(
+        organization,
+        [make_artifact("2.0.0")],
+        fleet(10),
+        phases=(PhaseSpec("all", percent=100),),
+        failure_threshold_pct=10,
+        failure_min_sample=5,
+        max_retries=0,
+    )
     services.run_rollouts(now=T0)
     agent(assigned_gateways(deployment)[0]).install(T0, fail="disk_full")
     deployment.refresh_from_db()
@@ -126,8 +143,15 @@ def test_failures_below_the_minimum_sample_do_not_pause(organization, make_artif
 
 def test_maintenance_window_holds_installs_until_it_opens(organization, make_artifact, fleet, agent):
     gateway = fleet(1)[0]  # Fresno, America/Los_Angeles
-    deployment = deploy(organization, [make_artifact("2.0.0")], [gateway], phases=(PhaseSpec("all", percent=100),),
-                        window_start=time(1, 0), window_end=time(4, 0), gateway_timeout=timedelta(hours=1))
+    deployment = deploy(
+        organization,
+        [make_artifact("2.0.0")],
+        [gateway],
+        phases=(PhaseSpec("all", percent=100),),
+        window_start=time(1, 0),
+        window_end=time(4, 0),
+        gateway_timeout=timedelta(hours=1),
+    )
     services.run_rollouts(now=T0)
     install = Assignment.objects.get(gateway=gateway, artifact_type="firmware").install
     assert install["window"] == {"start": "01:00", "end": "04:00", "timezone": "America/Los_Angeles"}
@@ -151,8 +175,9 @@ def test_maintenance_window_holds_installs_until_it_opens(organization, make_art
 
 def test_sun_down_rule_follows_the_site_position(organization, make_artifact, fleet, agent):
     gateway = fleet(1)[0]
-    deployment = deploy(organization, [make_artifact("2.0.0")], [gateway], phases=(PhaseSpec("all", percent=100),),
-                        sun_down_only=True)
+    deployment = deploy(
+        organization, [make_artifact("2.0.0")], [gateway], phases=(PhaseSpec("all", percent=100),), sun_down_only=True
+    )
     services.run_rollouts(now=T0)
     install = Assignment.objects.get(gateway=gateway, artifact_type="firmware").install
     assert install["sun_down"] is True and install["location"]["latitude"] == 36.7378
@@ -167,8 +192,9 @@ def test_sun_down_rule_follows_the_site_position(organization, make_artifact, fl
 @pytest.mark.parametrize("rule", [{"sun_down_only": True}, {"window_start": time(1), "window_end": time(4)}])
 def test_install_rules_exclude_gateways_without_a_site(organization, make_artifact, fleet, rule):
     placed, unplaced = fleet(1)[0], fleet(1, site=None)[0]
-    deployment = deploy(organization, [make_artifact("2.0.0")], [placed, unplaced],
-                        phases=(PhaseSpec("all", percent=100),), **rule)
+    deployment = deploy(
+        organization, [make_artifact("2.0.0")], [placed, unplaced], phases=(PhaseSpec("all", percent=100),), **rule
+    )
     exclusion = Exclusion.objects.get(deployment=deployment)
     assert (exclusion.gateway, exclusion.reason) == (unplaced, "no_location")
 
@@ -176,8 +202,9 @@ def test_install_rules_exclude_gateways_without_a_site(organization, make_artifa
 def test_incompatible_gateway_is_listed_and_never_assigned(organization, make_artifact, fleet, agent):
     compatible = fleet(3)
     other = fleet(1, hardware_model="GX-999")[0]
-    deployment = deploy(organization, [make_artifact("2.0.0")], [*compatible, other],
-                        phases=(PhaseSpec("all", percent=100),))
+    deployment = deploy(
+        organization, [make_artifact("2.0.0")], [*compatible, other], phases=(PhaseSpec("all", percent=100),)
+    )
     for minute in range(3):
         services.run_rollouts(now=T0 + timedelta(minutes=minute))
     exclusion = Exclusion.objects.get(deployment=deployment)
@@ -200,8 +227,9 @@ def test_one_deployment_can_carry_builds_for_several_hardware_models(organizatio
 def test_out_of_order_and_unknown_reports_are_refused_and_logged(organization, make_artifact, fleet, agent, caplog):
     gateway, stranger = fleet(2)
     deployment = deploy(organization, [make_artifact("2.0.0")], [gateway], phases=(PhaseSpec("all", percent=100),))
-    before = services.apply_gateway_report(gateway=gateway, report={"deployment": str(deployment.pk),
-                                                                    "step": "installing"}, now=T0)
+    before = services.apply_gateway_report(
+        gateway=gateway, report={"deployment": str(deployment.pk), "step": "installing"}, now=T0
+    )
     assert (before.accepted, before.code) == (False, "out_of_order")  # still scheduled: nothing was assigned
     services.run_rollouts(now=T0)
     sim = agent(gateway)
@@ -209,8 +237,9 @@ def test_out_of_order_and_unknown_reports_are_refused_and_logged(organization, m
     assert (skipped.accepted, skipped.code) == (False, "out_of_order")
     assert "'success' is out of order in state 'assigned'" in skipped.message
     assert sim.report("bogus", T0).code == "out_of_order"
-    unknown = services.apply_gateway_report(gateway=stranger, report={"deployment": str(deployment.pk),
-                                                                      "step": "downloading"}, now=T0)
+    unknown = services.apply_gateway_report(
+        gateway=stranger, report={"deployment": str(deployment.pk), "step": "downloading"}, now=T0
+    )
     assert unknown.code == "unknown_deployment"
     malformed = services.apply_gateway_report(gateway=gateway, report={"step": "downloading"}, now=T0)
     assert malformed.code == "invalid_report"
@@ -227,9 +256,16 @@ def test_out_of_order_and_unknown_reports_are_refused_and_logged(organization, m
 
 def test_a_gateway_that_goes_silent_times_out_after_bounded_retries(organization, make_artifact, fleet, agent):
     gateway = fleet(1)[0]
-    deployment = deploy(organization, [make_artifact("2.0.0")], [gateway], phases=(PhaseSpec("all", percent=100),),
-                        gateway_timeout=timedelta(minutes=30), max_retries=1, retry_backoff=timedelta(minutes=10),
-                        failure_threshold_pct=100)
+    deployment = deploy(
+        organization,
+        [make_artifact("2.0.0")],
+        [gateway],
+        phases=(PhaseSpec("all", percent=100),),
+        gateway_timeout=timedelta(minutes=30),
+        max_retries=1,
+        retry_backoff=timedelta(minutes=10),
+        failure_threshold_pct=100,
+    )
     services.run_rollouts(now=T0)
     agent(gateway).report("downloading", T0 + timedelta(minutes=5))
     services.run_rollouts(now=T0 + timedelta(minutes=36))
@@ -245,8 +281,13 @@ def test_a_gateway_that_goes_silent_times_out_after_bounded_retries(organization
 
 
 def test_rate_limit_spreads_assignments_over_minutes(organization, make_artifact, fleet):
-    deployment = deploy(organization, [make_artifact("2.0.0")], fleet(7), phases=(PhaseSpec("all", percent=100),),
-                        rate_limit_per_minute=3)
+    deployment = deploy(
+        organization,
+        [make_artifact("2.0.0")],
+        fleet(7),
+        phases=(PhaseSpec("all", percent=100),),
+        rate_limit_per_minute=3,
+    )
     counts = []
     for minute in range(4):
         services.run_rollouts(now=T0 + timedelta(minutes=minute, seconds=1))
@@ -262,8 +303,14 @@ def test_cancel_leaves_every_gateway_on_a_defined_version(organization, make_art
     for gateway in gateways:
         agent(gateway).install(T0)
     services.run_rollouts(now=T0 + timedelta(minutes=30))
-    deployment = deploy(organization, [new], gateways, phases=(PhaseSpec("all", percent=100),),
-                        now=T0 + timedelta(hours=1), rate_limit_per_minute=5)
+    deployment = deploy(
+        organization,
+        [new],
+        gateways,
+        phases=(PhaseSpec("all", percent=100),),
+        now=T0 + timedelta(hours=1),
+        rate_limit_per_minute=5,
+    )
     assert Deployment.objects.get(pk=first.pk).status == "completed"
     services.run_rollouts(now=T0 + timedelta(hours=1))
     g_done, g_installing, g_failing, g_downloaded, g_assigned = assigned_gateways(deployment)
@@ -299,8 +346,9 @@ def test_rollback_deploys_the_previous_version_to_gateways_that_got_the_new_one(
     services.run_rollouts(now=T0)
     for gateway in gateways:
         agent(gateway).install(T0)
-    deployment = deploy(organization, [new], gateways, phases=(PhaseSpec("canary", count=2),
-                                                               PhaseSpec("all", percent=100)))
+    deployment = deploy(
+        organization, [new], gateways, phases=(PhaseSpec("canary", count=2), PhaseSpec("all", percent=100))
+    )
     services.run_rollouts(now=T0)
     got_new = assigned_gateways(deployment)
     for gateway in got_new:
@@ -337,9 +385,13 @@ def test_gateways_joining_a_dynamic_group_are_included(organization, make_artifa
     fleet(2, tags=["pilot"])
     group = GatewayGroupFactory(organization=organization, kind=GatewayGroup.Kind.DYNAMIC, filter={"tags": ["pilot"]})
     deployment = services.create_deployment(
-        organization=organization, name="pilot", artifacts=[make_artifact("2.0.0")],
-        target=TargetSpec(kind="group", group=group), plan=RolloutPlan(phases=(PhaseSpec("all", percent=100),)),
-        actor=member(organization, "operator"), now=T0,
+        organization=organization,
+        name="pilot",
+        artifacts=[make_artifact("2.0.0")],
+        target=TargetSpec(kind="group", group=group),
+        plan=RolloutPlan(phases=(PhaseSpec("all", percent=100),)),
+        actor=member(organization, "operator"),
+        now=T0,
     )
     services.run_rollouts(now=T0)
     newcomer = fleet(1, tags=["pilot"])[0]
@@ -349,8 +401,9 @@ def test_gateways_joining_a_dynamic_group_are_included(organization, make_artifa
 
 
 def test_jitter_spreads_the_start_of_a_phase(organization, make_artifact, fleet):
-    deployment = deploy(organization, [make_artifact("2.0.0")], fleet(20), phases=(PhaseSpec("all", percent=100),),
-                        jitter_seconds=600)
+    deployment = deploy(
+        organization, [make_artifact("2.0.0")], fleet(20), phases=(PhaseSpec("all", percent=100),), jitter_seconds=600
+    )
     starts = list(GatewayAction.objects.filter(deployment=deployment).values_list("not_before", flat=True))
     assert all(T0 <= start <= T0 + timedelta(seconds=600) for start in starts)
     assert len(set(starts)) > 10
@@ -364,8 +417,16 @@ def test_jitter_spreads_the_start_of_a_phase(organization, make_artifact, fleet)
 def test_resume_accepts_the_failures_so_far_and_the_threshold_watches_what_follows(
     organization, make_artifact, fleet, agent, users
 ):
-    deployment = deploy(organization, [make_artifact("2.0.0")], fleet(12), phases=(PhaseSpec("all", percent=100),),
-                        failure_threshold_pct=25, failure_min_sample=4, max_retries=0, rate_limit_per_minute=4)
+    deployment = deploy(
+        organization,
+        [make_artifact("2.0.0")],
+        fleet(12),
+        phases=(PhaseSpec("all", percent=100),),
+        failure_threshold_pct=25,
+        failure_min_sample=4,
+        max_retries=0,
+        rate_limit_per_minute=4,
+    )
     services.run_rollouts(now=T0)
     for i, gateway in enumerate(assigned_gateways(deployment)):
         agent(gateway).install(T0, fail="flash_error" if i < 2 else "")
@@ -383,8 +444,15 @@ def test_resume_accepts_the_failures_so_far_and_the_threshold_watches_what_follo
 
 
 def test_retry_failed_schedules_the_failed_gateways_again(organization, make_artifact, fleet, agent, users):
-    deployment = deploy(organization, [make_artifact("2.0.0")], fleet(2), phases=(PhaseSpec("all", percent=100),),
-                        max_retries=0, failure_threshold_pct=100, success_threshold_pct=50)
+    deployment = deploy(
+        organization,
+        [make_artifact("2.0.0")],
+        fleet(2),
+        phases=(PhaseSpec("all", percent=100),),
+        max_retries=0,
+        failure_threshold_pct=100,
+        success_threshold_pct=50,
+    )
     services.run_rollouts(now=T0)
     failing, fine = assigned_gateways(deployment)
     agent(failing).install(T0, fail="disk_full")
@@ -403,10 +471,17 @@ def test_retry_failed_schedules_the_failed_gateways_again(organization, make_art
     assert AuditEntry.objects.filter(action="deployment.retry_failed", actor_user=users["admin"]).exists()
 
 
-def test_a_phase_that_ends_below_the_success_threshold_pauses_with_the_reason(organization, make_artifact, fleet,
-                                                                              agent):
-    deployment = deploy(organization, [make_artifact("2.0.0")], fleet(4), max_retries=0, failure_threshold_pct=100,
-                        success_threshold_pct=95)
+def test_a_phase_that_ends_below_the_success_threshold_pauses_with_the_reason(
+    organization, make_artifact, fleet, agent
+):
+    deployment = deploy(
+        organization,
+        [make_artifact("2.0.0")],
+        fleet(4),
+        max_retries=0,
+        failure_threshold_pct=100,
+        success_threshold_pct=95,
+    )
     services.run_rollouts(now=T0)
     first, second = assigned_gateways(deployment)
     agent(first).install(T0)
@@ -426,8 +501,9 @@ def test_a_gateway_canceled_mid_install_that_goes_silent_times_out_back_to_its_p
     deploy(organization, [old], [gateway], phases=(PhaseSpec("all", percent=100),))
     services.run_rollouts(now=T0)
     agent(gateway).install(T0)
-    deployment = deploy(organization, [new], [gateway], phases=(PhaseSpec("all", percent=100),),
-                        gateway_timeout=timedelta(minutes=30))
+    deployment = deploy(
+        organization, [new], [gateway], phases=(PhaseSpec("all", percent=100),), gateway_timeout=timedelta(minutes=30)
+    )
     services.run_rollouts(now=T0)
     agent(gateway).report("installing", T0)
     services.cancel(deployment=deployment, actor=users["operator"], now=T0 + timedelta(minutes=1))
@@ -443,8 +519,14 @@ def test_a_gateway_whose_hardware_changed_after_planning_fails_alone_and_is_not_
     organization, make_artifact, fleet
 ):
     steady, changed = fleet(2)
-    deployment = deploy(organization, [make_artifact("2.0.0")], [steady, changed],
-                        phases=(PhaseSpec("all", percent=100),), max_retries=0, failure_threshold_pct=100)
+    deployment = deploy(
+        organization,
+        [make_artifact("2.0.0")],
+        [steady, changed],
+        phases=(PhaseSpec("all", percent=100),),
+        max_retries=0,
+        failure_threshold_pct=100,
+    )
     changed.hardware_model = "GX-999"
     changed.save()
     services.run_rollouts(now=T0)

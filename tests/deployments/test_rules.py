@@ -14,8 +14,11 @@ from firmware.deployments.states import STEPS, TERMINAL, apply_step
 @pytest.mark.parametrize(
     ("sizes", "total", "ends"),
     [
-        ([PhaseSize(percent=1), PhaseSize(percent=10), PhaseSize(percent=50), PhaseSize(percent=100)], 1000,
-         [10, 100, 500, 1000]),
+        (
+            [PhaseSize(percent=1), PhaseSize(percent=10), PhaseSize(percent=50), PhaseSize(percent=100)],
+            1000,
+            [10, 100, 500, 1000],
+        ),
         ([PhaseSize(percent=1), PhaseSize(percent=100)], 7, [1, 7]),  # a canary gets at least one gateway
         ([PhaseSize(count=5), PhaseSize(count=50), PhaseSize(percent=60)], 30, [5, 30, 30]),  # last takes the rest
         ([PhaseSize(percent=10), PhaseSize(percent=20)], 0, [0, 0]),

@@ -18,9 +18,13 @@ def test_the_beat_entry_runs_the_rollout_driver(organization, make_artifact, fle
     current_app.loader.import_default_modules()
     gateway = fleet(1)[0]
     deployment = services.create_deployment(
-        organization=organization, name="scheduled", artifacts=[make_artifact("2.0.0")],
-        target=TargetSpec(kind="list", gateways=(gateway,)), plan=RolloutPlan(phases=(PhaseSpec("all", percent=100),)),
-        actor=member(organization, "operator"), now=timezone.now(),
+        organization=organization,
+        name="scheduled",
+        artifacts=[make_artifact("2.0.0")],
+        target=TargetSpec(kind="list", gateways=(gateway,)),
+        plan=RolloutPlan(phases=(PhaseSpec("all", percent=100),)),
+        actor=member(organization, "operator"),
+        now=timezone.now(),
     )
     run_task_by_name(str(entry["task"]))
     assert GatewayAction.objects.get(deployment=deployment).state == "assigned"

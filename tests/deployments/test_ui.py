@@ -10,7 +10,9 @@ from django.test import Client
 from firmware.deployments import services
 from firmware.deployments.models import Deployment, GatewayAction
 from fleet.audit.models import AuditEntry
-from tests.deployments.conftest import NOON_PACIFIC
+from tests.conftest import NOON_PACIFIC
+
+pytestmark = pytest.mark.usefixtures("clock")
 
 
 def logged_in(user: Any) -> Client:
@@ -25,12 +27,23 @@ def form_data(organization, make_artifact, fleet) -> dict[str, Any]:
     gateways = fleet(4)
     odd = fleet(1, hardware_model="GX-999")[0]
     return {
-        "organization": organization.pk, "name": "UI rollout", "artifacts": [artifact.pk], "target_kind": "list",
-        "target_gateways": " ".join(g.serial for g in [*gateways, odd]), "include_new_gateways": "on",
-        "phases": "canary 1 soak=0\nall 100%", "jitter_seconds": 0, "gateway_timeout_minutes": 60,
-        "max_retries": 0, "retry_backoff_minutes": 5, "success_threshold_pct": 100, "failure_threshold_pct": 50,
-        "failure_min_sample": 1, "window_start": "", "window_end": "",
-    }  # fmt: skip
+        "organization": organization.pk,
+        "name": "UI rollout",
+        "artifacts": [artifact.pk],
+        "target_kind": "list",
+        "target_gateways": " ".join(g.serial for g in [*gateways, odd]),
+        "include_new_gateways": "on",
+        "phases": "canary 1 soak=0\nall 100%",
+        "jitter_seconds": 0,
+        "gateway_timeout_minutes": 60,
+        "max_retries": 0,
+        "retry_backoff_minutes": 5,
+        "success_threshold_pct": 100,
+        "failure_threshold_pct": 50,
+        "failure_min_sample": 1,
+        "window_start": "",
+        "window_end": "",
+    }
 
 
 def test_operator_previews_creates_and_follows_a_deployment(users, form_data, agent):

@@ -4,26 +4,38 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from firmware.deployments import services
 from firmware.deployments.models import GatewayAction
 from firmware.deployments.plans import PhaseSpec, RolloutPlan, TargetSpec
 from fleet.uplink import services as uplink
 from fleet.uplink.protocol import Hello, parse_records
-from tests.deployments.conftest import NOON_PACIFIC
+from tests.conftest import NOON_PACIFIC
 from tests.factories import member
+
+pytestmark = pytest.mark.usefixtures("clock")
 
 
 def status(seq: int, deployment: int, step: str, **extra: object) -> dict[str, object]:
-    return {"seq": seq, "kind": "status", "ts": "2026-11-26T20:01:00Z",
-            "payload": {"deployment": deployment, "step": step, **extra}}
+    return {
+        "seq": seq,
+        "kind": "status",
+        "ts": "2026-11-26T20:01:00Z",
+        "payload": {"deployment": deployment, "step": step, **extra},
+    }
 
 
 def test_status_records_from_the_uplink_drive_the_gateway_action(organization, make_artifact, fleet):
     gateway = fleet(1)[0]
     deployment = services.create_deployment(
-        organization=organization, name="via uplink", artifacts=[make_artifact("2.0.0")],
-        target=TargetSpec(kind="list", gateways=(gateway,)), plan=RolloutPlan(phases=(PhaseSpec("all", percent=100),)),
-        actor=member(organization, "operator"), now=NOON_PACIFIC,
+        organization=organization,
+        name="via uplink",
+        artifacts=[make_artifact("2.0.0")],
+        target=TargetSpec(kind="list", gateways=(gateway,)),
+        plan=RolloutPlan(phases=(PhaseSpec("all", percent=100),)),
+        actor=member(organization, "operator"),
+        now=NOON_PACIFIC,
     )
     services.run_rollouts(now=NOON_PACIFIC)
     uplink.open_stream(gateway=gateway, hello=Hello(protocol=1, agent_version="0.4.2", stream="q-1", last_acked_seq=0))

@@ -37,8 +37,9 @@ def test_admin_logs_in_and_sees_the_demo_fleet_in_the_browser(demo_server: Any, 
 
 def test_the_rest_api_of_the_demo_answers_with_a_token(demo_server: Any) -> None:
     with httpx.Client(base_url=demo_server.url) as client:
-        token = client.post("/api/accounts/token/", data={"username": demo_server.username,
-                                                           "password": demo_server.password}).json()["token"]
+        token = client.post(
+            "/api/accounts/token/", data={"username": demo_server.username, "password": demo_server.password}
+        ).json()["token"]
         gateways = client.get("/api/inventory/gateways/", headers={"Authorization": f"Token {token}"}).json()
         assert gateways["count"] == 10
         assert client.get("/api/schema/").status_code == 200
@@ -46,20 +47,24 @@ def test_the_rest_api_of_the_demo_answers_with_a_token(demo_server: Any) -> None
 
 def test_simulated_gateways_enroll_come_online_and_report_their_inverters(demo_server: Any) -> None:
     with httpx.Client(base_url=demo_server.url) as client:
-        token = client.post("/api/accounts/token/", data={"username": demo_server.username,
-                                                           "password": demo_server.password}).json()["token"]
+        token = client.post(
+            "/api/accounts/token/", data={"username": demo_server.username, "password": demo_server.password}
+        ).json()["token"]
         headers = {"Authorization": f"Token {token}"}
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            online = client.get("/api/inventory/gateways/", params={"never_seen": "false", "status": "active"},
-                                headers=headers).json()["results"]
+            online = client.get(
+                "/api/inventory/gateways/", params={"never_seen": "false", "status": "active"}, headers=headers
+            ).json()["results"]
             devices = client.get("/api/inventory/field-devices/", headers=headers).json()["results"]
             if len(online) == 2 and len(devices) == 2:
                 break
             time.sleep(1)
         assert sorted(g["serial"] for g in online) == ["DEMO-GW-0001", "DEMO-GW-0002"]
-        assert {(d["make"], d["serial"]) for d in devices} == {("Gridfleet", "DEMO-GW-0001-INV1"),
-                                                               ("Gridfleet", "DEMO-GW-0002-INV1")}
+        assert {(d["make"], d["serial"]) for d in devices} == {
+            ("Gridfleet", "DEMO-GW-0001-INV1"),
+            ("Gridfleet", "DEMO-GW-0002-INV1"),
+        }
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -78,8 +83,13 @@ def test_stopping_the_demo_stops_its_simulated_gateways(tmp_path: Path) -> None:
     env |= {"GRIDFLEET_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "fleet.settings"}
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "manage.py", "demo_fleet", "--port", str(port), "--agents", "1"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "demo_fleet", "--port", str(port), "--agents", "1"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port, server)
         deadline = time.monotonic() + 30

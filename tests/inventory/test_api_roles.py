@@ -22,19 +22,27 @@ def new_gateway(organization: Any, serial: str = "GW-NEW-1") -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("role", Role.values)
-def test_every_role_reads_the_inventory_of_its_organization(role: str, users: Any, organization: Any,
-                                                            api_client_for: Any) -> None:
+def test_every_role_reads_the_inventory_of_its_organization(
+    role: str, users: Any, organization: Any, api_client_for: Any
+) -> None:
     GatewayFactory(organization=organization, serial="GW-READ")
     response = api_client_for(users[role]).get(GATEWAYS)
     assert response.status_code == 200
     assert [row["serial"] for row in response.json()["results"]] == ["GW-READ"]
 
 
-@pytest.mark.parametrize(("role", "allowed"), [
-    (Role.ADMIN, True), (Role.OPERATOR, True), (Role.TECHNICIAN, False), (Role.VIEWER, False),
-])
-def test_only_admins_and_operators_change_the_inventory(role: str, allowed: bool, users: Any, organization: Any,
-                                                        api_client_for: Any) -> None:
+@pytest.mark.parametrize(
+    ("role", "allowed"),
+    [
+        (Role.ADMIN, True),
+        (Role.OPERATOR, True),
+        (Role.TECHNICIAN, False),
+        (Role.VIEWER, False),
+    ],
+)
+def test_only_admins_and_operators_change_the_inventory(
+    role: str, allowed: bool, users: Any, organization: Any, api_client_for: Any
+) -> None:
     client = api_client_for(users[role])
     created = client.post(GATEWAYS, new_gateway(organization), format="json")
     existing = GatewayFactory(organization=organization)
@@ -105,10 +113,15 @@ def test_only_superusers_create_organizations(users: Any, api_client_for: Any) -
 
 
 @pytest.mark.parametrize(("role", "allowed"), [(Role.ADMIN, True), (Role.OPERATOR, False), (Role.VIEWER, False)])
-def test_only_admins_manage_members(role: str, allowed: bool, users: Any, organization: Any,
-                                    api_client_for: Any) -> None:
-    body = {"username": "newtech", "password": "a-long-unusual-passphrase", "organization": organization.slug,
-            "role": Role.TECHNICIAN}
+def test_only_admins_manage_members(
+    role: str, allowed: bool, users: Any, organization: Any, api_client_for: Any
+) -> None:
+    body = {
+        "username": "newtech",
+        "password": "a-long-unusual-passphrase",
+        "organization": organization.slug,
+        "role": Role.TECHNICIAN,
+    }
     response = api_client_for(users[role]).post("/api/accounts/users/", body, format="json")
     assert response.status_code == (201 if allowed else 403)
     if allowed:
@@ -118,8 +131,9 @@ def test_only_admins_manage_members(role: str, allowed: bool, users: Any, organi
 
 def test_token_authentication_works_for_integrators(users: Any, organization: Any, client: Any) -> None:
     GatewayFactory(organization=organization, serial="GW-TOKEN")
-    response = client.post("/api/accounts/token/", {"username": users[Role.VIEWER].username,
-                                                     "password": "correct-horse-battery"})
+    response = client.post(
+        "/api/accounts/token/", {"username": users[Role.VIEWER].username, "password": "correct-horse-battery"}
+    )
     assert response.status_code == 200
     token = response.json()["token"]
     listed = client.get(GATEWAYS, HTTP_AUTHORIZATION=f"Token {token}")
@@ -127,8 +141,9 @@ def test_token_authentication_works_for_integrators(users: Any, organization: An
     assert client.get(GATEWAYS, HTTP_AUTHORIZATION="Token not-a-token").status_code == 401
 
 
-def test_site_delete_is_refused_while_an_organization_still_owns_things(users: Any, organization: Any,
-                                                                        api_client_for: Any) -> None:
+def test_site_delete_is_refused_while_an_organization_still_owns_things(
+    users: Any, organization: Any, api_client_for: Any
+) -> None:
     root = UserFactory(is_superuser=True)
     SiteFactory(organization=organization)
     response = api_client_for(root).delete(f"/api/inventory/organizations/{organization.pk}/")

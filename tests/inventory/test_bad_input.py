@@ -22,18 +22,22 @@ def body(**overrides: Any) -> dict[str, Any]:
     return {"serial": "GW-BAD-1", "organization": "sunrise", "hardware_model": "GF-100"} | overrides
 
 
-@pytest.mark.parametrize(("payload", "field", "message"), [
-    (body(colour="red"), "colour", "Unknown field."),
-    (body(last_seen="2026-01-01T00:00:00Z"), "last_seen", "read-only"),
-    (body(serial="has spaces"), "serial", "A serial is"),
-    (body(serial=""), "serial", "may not be blank"),
-    (body(status="exploded"), "status", "not a valid choice"),
-    (body(site="not-an-id"), "site", "Incorrect type"),
-    (body(tags="pilot"), "tags", "Expected a list"),
-    (body(hardware_model=["GF"]), "hardware_model", "Not a valid string"),
-])
-def test_invalid_gateway_fields_get_a_400_naming_the_field(payload: dict[str, Any], field: str, message: str,
-                                                           client: Any) -> None:
+@pytest.mark.parametrize(
+    ("payload", "field", "message"),
+    [
+        (body(colour="red"), "colour", "Unknown field."),
+        (body(last_seen="2026-01-01T00:00:00Z"), "last_seen", "read-only"),
+        (body(serial="has spaces"), "serial", "A serial is"),
+        (body(serial=""), "serial", "may not be blank"),
+        (body(status="exploded"), "status", "not a valid choice"),
+        (body(site="not-an-id"), "site", "Incorrect type"),
+        (body(tags="pilot"), "tags", "Expected a list"),
+        (body(hardware_model=["GF"]), "hardware_model", "Not a valid string"),
+    ],
+)
+def test_invalid_gateway_fields_get_a_400_naming_the_field(
+    payload: dict[str, Any], field: str, message: str, client: Any
+) -> None:
     response = client.post(GATEWAYS, payload, format="json")
     assert response.status_code == 400
     assert message in str(response.json()[field])
@@ -46,12 +50,15 @@ def test_duplicate_serial_is_a_400_not_a_500(organization: Any, client: Any) -> 
     assert "already exists" in str(response.json()["serial"])
 
 
-@pytest.mark.parametrize(("payload", "field"), [
-    ({"organization": "sunrise", "name": "S", "latitude": "91"}, "latitude"),
-    ({"organization": "sunrise", "name": "S", "timezone": "Mars/Olympus"}, "timezone"),
-    ({"organization": "sunrise", "name": "S", "nameplate_kw": "-3"}, "nameplate_kw"),
-    ({"organization": "sunrise", "name": "S", "nameplate_kw": "lots"}, "nameplate_kw"),
-])
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"organization": "sunrise", "name": "S", "latitude": "91"}, "latitude"),
+        ({"organization": "sunrise", "name": "S", "timezone": "Mars/Olympus"}, "timezone"),
+        ({"organization": "sunrise", "name": "S", "nameplate_kw": "-3"}, "nameplate_kw"),
+        ({"organization": "sunrise", "name": "S", "nameplate_kw": "lots"}, "nameplate_kw"),
+    ],
+)
 def test_invalid_site_values_are_refused(payload: dict[str, Any], field: str, client: Any) -> None:
     response = client.post("/api/inventory/sites/", payload, format="json")
     assert response.status_code == 400
@@ -71,11 +78,21 @@ def test_an_oversize_body_is_a_413(client: Any, settings: Any) -> None:
     assert "too large" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("group_filter", [
-    {}, {"colour": ["red"]}, {"site": ["one"]}, {"tags": "pilot"}, {"attributes": {"os": ["a", "b"]}},
-])
+@pytest.mark.parametrize(
+    "group_filter",
+    [
+        {},
+        {"colour": ["red"]},
+        {"site": ["one"]},
+        {"tags": "pilot"},
+        {"attributes": {"os": ["a", "b"]}},
+    ],
+)
 def test_dynamic_groups_refuse_malformed_filters(group_filter: dict[str, Any], client: Any) -> None:
-    response = client.post("/api/inventory/groups/", {"organization": "sunrise", "name": "G", "kind": "dynamic",
-                                                      "filter": group_filter}, format="json")
+    response = client.post(
+        "/api/inventory/groups/",
+        {"organization": "sunrise", "name": "G", "kind": "dynamic", "filter": group_filter},
+        format="json",
+    )
     assert response.status_code == 400
     assert "filter" in response.json()

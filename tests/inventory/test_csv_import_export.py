@@ -16,9 +16,11 @@ pytestmark = pytest.mark.django_db
 
 
 def upload(client: Any, kind: str, text: str) -> Any:
-    return client.post(f"/api/inventory/{kind}/import/",
-                       {"file": SimpleUploadedFile(f"{kind}.csv", text.encode(), content_type="text/csv")},
-                       format="multipart")
+    return client.post(
+        f"/api/inventory/{kind}/import/",
+        {"file": SimpleUploadedFile(f"{kind}.csv", text.encode(), content_type="text/csv")},
+        format="multipart",
+    )
 
 
 @pytest.fixture
@@ -28,9 +30,9 @@ def operator_client(organization: Any, api_client_for: Any) -> Any:
 
 def test_gateway_import_creates_every_row_with_site_and_tags(organization: Any, operator_client: Any) -> None:
     SiteFactory(organization=organization, name="Fresno 1")
-    text = ("organization,serial,site,hardware_model,tags\n"
-            "sunrise,GW-A1,Fresno 1,GF-100,pilot;ca\n"
-            "sunrise,GW-A2,,GF-200,\n")
+    text = (
+        "organization,serial,site,hardware_model,tags\nsunrise,GW-A1,Fresno 1,GF-100,pilot;ca\nsunrise,GW-A2,,GF-200,\n"
+    )
     response = upload(operator_client, "gateways", text)
     assert response.status_code == 201, response.json()
     assert response.json() == {"created": 2}
@@ -43,12 +45,14 @@ def test_gateway_import_creates_every_row_with_site_and_tags(organization: Any, 
 
 def test_one_bad_row_imports_nothing_and_names_the_line_and_field(organization: Any, operator_client: Any) -> None:
     GatewayFactory(organization=organization, serial="GW-TAKEN")
-    text = ("organization,serial,site,hardware_model\n"
-            "sunrise,GW-B1,,GF-100\n"
-            "sunrise,GW-TAKEN,,GF-100\n"
-            "sunrise,GW-B3,Nowhere,GF-100\n"
-            "sunrise,GW-B1,,GF-100\n"
-            "sunrise,GW-B5,,\n")
+    text = (
+        "organization,serial,site,hardware_model\n"
+        "sunrise,GW-B1,,GF-100\n"
+        "sunrise,GW-TAKEN,,GF-100\n"
+        "sunrise,GW-B3,Nowhere,GF-100\n"
+        "sunrise,GW-B1,,GF-100\n"
+        "sunrise,GW-B5,,\n"
+    )
     response = upload(operator_client, "gateways", text)
     assert response.status_code == 400
     errors = {(e["line"], e["field"]) for e in response.json()["errors"]}
@@ -66,12 +70,15 @@ def test_import_refuses_rows_for_an_organization_the_user_cannot_manage(
     assert not Site.objects.filter(name="Ok").exists()
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("organization,serial,colour,hardware_model\nsunrise,GW-1,red,GF\n", "Unknown column"),
-    ("organization,hardware_model\nsunrise,GF\n", "Required column is missing"),
-    ("organization,serial,hardware_model\n", "no rows"),
-    ("organization,serial,hardware_model\nsunrise,GW-1,GF,extra\n", "More values than columns"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("organization,serial,colour,hardware_model\nsunrise,GW-1,red,GF\n", "Unknown column"),
+        ("organization,hardware_model\nsunrise,GF\n", "Required column is missing"),
+        ("organization,serial,hardware_model\n", "no rows"),
+        ("organization,serial,hardware_model\nsunrise,GW-1,GF,extra\n", "More values than columns"),
+    ],
+)
 def test_malformed_files_are_refused_with_a_clear_reason(text: str, message: str, operator_client: Any) -> None:
     response = upload(operator_client, "gateways", text)
     assert response.status_code == 400
@@ -79,8 +86,9 @@ def test_malformed_files_are_refused_with_a_clear_reason(text: str, message: str
 
 
 def test_non_utf8_file_is_refused(operator_client: Any) -> None:
-    response = operator_client.post("/api/inventory/gateways/import/",
-                                    {"file": SimpleUploadedFile("g.csv", b"\xff\xfe\x00bad")}, format="multipart")
+    response = operator_client.post(
+        "/api/inventory/gateways/import/", {"file": SimpleUploadedFile("g.csv", b"\xff\xfe\x00bad")}, format="multipart"
+    )
     assert response.status_code == 400
     assert "UTF-8" in response.json()["detail"]
 

@@ -19,20 +19,31 @@ def serials(queryset: Any) -> list[str]:
     return sorted(queryset.values_list("serial", flat=True))
 
 
-def test_dynamic_group_matches_site_model_tags_and_reported_attributes(organization: Any,
-                                                                      other_organization: Any) -> None:
+def test_dynamic_group_matches_site_model_tags_and_reported_attributes(
+    organization: Any, other_organization: Any
+) -> None:
     fresno = SiteFactory(organization=organization)
-    match = GatewayFactory(organization=organization, site=fresno, serial="GW-M", hardware_model="GF-200",
-                           tags=["pilot", "ca"])
+    match = GatewayFactory(
+        organization=organization, site=fresno, serial="GW-M", hardware_model="GF-200", tags=["pilot", "ca"]
+    )
     report_gateway_attributes(gateway=match, attributes={"os": "debian-12"})
-    GatewayFactory(organization=organization, site=fresno, serial="GW-WRONG-TAGS", hardware_model="GF-200",
-                   tags=["pilot"])
+    GatewayFactory(
+        organization=organization, site=fresno, serial="GW-WRONG-TAGS", hardware_model="GF-200", tags=["pilot"]
+    )
     GatewayFactory(organization=organization, serial="GW-OTHER-SITE", hardware_model="GF-200", tags=["pilot", "ca"])
-    GatewayFactory(organization=other_organization, serial="GW-OTHER-ORG", hardware_model="GF-200",
-                   tags=["pilot", "ca"])
-    group = GatewayGroupFactory(organization=organization, kind=GatewayGroup.Kind.DYNAMIC, filter={
-        "site": [fresno.pk], "hardware_model": ["GF-200"], "tags": ["pilot", "ca"], "attributes": {"os": "debian-12"},
-    })
+    GatewayFactory(
+        organization=other_organization, serial="GW-OTHER-ORG", hardware_model="GF-200", tags=["pilot", "ca"]
+    )
+    group = GatewayGroupFactory(
+        organization=organization,
+        kind=GatewayGroup.Kind.DYNAMIC,
+        filter={
+            "site": [fresno.pk],
+            "hardware_model": ["GF-200"],
+            "tags": ["pilot", "ca"],
+            "attributes": {"os": "debian-12"},
+        },
+    )
     assert serials(group_members(group)) == ["GW-M"]
 
 
@@ -44,18 +55,19 @@ def test_a_gateway_joins_a_dynamic_group_when_it_starts_matching(organization: A
     assert serials(group_members(group)) == [gateway.serial]
 
 
-def test_static_group_members_through_the_api(organization: Any, other_organization: Any,
-                                              api_client_for: Any) -> None:
+def test_static_group_members_through_the_api(organization: Any, other_organization: Any, api_client_for: Any) -> None:
     mine = GatewayFactory(organization=organization, serial="GW-S1")
     foreign = GatewayFactory(organization=other_organization, serial="GW-F1")
     client = api_client_for(member(organization, Role.OPERATOR))
-    created = client.post("/api/inventory/groups/", {"organization": "sunrise", "name": "Canary", "members": [mine.pk]},
-                          format="json")
+    created = client.post(
+        "/api/inventory/groups/", {"organization": "sunrise", "name": "Canary", "members": [mine.pk]}, format="json"
+    )
     assert created.status_code == 201
     listed = client.get(f"/api/inventory/groups/{created.json()['id']}/gateways/").json()
     assert [row["serial"] for row in listed["results"]] == ["GW-S1"]
-    refused = client.post("/api/inventory/groups/", {"organization": "sunrise", "name": "Sneaky",
-                                                     "members": [foreign.pk]}, format="json")
+    refused = client.post(
+        "/api/inventory/groups/", {"organization": "sunrise", "name": "Sneaky", "members": [foreign.pk]}, format="json"
+    )
     assert refused.status_code == 400 and "members" in refused.json()
 
 

@@ -45,8 +45,14 @@ def test_every_role_browses_gateways_sites_groups_and_details(role: str, users: 
     gateway = GatewayFactory(organization=organization, site=site, serial="GW-UI-1")
     group = GatewayGroupFactory(organization=organization, kind="dynamic", filter={"hardware_model": ["GF-100"]})
     client = logged_in(users[role])
-    pages = [("/gateways/", "GW-UI-1"), (f"/gateways/{gateway.pk}/", "Visalia"), ("/sites/", "Visalia"),
-             (f"/sites/{site.pk}/", "GW-UI-1"), ("/groups/", group.name), (f"/groups/{group.pk}/", "GW-UI-1")]
+    pages = [
+        ("/gateways/", "GW-UI-1"),
+        (f"/gateways/{gateway.pk}/", "Visalia"),
+        ("/sites/", "Visalia"),
+        (f"/sites/{site.pk}/", "GW-UI-1"),
+        ("/groups/", group.name),
+        (f"/groups/{group.pk}/", "GW-UI-1"),
+    ]
     for path, text in pages:
         response = client.get(path)
         assert response.status_code == 200, path
@@ -65,8 +71,9 @@ def test_other_organizations_pages_are_not_found(organization: Any, other_organi
 def test_gateway_filter_answers_htmx_with_just_the_table(organization: Any) -> None:
     GatewayFactory(organization=organization, serial="GW-ACTIVE", status="active")
     GatewayFactory(organization=organization, serial="GW-NEW", status="registered")
-    response = logged_in(member(organization, Role.VIEWER)).get("/gateways/", {"status": "active"},
-                                                                 HTTP_HX_REQUEST="true")
+    response = logged_in(member(organization, Role.VIEWER)).get(
+        "/gateways/", {"status": "active"}, HTTP_HX_REQUEST="true"
+    )
     body = response.content.decode()
     assert "<html" not in body and "GW-ACTIVE" in body and "GW-NEW" not in body
 

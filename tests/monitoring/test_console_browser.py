@@ -21,8 +21,15 @@ from tests.monitoring.helpers import alarm, batch, hello
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture
@@ -58,8 +65,9 @@ def test_operator_sees_a_new_alarm_live_and_acknowledges_it(
     assert page.locator("text=No alarms match.").count() == 1
     page.evaluate("window.loadedOnce = true")  # survives only if the page is not reloaded
 
-    with connect(f"ws://{asgi_server}/ws/gateway/v1/",
-                 additional_headers={"Authorization": f"Bearer {enrolled.access_token()}"}) as gateway:  # fmt: skip
+    with connect(
+        f"ws://{asgi_server}/ws/gateway/v1/", additional_headers={"Authorization": f"Bearer {enrolled.access_token()}"}
+    ) as gateway:
         gateway.send(json.dumps(hello()))
         assert json.loads(gateway.recv(timeout=5))["type"] == "welcome"
         gateway.send(json.dumps(batch("b1", alarm(1, code="sunspec.evt1.ground_fault", message="Ground fault"))))

@@ -213,8 +213,14 @@ def test_a_failing_webhook_is_recorded_and_retried_after_the_group_interval(
 def test_admins_manage_routes_and_operators_manage_silences_through_the_api(
     users: dict[str, Any], organization: Any, other_organization: Any, api_client_for: Any
 ) -> None:
-    route = {"organization": organization.slug, "name": "ops", "channel": "email", "target": "ops@example.com",
-             "severities": ["critical"], "group_by": ["site"]}  # fmt: skip
+    route = {
+        "organization": organization.slug,
+        "name": "ops",
+        "channel": "email",
+        "target": "ops@example.com",
+        "severities": ["critical"],
+        "group_by": ["site"],
+    }
     assert (
         api_client_for(users["operator"]).post("/api/monitoring/notification-routes/", route, format="json").status_code
         == 403
@@ -232,8 +238,13 @@ def test_admins_manage_routes_and_operators_manage_silences_through_the_api(
     )
     assert bad_label.status_code == 400 and "group_by" in bad_label.json()
 
-    silence = {"organization": organization.slug, "matchers": {"site": "Depot"},
-               "starts_at": "2026-11-26T13:00:00Z", "ends_at": "2026-11-26T15:00:00Z", "comment": "works"}  # fmt: skip
+    silence = {
+        "organization": organization.slug,
+        "matchers": {"site": "Depot"},
+        "starts_at": "2026-11-26T13:00:00Z",
+        "ends_at": "2026-11-26T15:00:00Z",
+        "comment": "works",
+    }
     viewer = api_client_for(users["viewer"])
     assert viewer.post("/api/monitoring/silences/", silence, format="json").status_code == 403
     operator = api_client_for(users["operator"])

@@ -32,9 +32,15 @@ def gateway(organization: Any) -> Gateway:
 
 def raise_alarm(gateway: Gateway, code: str, severity: str = "critical") -> Alarm:
     alarm = services.report_condition(
-        gateway=gateway, source="device:INV-1", code=code, severity=severity, raised=True,
-        message=f"{code} happened", at=timezone.now(), device="INV-1",
-    )  # fmt: skip
+        gateway=gateway,
+        source="device:INV-1",
+        code=code,
+        severity=severity,
+        raised=True,
+        message=f"{code} happened",
+        at=timezone.now(),
+        device="INV-1",
+    )
     assert alarm is not None
     return alarm
 
@@ -89,8 +95,9 @@ def test_bulk_shelve_and_comment_from_the_console(users: dict[str, Any], gateway
     ).content.decode()
     assert "Shelved 2 alarm(s)." in shelved
     assert all(a.is_shelved(timezone.now()) for a in Alarm.objects.all())
-    again = client.post("/monitoring/alarms/bulk/", {"ids": [first.pk], "action": "shelve", "duration_minutes": "60"},
-                        follow=True).content.decode()  # fmt: skip
+    again = client.post(
+        "/monitoring/alarms/bulk/", {"ids": [first.pk], "action": "shelve", "duration_minutes": "60"}, follow=True
+    ).content.decode()
     assert f"Alarm {first.pk}: The alarm is already shelved" in again
     empty = client.post("/monitoring/alarms/bulk/", {"ids": [first.pk], "action": "comment"}, follow=True)
     assert "A comment cannot be empty." in empty.content.decode()

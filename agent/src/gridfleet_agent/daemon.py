@@ -247,8 +247,12 @@ class Agent:
             requested_by, self._check_commands = self._check_commands, []
             try:
                 report = await asyncio.to_thread(self.updates.check)
-                self.last_check = {"at": report.at, "ok": True, "sequence": report.assignment_sequence,
-                                   "actions": report.actions}  # fmt: skip
+                self.last_check = {
+                    "at": report.at,
+                    "ok": True,
+                    "sequence": report.assignment_sequence,
+                    "actions": report.actions,
+                }
                 backoff.reset()
                 delay = jittered(self.poll_interval, settings.jitter)
                 answer = ("succeeded", "; ".join(f"{k}: {v}" for k, v in report.actions.items()) or "checked")
@@ -414,9 +418,14 @@ class Agent:
         try:
             token = await self._token_async()
             uploaded = await asyncio.to_thread(
-                logfiles.upload, self.config.server_url + url, self.config.state_dir, token=token,
-                since=since, until=until, ssl_context=self._ssl,
-            )  # fmt: skip
+                logfiles.upload,
+                self.config.server_url + url,
+                self.config.state_dir,
+                token=token,
+                since=since,
+                until=until,
+                ssl_context=self._ssl,
+            )
         except (logfiles.LogUploadError, UplinkError, OSError) as e:
             return "failed", str(e), None
         return "succeeded", f"uploaded {uploaded['lines']} log lines ({uploaded.get('bytes')} bytes gzip'd)", uploaded

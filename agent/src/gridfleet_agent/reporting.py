@@ -34,9 +34,14 @@ def queue_status_reporter(outbox: Outbox) -> StatusReporter:
 
     def report(job: InstallJob, step: str, *, code: str = "", message: str = "", log: str = "") -> None:
         payload = status_payload(
-            deployment=job.deployment, step=step, bundle=job.target, version=job.version,
-            code=code, message=message, log=log,
-        )  # fmt: skip
+            deployment=job.deployment,
+            step=step,
+            bundle=job.target,
+            version=job.version,
+            code=code,
+            message=message,
+            log=log,
+        )
         if job.deployment:
             outbox.put(RecordKind.STATUS, payload)
         elif step in _FINAL_STEPS:

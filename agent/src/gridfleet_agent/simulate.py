@@ -69,9 +69,17 @@ class SimulatedInverter:
 
     def field_devices(self) -> list[dict[str, Any]]:
         return [
-            {"key": self.key, "kind": "inverter", "protocol": "sunspec-tcp", "address": "127.0.0.1:502/1",
-             "make": "Gridfleet", "model": "SimInverter", "serial": self.key, "firmware_version": "1.0.0"}
-        ]  # fmt: skip
+            {
+                "key": self.key,
+                "kind": "inverter",
+                "protocol": "sunspec-tcp",
+                "address": "127.0.0.1:502/1",
+                "make": "Gridfleet",
+                "model": "SimInverter",
+                "serial": self.key,
+                "firmware_version": "1.0.0",
+            }
+        ]
 
     async def execute(self, name: str, args: dict[str, Any]) -> SimulatedOutcome:
         if name != "set_power_limit" or args.get("device") != self.key:
@@ -93,17 +101,32 @@ class SimulatedInverter:
         while True:
             now = datetime.now(UTC)
             power = self._power_w(now)
-            points = {"W": power, "Hz": round(self._rng.gauss(60.0, 0.01), 3), "V": round(self._rng.gauss(240, 1.5), 1),
-                      "PF": 1.0, "TmpCab": round(self._rng.gauss(38 + power / 400, 0.5), 1), "St": 4 if power else 2,
-                      "WMaxLimPct": self._limit_pct}  # fmt: skip
+            points = {
+                "W": power,
+                "Hz": round(self._rng.gauss(60.0, 0.01), 3),
+                "V": round(self._rng.gauss(240, 1.5), 1),
+                "PF": 1.0,
+                "TmpCab": round(self._rng.gauss(38 + power / 400, 0.5), 1),
+                "St": 4 if power else 2,
+                "WMaxLimPct": self._limit_pct,
+            }
             self._sink({"kind": "telemetry", "ts": _ts(), "payload": {"device": self.key, "points": points}})
             if self._rng.random() < 0.02 or (self._alarm_active and self._rng.random() < 0.2):
                 self._alarm_active = not self._alarm_active
-                self._sink({"kind": "alarm", "ts": _ts(), "payload": {
-                    "source": f"device:{self.key}", "device": self.key, "code": "sunspec.evt1.over_temperature",
-                    "severity": "major", "state": "raised" if self._alarm_active else "cleared",
-                    "message": "Over-temperature" if self._alarm_active else "Temperature back to normal",
-                }})  # fmt: skip
+                self._sink(
+                    {
+                        "kind": "alarm",
+                        "ts": _ts(),
+                        "payload": {
+                            "source": f"device:{self.key}",
+                            "device": self.key,
+                            "code": "sunspec.evt1.over_temperature",
+                            "severity": "major",
+                            "state": "raised" if self._alarm_active else "cleared",
+                            "message": "Over-temperature" if self._alarm_active else "Temperature back to normal",
+                        },
+                    }
+                )
             await asyncio.sleep(self._interval)
 
 
@@ -191,8 +214,14 @@ def _enroll_when_reachable(config: AgentConfig, serial: str, token: str, state_d
     deadline = time.monotonic() + SERVER_WAIT
     while True:
         try:
-            return enroll(config.server_url, token, serial, state_dir, hardware_model=config.agent.hardware_model,
-                          ssl_context=ssl_context_for(config))  # fmt: skip
+            return enroll(
+                config.server_url,
+                token,
+                serial,
+                state_dir,
+                hardware_model=config.agent.hardware_model,
+                ssl_context=ssl_context_for(config),
+            )
         except IdentityError as e:
             if e.code != "unreachable" or time.monotonic() > deadline:
                 raise

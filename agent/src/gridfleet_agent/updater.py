@@ -125,8 +125,12 @@ class UpdateService:
         sequence = entry.get(
             "sequence", previous.get("sequence") if previous.get("target") == entry["target"] else None
         )
-        applied[kind] = {"target": entry["target"], "version": entry.get("version"), "result": result,
-                         "sequence": sequence}  # fmt: skip
+        applied[kind] = {
+            "target": entry["target"],
+            "version": entry.get("version"),
+            "result": result,
+            "sequence": sequence,
+        }
         atomic_write(self.paths.applied_file, json.dumps(applied, indent=1).encode())
 
     def record_recovered(self, outcome: Outcome) -> None:

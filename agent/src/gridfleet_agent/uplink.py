@@ -233,8 +233,12 @@ class Uplink:
                 self.outbox.ack_through(int(message["last_seq"]))
                 inflight.pop(str(message.get("batch")), None)
                 for rejected in message.get("rejected", []):
-                    logger.warning("server rejected record %s: %s %s", rejected.get("seq"), rejected.get("code"),
-                                   rejected.get("message"))  # fmt: skip
+                    logger.warning(
+                        "server rejected record %s: %s %s",
+                        rejected.get("seq"),
+                        rejected.get("code"),
+                        rejected.get("message"),
+                    )
                 self.wake()
             elif kind == "command":
                 task = asyncio.create_task(self._on_command(message))

@@ -23,9 +23,12 @@ class PhaseSerializer(StrictFieldsMixin, serializers.Serializer[Any]):
 
     def to_spec(self, data: dict[str, Any]) -> PhaseSpec:
         return PhaseSpec(
-            name=data["name"], percent=data["percent"], count=data["count"],
-            min_soak=timedelta(minutes=data["min_soak_minutes"]), auto_advance=data["auto_advance"],
-        )  # fmt: skip
+            name=data["name"],
+            percent=data["percent"],
+            count=data["count"],
+            min_soak=timedelta(minutes=data["min_soak_minutes"]),
+            auto_advance=data["auto_advance"],
+        )
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,13 @@ class DeploymentRequestSerializer(StrictFieldsMixin, serializers.Serializer[Any]
     name = serializers.CharField(max_length=100, required=False, default="")
     artifacts = serializers.PrimaryKeyRelatedField(queryset=Artifact.objects.none(), many=True)
     target_kind = serializers.ChoiceField(choices=Deployment.TargetKind.choices)
-    target_group = serializers.PrimaryKeyRelatedField(queryset=GatewayGroup.objects.none(), required=False,
-                                                      allow_null=True, default=None)
+    target_group = serializers.PrimaryKeyRelatedField(
+        queryset=GatewayGroup.objects.none(), required=False, allow_null=True, default=None
+    )
     target_filter = serializers.JSONField(required=False, default=dict)
-    target_gateways = serializers.SlugRelatedField(slug_field="serial", queryset=Gateway.objects.none(), many=True,
-                                                   required=False, help_text="Serials.")
+    target_gateways = serializers.SlugRelatedField(
+        slug_field="serial", queryset=Gateway.objects.none(), many=True, required=False, help_text="Serials."
+    )
     include_new_gateways = serializers.BooleanField(default=True)
     phases = PhaseSerializer(many=True, required=False)
     rate_limit_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
@@ -83,8 +88,15 @@ class DeploymentRequestSerializer(StrictFieldsMixin, serializers.Serializer[Any]
     failure_threshold_count = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     failure_min_sample = serializers.IntegerField(min_value=1, required=False)
 
-    def __init__(self, *args: Any, organizations: Any = None, artifacts: Any = None, groups: Any = None,
-                 gateways: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        organizations: Any = None,
+        artifacts: Any = None,
+        groups: Any = None,
+        gateways: Any = None,
+        **kwargs: Any,
+    ) -> None:
         """The querysets are the requesting user's (tenancy); without them (schema generation) nothing matches."""
         super().__init__(*args, **kwargs)
         if organizations is not None:
@@ -108,7 +120,9 @@ class DeploymentRequestSerializer(StrictFieldsMixin, serializers.Serializer[Any]
             name=data["name"],
             artifacts=list(data["artifacts"]),
             target=TargetSpec(
-                kind=data["target_kind"], group=data["target_group"], filter=data["target_filter"] or {},
+                kind=data["target_kind"],
+                group=data["target_group"],
+                filter=data["target_filter"] or {},
                 gateways=tuple(data.get("target_gateways", ())),
             ),
             plan=RolloutPlan(**plan_kwargs),
@@ -119,8 +133,19 @@ class DeploymentRequestSerializer(StrictFieldsMixin, serializers.Serializer[Any]
 class RolloutPhaseSerializer(serializers.ModelSerializer[RolloutPhase]):
     class Meta:
         model = RolloutPhase
-        fields = ["index", "name", "percent", "count", "min_soak", "auto_advance", "status", "started",
-                  "threshold_reached", "completed", "approved_by"]
+        fields = [
+            "index",
+            "name",
+            "percent",
+            "count",
+            "min_soak",
+            "auto_advance",
+            "status",
+            "started",
+            "threshold_reached",
+            "completed",
+            "approved_by",
+        ]
         read_only_fields = fields
 
 
@@ -134,12 +159,37 @@ class DeploymentSerializer(serializers.ModelSerializer[Deployment]):
     class Meta:
         model = Deployment
         fields = [
-            "id", "organization", "name", "artifact_type", "artifacts", "status", "status_reason",
-            "target_kind", "target_group", "target_filter", "target_gateways", "include_new_gateways",
-            "rate_limit_per_minute", "jitter_seconds", "window_start", "window_end", "sun_down_only",
-            "gateway_timeout", "max_retries", "retry_backoff", "success_threshold_pct", "failure_threshold_pct",
-            "failure_threshold_count", "failure_min_sample", "rollback_of", "superseded_by", "created_by",
-            "created", "finished", "phases", "progress",
+            "id",
+            "organization",
+            "name",
+            "artifact_type",
+            "artifacts",
+            "status",
+            "status_reason",
+            "target_kind",
+            "target_group",
+            "target_filter",
+            "target_gateways",
+            "include_new_gateways",
+            "rate_limit_per_minute",
+            "jitter_seconds",
+            "window_start",
+            "window_end",
+            "sun_down_only",
+            "gateway_timeout",
+            "max_retries",
+            "retry_backoff",
+            "success_threshold_pct",
+            "failure_threshold_pct",
+            "failure_threshold_count",
+            "failure_min_sample",
+            "rollback_of",
+            "superseded_by",
+            "created_by",
+            "created",
+            "finished",
+            "phases",
+            "progress",
         ]
         read_only_fields = fields
 
@@ -158,9 +208,24 @@ class GatewayActionSerializer(serializers.ModelSerializer[GatewayAction]):
     class Meta:
         model = GatewayAction
         fields = [
-            "id", "deployment", "gateway", "phase", "version", "previous_version", "state", "attempt",
-            "not_before", "assigned_at", "state_changed", "deadline", "cancel_requested", "failure_code",
-            "failure_message", "log_excerpt", "progress", "superseded_by",
+            "id",
+            "deployment",
+            "gateway",
+            "phase",
+            "version",
+            "previous_version",
+            "state",
+            "attempt",
+            "not_before",
+            "assigned_at",
+            "state_changed",
+            "deadline",
+            "cancel_requested",
+            "failure_code",
+            "failure_message",
+            "log_excerpt",
+            "progress",
+            "superseded_by",
         ]
         read_only_fields = fields
 

@@ -61,10 +61,16 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         form.is_valid(raise_exception=True)
         req = form.to_request()
         deployment = services.create_deployment(
-            organization=req.organization, name=req.name, artifacts=req.artifacts, target=req.target,
-            plan=req.plan, include_new_gateways=req.include_new_gateways, actor=request.user,
-            now=timezone.now(), ip=request_ip(request),
-        )  # fmt: skip
+            organization=req.organization,
+            name=req.name,
+            artifacts=req.artifacts,
+            target=req.target,
+            plan=req.plan,
+            include_new_gateways=req.include_new_gateways,
+            actor=request.user,
+            now=timezone.now(),
+            ip=request_ip(request),
+        )
         return Response(DeploymentSerializer(deployment).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=DeploymentRequestSerializer, responses={200: dict})
@@ -86,8 +92,8 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def gateways(self, request: Request, pk: str) -> Response:
         """Each gateway's action: state, attempt, failure; filter with ?state= and ?phase=<index>."""
         deployment = self.get_object()
-        rows = selectors.actions_visible_to(request.user).filter(deployment=deployment).select_related(
-            "previous_artifact"
+        rows = (
+            selectors.actions_visible_to(request.user).filter(deployment=deployment).select_related("previous_artifact")
         )
         if state := request.query_params.get("state"):
             rows = rows.filter(state=state)
@@ -116,17 +122,22 @@ class DeploymentOperationView(generics.GenericAPIView):
     def get_queryset(self) -> Any:
         return selectors.deployments_visible_to(self.request.user)
 
-    @extend_schema(request=OperationSerializer, responses={200: DeploymentSerializer},
-                   operation_id="deployments_operate")
+    @extend_schema(
+        request=OperationSerializer, responses={200: DeploymentSerializer}, operation_id="deployments_operate"
+    )
     def post(self, request: Request, pk: int, operation: str) -> Response:
         deployment = get_object_or_404(self.get_queryset(), pk=pk)
         self.check_object_permissions(request, deployment)
         form = OperationSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         result = services.operate(
-            deployment=deployment, operation=operation, reason=form.validated_data["reason"], actor=request.user,
-            now=timezone.now(), ip=request_ip(request),
-        )  # fmt: skip
+            deployment=deployment,
+            operation=operation,
+            reason=form.validated_data["reason"],
+            actor=request.user,
+            now=timezone.now(),
+            ip=request_ip(request),
+        )
         shown = result if operation == "rollback" else deployment
         shown.refresh_from_db()
         return Response(DeploymentSerializer(shown).data)

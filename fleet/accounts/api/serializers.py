@@ -51,5 +51,7 @@ class CurrentUserSerializer(serializers.Serializer[Any]):
     memberships = serializers.SerializerMethodField()
 
     def get_memberships(self, user: Any) -> list[dict[str, str]]:
-        return [{"organization": m.organization.slug, "role": m.role}
-                for m in user.memberships.select_related("organization")]
+        return [
+            {"organization": m.organization.slug, "role": m.role}
+            for m in user.memberships.select_related("organization")
+        ]

@@ -46,8 +46,9 @@ class UserCreateView(views.APIView):
         form = NewUserSerializer(data=request.data, context={"request": request})
         form.is_valid(raise_exception=True)
         try:
-            user = services.create_user_with_membership(**form.validated_data, actor=request.user,
-                                                        ip=request_ip(request))
+            user = services.create_user_with_membership(
+                **form.validated_data, actor=request.user, ip=request_ip(request)
+            )
         except DjangoValidationError as exc:
             raise serializers.ValidationError({"password": exc.messages}) from exc
         return Response(CurrentUserSerializer(user).data, status=status.HTTP_201_CREATED)

@@ -11,7 +11,19 @@ class AuditEntrySerializer(serializers.ModelSerializer[AuditEntry]):
     class Meta:
         model = AuditEntry
         fields = [
-            "id", "timestamp", "action", "actor_label", "actor_user", "actor_gateway", "organization", "target_type",
-            "target_id", "target_repr", "before", "after", "detail", "ip",
+            "id",
+            "timestamp",
+            "action",
+            "actor_label",
+            "actor_user",
+            "actor_gateway",
+            "organization",
+            "target_type",
+            "target_id",
+            "target_repr",
+            "before",
+            "after",
+            "detail",
+            "ip",
         ]
         read_only_fields: Any = fields

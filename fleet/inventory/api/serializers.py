@@ -87,8 +87,18 @@ class SiteSerializer(StrictFieldsMixin, serializers.ModelSerializer[Site]):
     class Meta:
         model = Site
         fields = [
-            "id", "organization", "name", "address", "latitude", "longitude", "timezone", "utility_account",
-            "nameplate_kw", "gateway_count", "created", "updated",
+            "id",
+            "organization",
+            "name",
+            "address",
+            "latitude",
+            "longitude",
+            "timezone",
+            "utility_account",
+            "nameplate_kw",
+            "gateway_count",
+            "created",
+            "updated",
         ]
         read_only_fields = ["created", "updated"]
 
@@ -101,8 +111,19 @@ class GatewaySerializer(StrictFieldsMixin, serializers.ModelSerializer[Gateway])
     class Meta:
         model = Gateway
         fields = [
-            "id", "serial", "name", "organization", "site", "hardware_model", "firmware_version", "status", "tags",
-            "last_seen", "attributes", "created", "updated",
+            "id",
+            "serial",
+            "name",
+            "organization",
+            "site",
+            "hardware_model",
+            "firmware_version",
+            "status",
+            "tags",
+            "last_seen",
+            "attributes",
+            "created",
+            "updated",
         ]
         read_only_fields = ["last_seen", "attributes", "created", "updated"]
 
@@ -156,7 +177,16 @@ class FieldDeviceSerializer(StrictFieldsMixin, serializers.ModelSerializer[Field
     class Meta:
         model = FieldDevice
         fields = [
-            "id", "gateway", "kind", "protocol", "address", "make", "model", "serial", "firmware_version",
-            "last_seen", "created",
+            "id",
+            "gateway",
+            "kind",
+            "protocol",
+            "address",
+            "make",
+            "model",
+            "serial",
+            "firmware_version",
+            "last_seen",
+            "created",
         ]
         read_only_fields = ["last_seen", "created"]

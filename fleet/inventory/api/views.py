@@ -46,8 +46,9 @@ class CsvImportExportMixin:
         return csv_io.export_response(self.csv_kind, self.filter_queryset(self.get_queryset()))  # type: ignore[attr-defined]
 
     @extend_schema(request={"multipart/form-data": CsvImportSerializer}, responses={201: dict, 400: dict})
-    @action(detail=False, methods=["post"], url_path="import",
-            parser_classes=[parsers.MultiPartParser, parsers.FormParser])
+    @action(
+        detail=False, methods=["post"], url_path="import", parser_classes=[parsers.MultiPartParser, parsers.FormParser]
+    )
     def import_csv(self, request: Request) -> Response:
         form = CsvImportSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -59,8 +60,10 @@ class CsvImportExportMixin:
             result = services.import_csv(kind=self.csv_kind, text=text, user=request.user, ip=request_ip(request))
         except csv_io.CsvFormatError as exc:
             return Response(
-                {"detail": "Nothing was imported; fix these rows and try again.",
-                 "errors": [error.as_dict() for error in exc.errors]},
+                {
+                    "detail": "Nothing was imported; fix these rows and try again.",
+                    "errors": [error.as_dict() for error in exc.errors],
+                },
                 status=status.HTTP_400_BAD_REQUEST,
             )
         return Response({"created": result.created}, status=status.HTTP_201_CREATED)

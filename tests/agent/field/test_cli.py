@@ -13,9 +13,13 @@ from gridfleet_agent.field.simulator import SunSpecSimulator
 
 async def run_cli(*args: str) -> tuple[int, list[dict[str, Any]], str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gridfleet_agent.field", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "gridfleet_agent.field",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
     lines = [json.loads(line) for line in stdout.decode().splitlines() if line.strip()]
     assert process.returncode is not None

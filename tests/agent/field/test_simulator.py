@@ -160,9 +160,15 @@ def test_console_commands_inject_values_and_faults() -> None:
 
 async def test_cli_console_drives_a_running_device() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gridfleet_agent.field.simulator", "--port", "0", "--console",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "gridfleet_agent.field.simulator",
+        "--port",
+        "0",
+        "--console",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
     assert process.stdin is not None and process.stdout is not None
     try:
         banner = (await asyncio.wait_for(process.stdout.readline(), 10)).decode()

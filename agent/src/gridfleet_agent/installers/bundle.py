@@ -54,10 +54,12 @@ class Manifest:
                 raise BundleError(f"manifest {name} must be a relative path inside the bundle")
         files = data.get("files", {})
         if not isinstance(files, dict) or not all(
-            _is_relative(name) and isinstance(spec, dict)
-            and isinstance(spec.get("sha256"), str) and isinstance(spec.get("length"), int)
+            _is_relative(name)
+            and isinstance(spec, dict)
+            and isinstance(spec.get("sha256"), str)
+            and isinstance(spec.get("length"), int)
             for name, spec in files.items()
-        ):  # fmt: skip
+        ):
             raise BundleError("manifest files must map relative paths to {sha256, length}")
         models = data.get("hardware_models", [])
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):

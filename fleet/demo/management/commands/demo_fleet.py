@@ -38,12 +38,15 @@ class Command(BaseCommand):
         deployment = demo.ensure_demo_rollout(admin=admin, now=timezone.now())
         url = f"http://{options['host']}:{options['port']}"
         agents = gateways[: options["agents"]]
-        self.stdout.write(self.style.SUCCESS(
-            f"\nGridfleet demo: {len(gateways)} gateways in 2 organizations, {len(agents)} of them simulated and live;"
-            f"\n  rollout '{deployment.name}' starts with a canary.\n"
-            f"  Open {url}/ and log in as  {credentials.username} / {credentials.password}\n"
-            f"  REST API docs: {url}/api/docs/\n"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nGridfleet demo: {len(gateways)} gateways in 2 organizations, "
+                f"{len(agents)} of them simulated and live;"
+                f"\n  rollout '{deployment.name}' starts with a canary.\n"
+                f"  Open {url}/ and log in as  {credentials.username} / {credentials.password}\n"
+                f"  REST API docs: {url}/api/docs/\n"
+            )
+        )
         if options["no_serve"]:
             return
         simulator = self._start_agents(agents, admin=admin, server_url=url) if agents else None
@@ -63,7 +66,19 @@ class Command(BaseCommand):
         tokens = demo.write_enrollment_tokens(gateways=agents, admin=admin)
         config = demo.write_agent_config(server_url=server_url)
         executable = shutil.which("gridfleet-agent", path=str(sys.executable.rsplit("/", 1)[0])) or "gridfleet-agent"
-        return subprocess.Popen([
-            executable, "--config", str(config), "simulate", "--count", str(len(agents)), "--tokens", str(tokens),
-            "--field", "sunspec", "--telemetry-interval", "10",
-        ])
+        return subprocess.Popen(
+            [
+                executable,
+                "--config",
+                str(config),
+                "simulate",
+                "--count",
+                str(len(agents)),
+                "--tokens",
+                str(tokens),
+                "--field",
+                "sunspec",
+                "--telemetry-interval",
+                "10",
+            ]
+        )
