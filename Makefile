@@ -1,10 +1,12 @@
 # Gridfleet: `make demo` starts a working server with a demo fleet; `make test` runs the whole suite.
-# Both create/refresh the virtualenv in .venv first.
+# Both create/refresh the virtualenv in .venv first. `make test-agent` runs the agent's own tests in a
+# virtualenv holding only the agent (`pip install ./agent[test]`), the way a gateway vendor would.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+AGENT_VENV := .venv-agent
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_AGENTS ?= 6
@@ -13,7 +15,7 @@ DEMO_AGENTS ?= 6
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: demo test test-sqlite lint venv browser clean
+.PHONY: demo test test-sqlite test-agent lint venv browser clean
 
 venv: $(STAMP)
 
@@ -44,10 +46,26 @@ test: venv browser
 test-sqlite: venv browser
 	DATABASE_URL= REDIS_URL= $(MAKE) --no-print-directory _pytest
 
+# The server's suite (tests/), then the agent's own (agent/tests, its own pytest configuration).
 _pytest:
 	@CELERY_TASK_ALWAYS_EAGER=1 GRIDFLEET_INPROCESS_SCHEDULER=0 GRIDFLEET_VAR_DIR=$(CURDIR)/var/test \
 		$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
-	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$status
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; elif [ $$status -ne 0 ]; then exit $$status; fi; \
+	cd agent && ../$(PY) -m pytest $(AGENT_PYTEST_ARGS)
+
+# The agent alone: a virtualenv with nothing but `pip install ./agent[test]` (no Django, no server code).
+# The dependencies are installed once per agent/pyproject.toml; the agent itself is reinstalled (not
+# editable) on every run, so what is tested is the built package.
+$(AGENT_VENV)/.installed: agent/pyproject.toml
+	test -x $(AGENT_VENV)/bin/python || $(PYTHON) -m venv $(AGENT_VENV)
+	$(AGENT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AGENT_VENV)/bin/python -m pip install --quiet "./agent[test]"
+	touch $@
+
+test-agent: $(AGENT_VENV)/.installed
+	$(AGENT_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall ./agent
+	@! $(AGENT_VENV)/bin/python -c "import django" 2>/dev/null || { echo "test-agent: django must not be installed"; exit 1; }
+	cd agent && ../$(AGENT_VENV)/bin/python -m pytest $(AGENT_PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -56,4 +74,4 @@ lint: venv
 	cd agent && ../$(VENV)/bin/mypy src
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) $(AGENT_VENV) var .pytest_cache agent/build

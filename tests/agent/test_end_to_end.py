@@ -28,7 +28,8 @@ from gridfleet_agent.daemon import Agent, QueueLogHandler
 from gridfleet_agent.field.simulator import SunSpecSimulator
 from gridfleet_agent.identity import enroll
 
-from .bundles import firmware_bundle
+from agent.tests.bundles import firmware_bundle
+
 from .e2e_server import UPDATE_POLL_SECONDS, ServerProcess, run_action
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent.bundles import firmware_bundle
+from agent.tests.bundles import firmware_bundle
 from tests.agent.test_end_to_end import AgentProcess, Server, wait_for
 from tests.deployments import e2e_actions
 

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gridfleet_agent.errors import AgentError
+
 DEFAULT_CONFIG_PATH = Path("/etc/gridfleet/agent.toml")
 
 
-class ConfigError(Exception):
+class ConfigError(AgentError):
     """The configuration file is missing, not TOML, or has a bad key or value."""
 
 

@@ -14,11 +14,13 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gridfleet_agent.errors import AgentError
+
 if TYPE_CHECKING:
     from gridfleet_agent.daemon import Agent
 
 
-class DaemonNotRunning(Exception):
+class DaemonNotRunning(AgentError):
     """Nobody listens on the control socket."""
 
 

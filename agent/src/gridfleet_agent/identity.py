@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gridfleet_agent import __version__
+from gridfleet_agent.errors import AgentError
 from gridfleet_agent.fsutil import atomic_write
 
 AUTH_REQUEST_TYPE = "gridfleet-gw-auth/v1"
@@ -39,7 +40,7 @@ PRIVATE = 0o600
 TOKEN_REFRESH_MARGIN = 60.0
 
 
-class IdentityError(Exception):
+class IdentityError(AgentError):
     """The server refused an identity request; `code` is the protocol's `error` value."""
 
     def __init__(self, code: str, detail: str, status: int | None = None) -> None:

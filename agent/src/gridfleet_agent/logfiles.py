@@ -22,6 +22,7 @@ from typing import IO, Any
 import urllib3
 
 from gridfleet_agent import __version__
+from gridfleet_agent.errors import AgentError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -29,7 +30,7 @@ MAX_FILE_BYTES = 5 * 1024 * 1024
 KEPT_FILES = 4
 
 
-class LogUploadError(Exception):
+class LogUploadError(AgentError):
     """The logs could not be collected or the server refused them; the message says why."""
 
 

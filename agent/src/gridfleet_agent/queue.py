@@ -24,6 +24,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from gridfleet_agent.errors import AgentError
+
 
 class RecordKind(StrEnum):
     LOG = "log"
@@ -40,7 +42,7 @@ MAX_PAYLOAD_BYTES = 65_536
 one oversized record from being resent forever."""
 
 
-class RecordTooLarge(ValueError):
+class RecordTooLarge(AgentError, ValueError):
     """A payload is larger than the server accepts; the message says how large it was."""
 
 

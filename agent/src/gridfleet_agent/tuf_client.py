@@ -29,13 +29,14 @@ from tuf.api.metadata import Metadata, Root, TargetFile
 from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
+from gridfleet_agent.errors import AgentError
 from gridfleet_agent.fetcher import AgentFetcher
 from gridfleet_agent.fsutil import atomic_write
 
 logger = logging.getLogger(__name__)
 
 
-class TufClientError(Exception):
+class TufClientError(AgentError):
     """A TUF operation failed; the message says which step and why."""
 
 

@@ -31,6 +31,7 @@ from tuf.api.metadata import Metadata, Root, TargetFile
 from tuf.ngclient import Updater
 
 from gridfleet_agent import __version__
+from gridfleet_agent.errors import AgentError
 from gridfleet_agent.fetcher import AgentFetcher
 from gridfleet_agent.fsutil import atomic_write
 from gridfleet_agent.installers.runner import InstallRunner, Outcome, Result
@@ -45,7 +46,7 @@ ASSIGNMENT_FORMAT = "gridfleet-assignment/1"
 BUNDLE_KINDS = ("firmware", "patch", "config", "license")
 
 
-class UpdateError(Exception):
+class UpdateError(AgentError):
     """An update check could not complete; the next check retries after a backoff."""
 
 

@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from gridfleet_agent import __version__
 from gridfleet_agent.backoff import Backoff
 from gridfleet_agent.config import UplinkSection
+from gridfleet_agent.errors import AgentError
 from gridfleet_agent.queue import Outbox, Record
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ AUTH_REFUSED_HTTP_STATUSES = frozenset({401, 403})
 WELCOME_TIMEOUT = 30.0
 
 
-class UplinkError(Exception):
+class UplinkError(AgentError):
     """The server broke the protocol or refused the session; the connection is dropped and retried."""
 
 

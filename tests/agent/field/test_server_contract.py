@@ -10,13 +10,12 @@ from channels.db import database_sync_to_async
 from gridfleet_agent.field import FieldStack
 from gridfleet_agent.field.simulator import SunSpecSimulator
 
+from agent.tests.field.fixtures import RecordingSink
 from fleet.inventory.models import FieldDevice, Gateway
 from fleet.monitoring.lifecycle import AlarmState
 from fleet.monitoring.models import Alarm, TelemetryLatest
 from tests.monitoring.helpers import GatewaySession, batch
 from tests.pki.fixtures import enroll_gateway, enrolled_gateway, pki_ca
-
-from .conftest import RecordingSink
 
 __all__ = ["enroll_gateway", "enrolled_gateway", "pki_ca"]  # fixtures used below
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from gridfleet_agent.errors import AgentError
+
 Protocol = Literal["sunspec-tcp", "sunspec-rtu"]
 PROTOCOLS: tuple[Protocol, ...] = ("sunspec-tcp", "sunspec-rtu")
 DEVICE_KINDS = ("inverter", "meter", "battery", "weather_station")
@@ -23,7 +25,7 @@ _POINT_REF = re.compile(r"^(\d+)\.([A-Za-z][A-Za-z0-9_]*)$")
 _TOPIC_PREFIX = re.compile(r"^[^#+\s]+$")
 
 
-class FieldConfigError(ValueError):
+class FieldConfigError(AgentError, ValueError):
     """The field configuration is invalid; `problems` lists each one as 'path: what to change'."""
 
     def __init__(self, problems: Sequence[str]) -> None:

@@ -27,6 +27,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from sunspec2 import device as sunspec_device
 
+from gridfleet_agent.errors import AgentError
 from gridfleet_agent.field.events import INVERTER_EVENT_POINTS
 from gridfleet_agent.field.stack import CommandOutcome, FieldStack, Sink
 from gridfleet_agent.field.sunspec import INVERTER_MODELS, POWER_LIMIT_CONTROLS
@@ -157,7 +158,7 @@ DEFAULT_VALUES: Mapping[int, Mapping[str, Any]] = {
 POWER_LIMIT_POINTS = frozenset({"WMaxLimPct", "WMaxLimPctRvrt"})
 
 
-class SimulatorError(Exception):
+class SimulatorError(AgentError):
     """A value or model the simulated device does not have."""
 
 

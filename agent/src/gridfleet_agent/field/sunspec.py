@@ -16,6 +16,7 @@ from typing import Any
 from sunspec2.modbus import client as sunspec_client
 from sunspec2.modbus import modbus as sunspec_modbus
 
+from gridfleet_agent.errors import AgentError
 from gridfleet_agent.field.config import DeviceConfig
 from gridfleet_agent.field.events import INVERTER_EVENT_POINTS
 
@@ -71,7 +72,7 @@ _bus_locks: dict[str, threading.Lock] = {}
 _bus_locks_guard = threading.Lock()
 
 
-class FieldDeviceError(Exception):
+class FieldDeviceError(AgentError):
     """Base class for problems with a field device."""
 
 

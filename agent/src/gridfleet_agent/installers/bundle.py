@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from gridfleet_agent.errors import AgentError
+
 BUNDLE_TYPES = frozenset({"firmware", "patch", "config", "license"})
 
 
-class BundleError(Exception):
+class BundleError(AgentError):
     """The bundle cannot be installed as it is; the message says what is wrong with it."""
 
 

@@ -25,6 +25,7 @@ from securesystemslib.exceptions import UnverifiedSignatureError, VerificationEr
 from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import Key, Signature
 
+from gridfleet_agent.errors import AgentError
 from gridfleet_agent.installers.bundle import BundleError, extract
 from gridfleet_agent.installers.runner import InstallError, InstallJob
 from gridfleet_agent.installers.slots import SlotStore
@@ -35,7 +36,7 @@ LicenseKeyProvider = Callable[[], dict[str, Any] | None]
 """The license public key in TUF key format (from the update channel), or None if not known yet."""
 
 
-class LicenseError(Exception):
+class LicenseError(AgentError):
     """The license file is not a valid license for this gateway; the message says why."""
 
 

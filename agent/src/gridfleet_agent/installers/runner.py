@@ -38,6 +38,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from gridfleet_agent.errors import AgentError
 from gridfleet_agent.fsutil import atomic_write
 from gridfleet_agent.installers.bundle import BundleError, read_manifest
 
@@ -62,7 +63,7 @@ class Result(StrEnum):
     REBOOTING = "rebooting"
 
 
-class InstallError(Exception):
+class InstallError(AgentError):
     """An install step failed. ``code`` is machine-readable, ``log_excerpt`` the tail of its output."""
 
     def __init__(self, code: str, message: str, *, log_excerpt: str = "") -> None:

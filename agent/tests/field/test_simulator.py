@@ -17,7 +17,7 @@ from gridfleet_agent.field.simulator import (
 )
 from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 
-from .conftest import RecordingSink
+from .fixtures import RecordingSink
 
 
 def scan(port: int, unit_id: int = 1) -> SunSpecModbusClientDeviceTCP:

@@ -12,7 +12,7 @@ from gridfleet_agent.cli import main
 from gridfleet_agent.config import AgentConfig, AgentSection, ConfigError, parse_config
 from gridfleet_agent.queue import Outbox, RecordKind
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "agent" / "packaging" / "agent.toml"
+EXAMPLE = Path(__file__).resolve().parents[1] / "packaging" / "agent.toml"
 
 
 def test_documented_example_config_shows_exactly_the_defaults():

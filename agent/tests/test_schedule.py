@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import astral.sun
 import pytest
+from astral import Observer
 from gridfleet_agent.schedule import install_blocked_by, solar_elevation
 
 LA_WINDOW = {"window": {"start": "01:00", "end": "04:00", "timezone": "America/Los_Angeles"}}
@@ -56,8 +58,5 @@ def test_sun_down_without_the_site_position_waits():
 @pytest.mark.parametrize("when", [utc(h, m) for h in range(0, 24, 3) for m in (0, 37)])
 @pytest.mark.parametrize(("latitude", "longitude"), [(36.74, -119.79), (-33.87, 151.21), (64.15, -21.94)])
 def test_solar_elevation_agrees_with_the_astral_package(when: datetime, latitude: float, longitude: float):
-    astral_sun = pytest.importorskip("astral.sun")
-    from astral import Observer
-
-    expected = astral_sun.elevation(Observer(latitude, longitude), when, with_refraction=False)
+    expected = astral.sun.elevation(Observer(latitude, longitude), when, with_refraction=False)
     assert solar_elevation(latitude, longitude, when) == pytest.approx(expected, abs=0.1)

@@ -12,7 +12,7 @@ import pytest
 from gridfleet_agent.field import FieldStack
 from gridfleet_agent.field.simulator import SunSpecSimulator
 
-from .conftest import RecordingSink
+from .fixtures import RecordingSink
 
 pytestmark = pytest.mark.skipif(shutil.which("socat") is None, reason="socat is needed to link two serial ptys")
 

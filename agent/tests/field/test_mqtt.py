@@ -16,7 +16,7 @@ import pytest
 from gridfleet_agent.field import FieldStack
 from gridfleet_agent.field.simulator import SunSpecSimulator
 
-from .conftest import RecordingSink
+from .fixtures import RecordingSink
 
 BROKER = ("127.0.0.1", 1883)
 

@@ -10,7 +10,7 @@ import pytest
 from gridfleet_agent.field import ControlRejected, FieldConfigError, FieldStack
 from gridfleet_agent.field.simulator import SunSpecSimulator
 
-from .conftest import RecordingSink
+from .fixtures import RecordingSink
 
 DeviceEntry = Callable[..., dict[str, Any]]
 
