@@ -1,4 +1,6 @@
-"""Gridfleet server: project package (settings, URLs, ASGI and Celery apps) and core apps."""
+"""Gridfleet server: project configuration (settings, URLs, ASGI, Celery, routing), `core` (code the
+apps share) and the core apps.
+"""
 
 from .celery import app as celery_app
 

@@ -14,8 +14,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from fleet.core.scheduler import with_inprocess_scheduler  # noqa: E402
 from fleet.routing import build_websocket_router  # noqa: E402
-from fleet.scheduler import with_inprocess_scheduler  # noqa: E402
 
 application = with_inprocess_scheduler(
     ProtocolTypeRouter({"http": django_asgi_app, "websocket": build_websocket_router()})

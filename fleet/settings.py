@@ -106,7 +106,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "fleet.navigation.navigation",
+                "fleet.core.navigation.navigation",
             ],
         },
     },
@@ -164,7 +164,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "deployments-run-rollouts": {"task": "deployments.run_rollouts", "schedule": timedelta(seconds=30)},
 }
 # In the embedded default there is no beat process: the ASGI server runs the same schedule on a
-# timer (fleet.scheduler). Disable it for tests and for production, where beat runs.
+# timer (fleet.core.scheduler). Disable it for tests and for production, where beat runs.
 GRIDFLEET_INPROCESS_SCHEDULER = env_bool("GRIDFLEET_INPROCESS_SCHEDULER", default=not REDIS_URL)
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from fleet import health
+from fleet.core import health
 
 api_patterns = [
     path("inventory/", include(("fleet.inventory.api.urls", "inventory-api"))),

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from fleet import health
+from fleet.core import health
 
 pytestmark = pytest.mark.django_db
 

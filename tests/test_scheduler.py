@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from celery import shared_task
 
-from fleet.scheduler import with_inprocess_scheduler
+from fleet.core.scheduler import with_inprocess_scheduler
 
 runs: list[str] = []
 

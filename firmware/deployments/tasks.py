@@ -1,4 +1,4 @@
-"""Celery tasks: one-line calls of services (beat, or the embedded timer in fleet.scheduler)."""
+"""Celery tasks: one-line calls of services (beat, or the embedded timer in fleet.core.scheduler)."""
 
 from __future__ import annotations
 

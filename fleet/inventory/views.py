@@ -18,7 +18,7 @@ from fleet.accounts.permissions import CapabilityRequiredMixin
 from fleet.accounts.roles import Capability
 from fleet.audit.selectors import audit_entries_visible_to
 from fleet.audit.services import request_ip
-from fleet.navigation import url_if_installed
+from fleet.core.navigation import url_if_installed
 
 from . import csv_io, selectors, services
 from .filtersets import GatewayFilterSet, SiteFilterSet

@@ -9,7 +9,7 @@ from django.utils import timezone
 from firmware.deployments import services
 from firmware.deployments.models import GatewayAction
 from firmware.deployments.plans import PhaseSpec, RolloutPlan, TargetSpec
-from fleet.scheduler import run_task_by_name
+from fleet.core.scheduler import run_task_by_name
 from tests.factories import member
 
 
