@@ -42,8 +42,13 @@ async def test_it_polls_the_configured_devices_and_applies_a_power_limit(
     assert lines[-1] == {
         "command_result": {
             "status": "succeeded",
-            "message": "WMaxLimPct=70.0 written to model 704 and read back",
-            "result": {"readback_pct": 70.0, "sunspec_model": 704, "points": {"WMaxLimPct": 70.0, "WMaxLimPctEna": 1}},
+            "message": "WMaxLimPct=70.0, WMaxLimPctEna=1 written to model 704 and read back",
+            "result": {
+                "readback_pct": 70.0,
+                "sunspec_model": 704,
+                "readback": {"WMaxLimPct": 70.0, "WMaxLimPctEna": 1},
+                "setpoint": {"kind": "power_limit", "percent": 70.0, "revert_after_s": None},
+            },
         }
     }
     assert simulator.get(704, "WMaxLimPct") == 70.0

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gridfleet_agent.field import FieldStack
+from gridfleet_agent.field import FieldStack, PowerLimit
 from gridfleet_agent.field.simulator import SunSpecSimulator
 
 from .fixtures import RecordingSink
@@ -57,7 +57,7 @@ async def test_an_rtu_device_is_discovered_polled_and_controlled(
         async with FieldStack(config, sink) as stack:
             inventory = await sink.wait_for("inventory")
             await sink.wait_for_points(W=2750)
-            result = await stack.set_active_power_limit("inv-rtu", 80.0)
+            result = await stack.apply_setpoint("inv-rtu", PowerLimit(80.0), source="test")
 
     assert inventory["payload"]["field_devices"][0]["address"] == f"{gateway_end}/3"
-    assert result.applied_pct == 80.0 and sim.get(704, "WMaxLimPct") == 80.0
+    assert result.readback["WMaxLimPct"] == 80.0 and sim.get(704, "WMaxLimPct") == 80.0

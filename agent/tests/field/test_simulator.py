@@ -31,7 +31,7 @@ async def test_pysunspec2_finds_the_suns_marker_at_40000_and_every_model_in_orde
     device = await asyncio.to_thread(scan, simulator.port)
 
     assert device.base_addr == 40000
-    assert [m.model_id for m in device.model_list] == [1, 103, 123, 701, 704]
+    assert [m.model_id for m in device.model_list] == [1, 103, 123, 701, 703, 704, 705, 711]
     assert simulator.register(40000) == 0x5375 and simulator.register(40001) == 0x6E53  # "SunS"
     assert device.models[103][0].model_addr == simulator.model_address(103)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from gridfleet_agent.field import ControlRejected, FieldConfigError, FieldStack
+from gridfleet_agent.field import ControlRejected, FieldConfigError, FieldStack, PowerLimit
 from gridfleet_agent.field.simulator import SunSpecSimulator
 
 from .fixtures import RecordingSink
@@ -189,7 +189,8 @@ async def test_power_limit_command_is_written_to_model_704_and_read_back(
     assert outcome.result == {
         "readback_pct": 60.0,
         "sunspec_model": 704,
-        "points": {"WMaxLimPct": 60.0, "WMaxLimPctEna": 1},
+        "readback": {"WMaxLimPct": 60.0, "WMaxLimPctEna": 1, "WMaxLimPctRvrtTms": 900},
+        "setpoint": {"kind": "power_limit", "percent": 60.0, "revert_after_s": 900},
     }
     assert simulator.get(704, "WMaxLimPct") == 60.0
     assert simulator.get(704, "WMaxLimPctEna") == 1
@@ -201,18 +202,18 @@ async def test_power_limit_falls_back_to_model_123_immediate_controls(
 ) -> None:
     async with SunSpecSimulator(models=(1, 101, 123)) as sim:
         async with FieldStack({"devices": [device_entry(sim)]}, sink) as stack:
-            result = await stack.set_active_power_limit("inv-1", 35.5)
+            result = await stack.apply_setpoint("inv-1", PowerLimit(35.5), source="test")
             assert (sim.get(123, "WMaxLimPct"), sim.get(123, "WMaxLim_Ena")) == (35.5, 1)
-            await stack.set_active_power_limit("inv-1", None)  # lift the limit
+            await stack.apply_setpoint("inv-1", PowerLimit(None), source="test")  # lift the limit
 
-    assert (result.sunspec_model, result.applied_pct) == (123, 35.5)
+    assert (result.sunspec_model, result.readback["WMaxLimPct"]) == (123, 35.5)
     assert sim.get(123, "WMaxLim_Ena") == 0
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ({"device": "inv-1", "limit_pct": 5.0}, "device refused WMaxLimPct=5.0"),
+        ({"device": "inv-1", "limit_pct": 5.0}, "device refused power_limit percent=5.0"),
         ({"device": "inv-1", "limit_pct": 120}, "must be 0..100"),
         ({"device": "inv-9", "limit_pct": 50}, "no field device 'inv-9'"),
         ({"device": "inv-1"}, "args.limit_pct"),
@@ -239,7 +240,7 @@ async def test_a_power_limit_caps_the_output_of_a_producing_plant(
         await sink.wait_for_points(W=8000, St=4)
         await stack.execute("set_power_limit", {"device": "inv-1", "limit_pct": 50})
         throttled = await sink.wait_for_points(W=5000)
-        await stack.set_active_power_limit("inv-1", None)
+        await stack.apply_setpoint("inv-1", PowerLimit(None), source="test")
         await sink.wait_for_points(W=8000, St=4)
 
     assert throttled["payload"]["points"]["St"] == 5  # THROTTLED
@@ -254,7 +255,9 @@ async def test_a_limit_the_device_does_not_apply_is_reported_as_failed(
         outcome = await stack.execute("set_power_limit", {"device": "inv-1", "limit_pct": 60})
 
     assert outcome.status == "failed"
-    assert "read back WMaxLimPct=100.0 WMaxLimPctEna=0 after writing 60.0" in outcome.message
+    assert (
+        "read back 704.WMaxLimPct=100.0 704.WMaxLimPctEna=0 after writing power_limit percent=60.0" in outcome.message
+    )
 
 
 async def test_a_limit_for_a_device_that_stopped_answering_is_reported_as_failed(
@@ -275,7 +278,7 @@ async def test_a_device_without_power_controls_rejects_the_limit(
     async with SunSpecSimulator(models=(1, 101)) as sim:
         async with FieldStack({"devices": [device_entry(sim)]}, sink) as stack:
             with pytest.raises(ControlRejected, match="no power limit control"):
-                await stack.set_active_power_limit("inv-1", 50)
+                await stack.apply_setpoint("inv-1", PowerLimit(50), source="test")
 
 
 async def test_unknown_commands_are_rejected(

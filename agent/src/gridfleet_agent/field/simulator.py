@@ -30,7 +30,13 @@ from sunspec2 import device as sunspec_device
 from gridfleet_agent.errors import AgentError
 from gridfleet_agent.field.events import INVERTER_EVENT_POINTS
 from gridfleet_agent.field.stack import CommandOutcome, FieldStack, Sink
-from gridfleet_agent.field.sunspec import INVERTER_MODELS, POWER_LIMIT_CONTROLS
+from gridfleet_agent.field.sunspec import (
+    ADOPT_COMPLETED,
+    ADOPT_FAILED,
+    CONNECTION_CONTROLS,
+    INVERTER_MODELS,
+    POWER_LIMIT_CONTROLS,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +44,9 @@ BASE_ADDRESS = 40000
 SUNS_MARKER = b"SunS"
 END_MARKER = (0xFFFF, 0)
 
-#: A three-phase inverter with immediate controls (123) and the IEEE 1547 DER models.
-DEFAULT_MODELS: tuple[int, ...] = (1, 103, 123, 701, 704)
+#: A three-phase inverter with immediate controls (123) and the IEEE 1547 DER models:
+#: measurements (701), enter service (703), AC controls (704), volt-var (705), freq-droop (711).
+DEFAULT_MODELS: tuple[int, ...] = (1, 103, 123, 701, 703, 704, 705, 711)
 
 #: Scale factors written into the map (by point name, whatever the model). Chosen so that a
 #: 10 kW three-phase inverter's values fit the 16-bit points with useful resolution.
@@ -66,7 +73,17 @@ DEFAULT_SCALE_FACTORS: Mapping[str, int] = {
     "WSetPct_SF": -1,
     "VarSet_SF": 0,
     "VarSetPct_SF": -1,
+    "DeptRef_SF": 0,
+    "RspTms_SF": 0,
+    "Tms_SF": -2,
+    "Db_SF": -3,
+    "K_SF": -3,
+    "Pct_SF": 0,
 }
+
+#: Entries of each repeating group, by the model point that counts them (curves, control
+#: sets, points per curve, DC ports, battery strings).
+GROUP_COUNTS: Mapping[str, int] = {"NCrv": 3, "NCrvSet": 2, "NPt": 4, "NCtl": 3, "NPrt": 2, "NStr": 2}
 
 #: Engineering values of a healthy inverter producing 5 kW. Points not listed read as
 #: 'not implemented'. Model 101-103 PF is in percent, model 701 PF is a ratio.
@@ -150,7 +167,8 @@ DEFAULT_VALUES: Mapping[int, Mapping[str, Any]] = {
         "TmpAmb": 22.0,
         "TmpCab": 35.0,
     },
-    704: {"WMaxLimPctEna": 0, "WMaxLimPct": 100.0},
+    703: {"ES": 1},
+    704: {"WMaxLimPctEna": 0, "WMaxLimPct": 100.0, "PFWInjEna": 0},
 }
 
 #: Points whose written value must lie in `power_limit_range`, else the write is refused with
@@ -201,7 +219,7 @@ class SunSpecSimulator:
         self._offsets: dict[int, int] = {}  # model id -> register offset of its ID point from BASE_ADDRESS
         offset = len(SUNS_MARKER) // 2
         for model_id in models:
-            model = sunspec_device.Model(model_id=model_id)
+            model = _new_model(model_id)
             if model.error_info:
                 raise SimulatorError(f"model {model_id}: {model.error_info.strip()}")
             self._models[model_id] = model
@@ -214,6 +232,13 @@ class SunSpecSimulator:
             for name in model.points:
                 if name in DEFAULT_SCALE_FACTORS:
                     model.points[name].set_value(DEFAULT_SCALE_FACTORS[name])
+            # Slot 1 of a curve model is the active curve: read-only to clients, who load
+            # another slot and ask for its adoption (AdptCrvReq).
+            for index, slot in enumerate(_curve_slots(model), start=1):
+                slot.points["ReadOnly"].set_value(1 if index == 1 else 0)
+            if _curve_slots(model):
+                model.points["Ena"].set_value(0)
+                model.points[_adopt_points(model)[1]].set_value(ADOPT_COMPLETED)
             self.update(model_id, DEFAULT_VALUES.get(model_id, {}))
         for model_id, model_values in (values or {}).items():
             self.update(model_id, model_values)
@@ -262,6 +287,20 @@ class SunSpecSimulator:
         self._available_w = max(0.0, watts)
         self._apply_plant()
 
+    def connected(self) -> bool:
+        """False once a client disconnected the device (703 ES or 123 Conn = 0)."""
+        for model_id, point, _ in CONNECTION_CONTROLS:
+            if model_id in self._models:
+                return bool(self.get(model_id, point) != 0)
+        return True
+
+    def curve(self, model_id: int, index: int = 1) -> dict[str, Any]:
+        """One entry of a curve model's repeating group (1: the active one), engineering units."""
+        slots = _curve_slots(self._model(model_id))
+        if not 1 <= index <= len(slots):
+            raise SimulatorError(f"model {model_id} has {len(slots)} curves, not {index}")
+        return cast(dict[str, Any], slots[index - 1].get_dict(computed=True))
+
     def power_limit_pct(self) -> float | None:
         """The enabled active power limit in percent, None when no limit is enabled."""
         for model_id, pct_name, ena_name, _ in POWER_LIMIT_CONTROLS:
@@ -274,6 +313,8 @@ class SunSpecSimulator:
             return
         limit = self.power_limit_pct()
         cap = self.rated_w if limit is None else self.rated_w * limit / 100
+        if not self.connected():
+            cap = 0.0
         watts = round(min(self._available_w, cap))
         throttled = watts < round(self._available_w)
         for model_id in INVERTER_MODELS:
@@ -284,7 +325,8 @@ class SunSpecSimulator:
         if 701 in self._models:
             volts = self.get(701, "LNV") or 230.0
             state = 4 if throttled else 3 if watts else 1  # THROTTLED, RUNNING, SLEEPING
-            self.update(701, {"W": watts, "VA": watts, "A": round(watts / volts, 2), "InvSt": state})
+            conn = int(self.connected())
+            self.update(701, {"W": watts, "VA": watts, "A": round(watts / volts, 2), "InvSt": state, "ConnSt": conn})
 
     # -- faults ---------------------------------------------------------------------------
 
@@ -370,6 +412,7 @@ class SunSpecSimulator:
 
     def _write(self, offset: int, registers: list[int]) -> tuple[ExcCodes, str] | None:
         """Apply a client write to the map, or return the exception code and why it is refused."""
+        previous = list(self._registers)
         candidate = list(self._registers)
         candidate[offset : offset + len(registers)] = registers
         touched = [
@@ -379,7 +422,7 @@ class SunSpecSimulator:
         ]
         decoded: dict[int, sunspec_device.Model] = {}
         for model_id in touched:
-            model = sunspec_device.Model(model_id=model_id)
+            model = _new_model(model_id)
             start = self._offsets[model_id]
             model.set_mb(_registers_to_bytes(candidate[start : start + model.len]))
             first, end = offset - start, offset - start + len(registers)  # model-relative
@@ -396,8 +439,33 @@ class SunSpecSimulator:
         for model_id in touched:
             start = self._offsets[model_id]
             self._models[model_id].set_mb(_registers_to_bytes(candidate[start : start + decoded[model_id].len]))
+            if _curve_slots(self._models[model_id]):
+                self._adopt(model_id, before=previous)
         self._apply_plant()  # a new power limit changes the output
         return None
+
+    def _adopt(self, model_id: int, *, before: list[int]) -> None:
+        """A written AdptCrvReq/AdptCtlReq = n copies slot n into the active slot 1 when its
+        points are in range (ActPt 1..NPt), answering COMPLETED, else FAILED."""
+        model = self._models[model_id]
+        request, result = _adopt_points(model)
+        address = self._offsets[model_id] + model.points[request].offset
+        if self._registers[address] == before[address]:
+            return
+        slots = _curve_slots(model)
+        index = model.points[request].value
+        source = slots[index - 1] if isinstance(index, int) and 1 <= index <= len(slots) else None
+        ok = source is not None and all(
+            g.points["ActPt"].value is not None and 1 <= g.points["ActPt"].value <= len(g.groups["Pt"])
+            for g in [source, *[v for v in source.groups.values() if not isinstance(v, list)]]
+            if "ActPt" in g.points
+        )
+        if ok and source is not None and index != 1:
+            entry = source.get_dict()
+            entry.pop("ReadOnly", None)
+            slots[0].set_dict(entry)
+        model.points[result].set_value(ADOPT_COMPLETED if ok else ADOPT_FAILED)
+        self._render(model_id)
 
     def _change_event_bit(self, bit: int, *, on: bool) -> None:
         found = False
@@ -427,6 +495,26 @@ class SunSpecSimulator:
         start = self._offsets[model_id]
         regs = _bytes_to_registers(self._models[model_id].get_mb())
         self._registers[start : start + len(regs)] = regs
+
+
+def _new_model(model_id: int) -> sunspec_device.Model:
+    """A model with its repeating groups allocated (GROUP_COUNTS entries each)."""
+    counts = {
+        name: count
+        for name, count in GROUP_COUNTS.items()
+        if name in {p["name"] for p in sunspec_device.get_model_def(model_id)["group"]["points"]}
+    }
+    return sunspec_device.Model(model_id=model_id, data=counts or None)
+
+
+def _curve_slots(model: sunspec_device.Group) -> list[sunspec_device.Group]:
+    """The curve (Crv) or control-set (Ctl) entries of a 705-712 model, [] for other models."""
+    slots = model.groups.get("Crv") or model.groups.get("Ctl")
+    return slots if isinstance(slots, list) and model.points.get("Ena") is not None else []
+
+
+def _adopt_points(model: sunspec_device.Group) -> tuple[str, str]:
+    return ("AdptCtlReq", "AdptCtlRslt") if "Ctl" in model.groups else ("AdptCrvReq", "AdptCrvRslt")
 
 
 def _bytes_to_registers(data: bytes) -> list[int]:

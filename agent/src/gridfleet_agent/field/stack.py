@@ -2,14 +2,16 @@
 
     stack = FieldStack(config_section, sink)        # sink(record) -> None, or an awaitable
     await stack.start()
-    outcome = await stack.execute("set_power_limit", {"device": "inv-1", "limit_pct": 60.0})
+    result = await stack.apply_setpoint("inv-1", PowerLimit(60.0), source="dnp3")  # the one setpoint path
+    outcome = await stack.execute("set_power_limit", {"device": "inv-1", "limit_pct": 60.0})  # server command
     await stack.stop()
 
 Every record handed to the sink is `{"kind": ..., "ts": RFC 3339 UTC, "payload": {...}}` with
-kind `telemetry`, `alarm` or `inventory` and the payloads of docs/protocol/uplink.md section 3
-(docs/field-devices.md shows what this stack puts in them). Each device polls in its own task;
-its blocking Modbus I/O runs in the stack's own worker threads (one per device), so a slow or
-hung device never delays another, the daemon's event loop, or the daemon's default executor.
+kind `telemetry`, `alarm`, `event` (`field.setpoint`) or `inventory` and the payloads of
+docs/protocol/uplink.md section 3 (docs/field-devices.md shows what this stack puts in them).
+Each device polls in its own task; its blocking Modbus I/O runs in the stack's own worker
+threads (one per device), so a slow or hung device never delays another, the daemon's event
+loop, or the daemon's default executor.
 """
 
 from __future__ import annotations
@@ -27,18 +29,11 @@ from typing import Any, Literal, TypeVar
 
 from gridfleet_agent.field.alarms import AlarmTransition, CommLossTracker, EventAlarmTracker
 from gridfleet_agent.field.config import DeviceConfig, FieldConfig
+from gridfleet_agent.field.errors import ControlError, ControlFailed, ControlRejected, DeviceUnreachable
 from gridfleet_agent.field.events import INVERTER_EVENT_POINTS
 from gridfleet_agent.field.mqtt import MqttPublisher
-from gridfleet_agent.field.sunspec import (
-    ControlError,
-    ControlFailed,
-    ControlRejected,
-    DeviceIdentity,
-    DeviceUnreachable,
-    PowerLimitResult,
-    Reading,
-    SunSpecDevice,
-)
+from gridfleet_agent.field.setpoints import PowerLimit, Setpoint, SetpointResult, describe, setpoint_from_command
+from gridfleet_agent.field.sunspec import DeviceIdentity, Reading, SunSpecDevice
 
 logger = logging.getLogger(__name__)
 
@@ -124,47 +119,52 @@ class FieldStack:
         """`inventory.field_devices` entries for every device discovered so far."""
         return [p.inventory_entry() for p in self._pollers.values() if p.identity is not None]
 
-    async def set_active_power_limit(
-        self, device_id: str, limit_pct: float | None, *, revert_after_s: int | None = None
-    ) -> PowerLimitResult:
-        """Apply an active power limit (percent of WMax; None lifts it) and read it back.
+    def device_ids(self, kind: str | None = None) -> list[str]:
+        """The configured device ids, optionally only those of one kind (e.g. "inverter")."""
+        return [d.id for d in self.config.devices if kind is None or d.kind == kind]
 
-        Raises ControlRejected (unknown device, value out of range, no 123/704 model, the device
-        refused) or ControlFailed (no answer, read back a different value).
+    async def apply_setpoint(self, device_id: str, setpoint: Setpoint, *, source: str) -> SetpointResult:
+        """The one path for every control to a field device: write, read back, log, report.
+
+        `source` says who asked (`server`, `ieee2030.5`, `dnp3`, `iec104`, `site-logic`, `cli`...);
+        it goes into the log line and the `field.setpoint` event record sent for every attempt,
+        succeeded or not. Raises ControlRejected (unknown device, bad value, control not
+        implemented, the device refused; nothing changed) or ControlFailed (no answer, read back
+        something else).
         """
-        poller = self._poller(device_id)
+        report: dict[str, Any] = {"device": device_id, "source": source, "setpoint": describe(setpoint)}
         try:
-            if poller.device.needs_discovery:
-                await poller.discover()
-        except DeviceUnreachable as exc:
-            raise ControlFailed(f"{device_id} is not answering: {exc}") from exc
-        return await self._blocking(poller.device.set_active_power_limit, limit_pct, revert_after_s)
+            poller = self._poller(device_id)
+            try:
+                if poller.device.needs_discovery:
+                    await poller.discover()
+            except DeviceUnreachable as exc:
+                raise ControlFailed(f"{device_id} is not answering: {exc}") from exc
+            result: SetpointResult = await self._blocking(poller.device.apply, setpoint)
+        except ControlError as exc:
+            status = "rejected" if isinstance(exc, ControlRejected) else "failed"
+            logger.warning("setpoint %s for %s from %s %s: %s", report["setpoint"], device_id, source, status, exc)
+            await self._emit(make_record("event", _setpoint_event(report, status, str(exc))))
+            raise
+        logger.info("setpoint from %s: %s: %s", source, device_id, result.message)
+        report.update(sunspec_model=result.sunspec_model, readback=result.readback)
+        await self._emit(make_record("event", _setpoint_event(report, "succeeded", result.message)))
+        return result
 
     async def execute(self, name: str, args: Mapping[str, Any]) -> CommandOutcome:
-        """Run a server command addressed to the field stack (uplink section 2.6)."""
-        if name != "set_power_limit":
-            return CommandOutcome("rejected", f"the field stack does not implement command {name!r}")
-        device_id, limit_pct = args.get("device"), args.get("limit_pct")
-        revert_after_s = args.get("revert_after_s")
-        if not isinstance(device_id, str):
-            return CommandOutcome("rejected", "args.device: required, the field device key")
-        if isinstance(limit_pct, bool) or not isinstance(limit_pct, int | float):
-            return CommandOutcome("rejected", "args.limit_pct: required, a number 0..100")
-        if revert_after_s is not None and (
-            isinstance(revert_after_s, bool) or not isinstance(revert_after_s, int) or revert_after_s < 0
-        ):
-            return CommandOutcome("rejected", "args.revert_after_s: a whole number of seconds >= 0")
+        """Run a server command addressed to the field stack (uplink section 2.6): one of
+        `setpoints.COMMANDS`, parsed into a setpoint and sent down the one setpoint path."""
         try:
-            result = await self.set_active_power_limit(device_id, float(limit_pct), revert_after_s=revert_after_s)
+            device_id, setpoint = setpoint_from_command(name, args)
+            result = await self.apply_setpoint(device_id, setpoint, source="server")
         except ControlRejected as exc:
             return CommandOutcome("rejected", str(exc))
         except ControlError as exc:
             return CommandOutcome("failed", str(exc))
-        return CommandOutcome(
-            "succeeded",
-            f"WMaxLimPct={result.applied_pct} written to model {result.sunspec_model} and read back",
-            {"readback_pct": result.applied_pct, "sunspec_model": result.sunspec_model, "points": result.details},
-        )
+        data = result.as_dict()
+        if isinstance(setpoint, PowerLimit):  # the field uplink.md section 2.6 documents
+            data["readback_pct"] = result.readback.get("WMaxLimPct")
+        return CommandOutcome("succeeded", result.message, data)
 
     def _poller(self, device_id: str) -> DevicePoller:
         try:
@@ -184,6 +184,11 @@ class FieldStack:
             logger.exception("field record sink failed for a %s record", record["kind"])
         if self._mqtt is not None:
             self._mqtt.publish(record)
+
+
+def _setpoint_event(report: dict[str, Any], status: str, message: str) -> dict[str, Any]:
+    """`event` payload (uplink section 3.5) reporting one setpoint attempt."""
+    return {"name": "field.setpoint", "message": message, "data": {**report, "status": status}}
 
 
 class DevicePoller:

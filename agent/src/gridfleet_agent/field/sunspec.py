@@ -8,17 +8,31 @@ RTU client is explicitly not safe for concurrent requests.
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from sunspec2 import device as sunspec_device
 from sunspec2.modbus import client as sunspec_client
 from sunspec2.modbus import modbus as sunspec_modbus
 
-from gridfleet_agent.errors import AgentError
 from gridfleet_agent.field.config import DeviceConfig
+from gridfleet_agent.field.errors import ControlFailed, ControlRejected, DeviceUnreachable
 from gridfleet_agent.field.events import INVERTER_EVENT_POINTS
+from gridfleet_agent.field.setpoints import (
+    CURVE_MODELS,
+    Connection,
+    Curve,
+    PointValue,
+    PowerFactor,
+    PowerLimit,
+    Setpoint,
+    SetpointResult,
+    describe,
+)
 
 INVERTER_MODELS = (101, 102, 103)
 DER_MEASURE_MODEL = 701
@@ -67,29 +81,18 @@ POWER_LIMIT_CONTROLS = (
     (123, "WMaxLimPct", "WMaxLim_Ena", "WMaxLimPct_RvrtTms"),
 )
 
+#: Connect/disconnect controls, preferred first: (model, point, revert timer point or None).
+#: 703 ES is IEEE 1547 "permit service" (0 = cease to energize and trip); 123 Conn is immediate.
+CONNECTION_CONTROLS = ((703, "ES", None), (123, "Conn", "Conn_RvrtTms"))
+
+#: AdptCrvRslt / AdptCtlRslt values of the 705-712 models, and how long to wait for adoption.
+ADOPT_IN_PROGRESS, ADOPT_COMPLETED, ADOPT_FAILED = 0, 1, 2
+ADOPT_POLLS, ADOPT_POLL_INTERVAL = 10, 0.1
+
+_POINT_REF = re.compile(r"^(\d+)\.([A-Za-z][A-Za-z0-9_]*)$")
 _COMM_ERRORS = (sunspec_client.SunSpecModbusClientError, sunspec_modbus.ModbusClientError, OSError)
 _bus_locks: dict[str, threading.Lock] = {}
 _bus_locks_guard = threading.Lock()
-
-
-class FieldDeviceError(AgentError):
-    """Base class for problems with a field device."""
-
-
-class DeviceUnreachable(FieldDeviceError):
-    """No usable answer: connection refused, timeout, or no SunSpec map at 40000/0/50000."""
-
-
-class ControlError(FieldDeviceError):
-    """A control could not be applied; the message says why."""
-
-
-class ControlRejected(ControlError):
-    """Refused without effect: value out of range, control not implemented, device said no."""
-
-
-class ControlFailed(ControlError):
-    """Tried and failed: the device stopped answering, or read back something else."""
 
 
 @dataclass(frozen=True)
@@ -108,15 +111,6 @@ class Reading:
     values: dict[str, float | int]
     #: Union of the implemented event bitfields (101-103 Evt1, 701 Alrm); None if none is.
     event_bits: int | None
-
-
-@dataclass(frozen=True)
-class PowerLimitResult:
-    requested_pct: float | None
-    applied_pct: float | None
-    enabled: bool
-    sunspec_model: int
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 class SunSpecDevice:
@@ -180,21 +174,23 @@ class SunSpecDevice:
                 raise DeviceUnreachable(_one_line(exc)) from exc
             return self._reading(present, scope)
 
-    def set_active_power_limit(self, percent: float | None, revert_after_s: int | None = None) -> PowerLimitResult:
-        """Limit active power to `percent` of WMax (None lifts the limit), then read it back.
+    def apply(self, setpoint: Setpoint) -> SetpointResult:
+        """Write a setpoint to the model that carries it, read it back and compare.
 
-        With `revert_after_s` the device's own reversion timer lifts the limit after that many
-        seconds, so a gateway that dies mid-curtailment does not curtail forever.
+        Raises ControlRejected (no model carries it, bad value, the device refused) or
+        ControlFailed (no answer, or a different value read back).
         """
-        if percent is not None and not 0 <= percent <= 100:
-            raise ControlRejected(f"power limit must be 0..100 % of WMax (got {percent})")
         with self.lock:
             device = self._require_discovered()
-            for model_id, pct_name, ena_name, revert_name in POWER_LIMIT_CONTROLS:
-                if model_id in device.models:
-                    model = device.models[model_id][0]
-                    return self._apply_power_limit(model, pct_name, ena_name, revert_name, percent, revert_after_s)
-        raise ControlRejected("device has no power limit control (SunSpec model 704 or 123)")
+            try:
+                return self._apply(device, setpoint)
+            except sunspec_modbus.ModbusClientException as exc:
+                raise ControlRejected(f"device refused {_what(setpoint)}: {_one_line(exc)}") from exc
+            except (sunspec_client.SunSpecModbusValueError, sunspec_device.ModelError) as exc:
+                raise ControlRejected(f"{_what(setpoint)} does not fit the device's registers: {exc}") from exc
+            except _COMM_ERRORS as exc:
+                self._disconnect()
+                raise ControlFailed(f"no answer while applying {_what(setpoint)}: {_one_line(exc)}") from exc
 
     def close(self) -> None:
         with self.lock:
@@ -202,56 +198,94 @@ class SunSpecDevice:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _apply_power_limit(
-        self,
-        model: Any,
-        pct_name: str,
-        ena_name: str,
-        revert_name: str,
-        percent: float | None,
-        revert_after_s: int | None,
-    ) -> PowerLimitResult:
-        pct_point, ena_point = model.points[pct_name], model.points[ena_name]
-        try:
-            model.read()  # current scale factor
-            if percent is not None:
-                sf_point = model.points.get(pct_point.sf) if pct_point.sf else None
-                if sf_point is not None and sf_point.value is None:
-                    pct_point.value = round(percent)  # scale factor not implemented: whole percent
-                else:
-                    pct_point.cvalue = percent
-            if revert_after_s is not None:
-                model.points[revert_name].value = revert_after_s
-            ena_point.value = 0 if percent is None else 1
-            model.write()
-        except sunspec_modbus.ModbusClientException as exc:
-            raise ControlRejected(f"device refused {pct_name}={percent}: {_one_line(exc)}") from exc
-        except sunspec_client.SunSpecModbusValueError as exc:
-            raise ControlRejected(f"{pct_name}={percent} does not fit the device's register: {exc}") from exc
-        except _COMM_ERRORS as exc:
-            self._disconnect()
-            raise ControlFailed(f"could not write {pct_name}: {_one_line(exc)}") from exc
-        try:
+    def _apply(self, device: Any, setpoint: Setpoint) -> SetpointResult:
+        models = device.models
+        match setpoint:
+            case PowerLimit(percent=percent, revert_after_s=revert):
+                for model_id, pct, ena, revert_name in POWER_LIMIT_CONTROLS:
+                    if model_id in models:
+                        values: dict[str, Any] = {} if percent is None else {pct: percent}
+                        values[ena] = 0 if percent is None else 1
+                        if revert is not None:
+                            values[revert_name] = revert
+                        return self._result(setpoint, models[model_id][0], values)
+                raise ControlRejected("device has no power limit control (SunSpec model 704 or 123)")
+            case Connection(connected=connected, revert_after_s=revert):
+                for model_id, conn, conn_revert in CONNECTION_CONTROLS:
+                    if model_id in models:
+                        values = {conn: int(connected)}
+                        if revert is not None and conn_revert is not None:
+                            values[conn_revert] = revert
+                        return self._result(setpoint, models[model_id][0], values)
+                raise ControlRejected("device has no connect/disconnect control (SunSpec model 703 or 123)")
+            case PowerFactor(pf=pf, absorbing_vars=absorbing, revert_after_s=revert):
+                if 704 in models:
+                    values = {"PFWInjEna": 0}
+                    if pf is not None:
+                        values = {"PFWInjEna": 1, "PFWInj": {"PF": pf, "Ext": int(absorbing)}}
+                    if revert is not None:
+                        values["PFWInjRvrtTms"] = revert
+                    return self._result(setpoint, models[704][0], values)
+                if 123 in models:
+                    # Model 123 carries the excitation as the sign of OutPFSet.
+                    values = {"OutPFSet_Ena": 0}
+                    if pf is not None:
+                        values = {"OutPFSet_Ena": 1, "OutPFSet": -pf if absorbing else pf}
+                    if revert is not None:
+                        values["OutPFSet_RvrtTms"] = revert
+                    return self._result(setpoint, models[123][0], values)
+                raise ControlRejected("device has no fixed power factor control (SunSpec model 704 or 123)")
+            case Curve(model=model_id):
+                if model_id not in models:
+                    have = sorted(m for m in models if isinstance(m, int) and m in CURVE_MODELS)
+                    raise ControlRejected(
+                        f"device has no model {model_id} ({CURVE_MODELS[model_id]}); its curve models: {have or 'none'}"
+                    )
+                return self._apply_curve(setpoint, models[model_id][0])
+            case PointValue(point=ref, value=value):
+                match = _POINT_REF.match(ref)
+                if match is None:
+                    raise ControlRejected(f"{ref}: a SunSpec point is written as '<model>.<point>', e.g. '704.WSetPct'")
+                model_id, name = int(match.group(1)), match.group(2)
+                if model_id not in models:
+                    raise ControlRejected(f"{ref}: device has no model {model_id}")
+                return self._result(setpoint, models[model_id][0], {name: value})
+        raise ControlRejected(f"unknown setpoint {setpoint!r}")
+
+    def _result(self, setpoint: Setpoint, model: Any, values: Mapping[str, Any]) -> SetpointResult:
+        readback = _write_and_verify(model, values, what=_what(setpoint))
+        return SetpointResult(self.config.id, setpoint, model.model_id, readback)
+
+    def _apply_curve(self, setpoint: Curve, model: Any) -> SetpointResult:
+        """Load a curve the way SunSpec DER models want it: write it into a writable curve
+        slot, ask the device to adopt that slot (AdptCrvReq), wait for AdptCrvRslt, enable."""
+        what = _what(setpoint)
+        model.read()
+        if not setpoint.enabled:
+            readback = _write_and_verify(model, {"Ena": 0}, what=what)
+            return SetpointResult(self.config.id, setpoint, model.model_id, readback)
+        group = "Ctl" if "Ctl" in model.groups else "Crv"
+        request, outcome = ("AdptCtlReq", "AdptCtlRslt") if group == "Ctl" else ("AdptCrvReq", "AdptCrvRslt")
+        slots = model.groups.get(group) or []
+        writable = [s for s in slots if s.points["ReadOnly"].value != 1]
+        # Slot 1 is the active curve on most devices; load another one and adopt it.
+        slot = next((s for s in writable if s.index != 1), writable[0] if writable else None)
+        if slot is None:
+            raise ControlRejected(f"{what}: every {group} slot of model {model.model_id} is read-only")
+        readback = _write_and_verify(model, {group: {slot.index: dict(setpoint.settings)}}, what=what)
+        _write_and_verify(model, {request: slot.index}, what=what)
+        result = model.points[outcome]
+        for _ in range(ADOPT_POLLS):
+            if result.value != ADOPT_IN_PROGRESS:
+                break
+            time.sleep(ADOPT_POLL_INTERVAL)
             model.read()
-        except _COMM_ERRORS as exc:
-            self._disconnect()
-            raise ControlFailed(f"wrote {pct_name} but could not read it back: {_one_line(exc)}") from exc
-        applied, enabled = pct_point.cvalue, ena_point.value == 1
-        resolution = 10.0 ** (pct_point.sf_value or 0)
-        if enabled != (percent is not None) or (
-            percent is not None and (applied is None or abs(applied - percent) > resolution / 2)
-        ):
-            raise ControlFailed(
-                f"read back {pct_name}={applied} {ena_name}={ena_point.value} after writing "
-                f"{percent}; the device did not apply the limit"
-            )
-        return PowerLimitResult(
-            requested_pct=percent,
-            applied_pct=applied,
-            enabled=enabled,
-            sunspec_model=model.model_id,
-            details={pct_name: applied, ena_name: ena_point.value},
-        )
+        if result.value != ADOPT_COMPLETED:
+            state = {ADOPT_IN_PROGRESS: "still in progress", ADOPT_FAILED: "failed"}.get(result.value, result.value)
+            raise ControlRejected(f"{what}: the device did not adopt {group} {slot.index} ({outcome}: {state})")
+        readback.update(_write_and_verify(model, {"Ena": 1}, what=what))
+        readback.update({request: slot.index, outcome: result.value})
+        return SetpointResult(self.config.id, setpoint, model.model_id, readback)
 
     def _reading(self, present: dict[int, Any], scope: Iterable[int]) -> Reading:
         values: dict[str, float | int] = {}
@@ -333,3 +367,86 @@ def _text(value: Any) -> str | None:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _write_and_verify(model: Any, values: Mapping[str, Any], *, what: str) -> dict[str, Any]:
+    """Write `values` (engineering units; groups as nested objects, repeating groups as lists
+    or {index: entry}) to one model in as few Modbus writes as pysunspec2 makes of it, read the
+    model back and return the written points as read. ControlFailed when one differs by more
+    than its resolution (half a unit of its scale factor)."""
+    model.read()  # current scale factors and group layout
+    written: list[tuple[str, Any, float]] = []
+    _assign(model, values, f"{model.model_id}", written)
+    model.write()
+    model.read()
+    readback: dict[str, Any] = {}
+    wrong: list[str] = []
+    for path, point, wanted in written:
+        got = point.cvalue
+        resolution = 10.0 ** (point.sf_value or 0) if point.sf_required else 1.0
+        if got is None or abs(got - wanted) > resolution / 2 + 1e-9:
+            wrong.append(f"{path}={got}")
+        _put(readback, path.split(".", 1)[1], got)
+    if wrong:
+        raise ControlFailed(f"read back {' '.join(wrong)} after writing {what}; the device did not apply it")
+    return readback
+
+
+def _assign(group: Any, values: Mapping[str, Any], path: str, written: list[tuple[str, Any, float]]) -> None:
+    if not isinstance(values, Mapping):
+        raise ControlRejected(f"{path}: must be an object of point names")
+    for name, value in values.items():
+        where = f"{path}.{name}"
+        if name in group.points:
+            point = group.points[name]
+            if point.pdef.get("access") != "RW":
+                raise ControlRejected(f"{where} is read-only")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ControlRejected(f"{where}: must be a number (got {value!r})")
+            _set_point(point, value, where)
+            written.append((where, point, float(value)))
+        elif name in group.groups:
+            sub = group.groups[name]
+            if not isinstance(sub, list):
+                _assign(sub, value, where, written)
+                continue
+            entries = dict(enumerate(value, start=1)) if isinstance(value, list) else value
+            if not isinstance(entries, Mapping) or not all(isinstance(i, int) for i in entries):
+                raise ControlRejected(f"{where}: must be a list of entries")
+            for index, entry in entries.items():
+                if not 1 <= index <= len(sub):
+                    raise ControlRejected(f"{where}: the device holds {len(sub)} entries, got entry {index}")
+                _assign(sub[index - 1], entry, f"{where}[{index}]", written)
+            # A curve's ActPt says how many of its points are in use.
+            if name == "Pt" and "ActPt" in group.points and "ActPt" not in values and isinstance(value, list):
+                _set_point(group.points["ActPt"], len(value), f"{path}.ActPt")
+                written.append((f"{path}.ActPt", group.points["ActPt"], float(len(value))))
+        else:
+            raise ControlRejected(f"{where}: model {group.model.model_id} has no point or group {name!r}")
+
+
+def _set_point(point: Any, value: float, where: str) -> None:
+    if point.sf_required:
+        sf_point = (point.group.points.get(point.sf) or point.model.points.get(point.sf)) if point.sf else None
+        if sf_point is not None and sf_point.value is None:
+            point.value = round(value)  # scale factor not implemented: whole units
+        else:
+            point.cvalue = value
+    elif float(value).is_integer():
+        point.value = int(value)
+    else:
+        raise ControlRejected(f"{where}: the device holds whole numbers only (got {value})")
+
+
+def _put(tree: dict[str, Any], path: str, value: Any) -> None:
+    """readback["Crv"]["2"]["Pt"]["1"]["V"] = value, from 'Crv[2].Pt[1].V'."""
+    node = tree
+    parts = re.split(r"\.|\[|\]\.?", path.rstrip("]"))
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def _what(setpoint: Setpoint) -> str:
+    data = describe(setpoint)
+    return str(data.pop("kind")) + " " + " ".join(f"{k}={v}" for k, v in data.items() if v is not None)
