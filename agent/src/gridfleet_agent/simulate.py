@@ -140,7 +140,7 @@ class FaultySunSpecSite:
     def __init__(self, serial: str, sink: Sink, *, interval: float, rng: random.Random) -> None:
         from gridfleet_agent.field.simulator import SimulatedSite
 
-        self._site = SimulatedSite(sink, device_id=f"{serial}-INV1", serial=f"{serial}-INV1", poll_interval=interval)
+        self._site = SimulatedSite(sink, name=serial, poll_interval=interval)
         self._interval = interval
         self._rng = rng
         self._faults: asyncio.Task[None] | None = None

@@ -72,8 +72,8 @@ def test_every_problem_is_reported_at_once_with_the_path_to_fix() -> None:
         "devices[1].colour: unknown key (known: baudrate, comm_loss_after, debounce_polls, host, id, kind, models, "
         "parity, points, poll_interval, port, protocol, serial_port, timeout, unit_id)",
         "devices[1].serial_port: required for sunspec-rtu (e.g. /dev/ttyUSB0)",
-        "devices[1].models: unsupported model ids [64110] (supported: 1, 101-103, 123, 701-713)",
-        "devices[1].points[0]: write a point as '<model id>.<point name>', e.g. '701.TmpAmb'",
+        "devices[1].models: unsupported model ids [64110] (supported: 1, 101-103, 123, 201-204, 701-714, 802, 803)",
+        "devices[1].points[0]: write a point as '<model id>.<point name>', e.g. '701.TmpAmb' or '705.Crv[1].Pt[2].V'",
         "devices: id 'm' is used more than once",
         "mqtt.enabled: must be true or false",
         "mqtt.topic_prefix: a topic without wildcards, spaces or trailing '/'",

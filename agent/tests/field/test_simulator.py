@@ -110,17 +110,28 @@ def test_cli_serves_a_device_that_pysunspec2_can_scan() -> None:
 
 
 async def test_a_simulated_site_is_the_real_stack_on_a_simulated_plant(sink: RecordingSink) -> None:
-    site = SimulatedSite(sink, device_id="GW-1-INV1", serial="GW-1-INV1", poll_interval=0.05, day_seconds=40.0)
+    site = SimulatedSite(sink, name="GW-1", poll_interval=0.05, day_seconds=40.0, load_w=2500)
     await site.start()
     try:
         await sink.wait_for("inventory")
         outcome = await site.execute("set_power_limit", {"device": "GW-1-INV1", "limit_pct": 0})
-        await sink.wait_for_points(W=0, after=sink.records[-1])
+        mark = sink.records[-1]
+        await sink.wait_for_points(W=0, after=mark)
+        site.update_meter()  # the plant loop does this every second
+        meter = await sink.wait_for("telemetry", device="GW-1-MTR1", after=mark)
+        while meter["payload"]["points"]["W"] != 2500:  # all of the load now comes from the grid
+            meter = await sink.wait_for("telemetry", device="GW-1-MTR1", after=meter)
+        battery = await sink.wait_for("telemetry", device="GW-1-BAT1")
     finally:
         await site.stop()
 
     assert outcome.status == "succeeded"
-    assert site.field_devices()[0]["serial"] == "GW-1-INV1"
+    assert {d["key"]: (d["kind"], d["serial"]) for d in site.field_devices()} == {
+        "GW-1-INV1": ("inverter", "GW-1-INV1"),
+        "GW-1-MTR1": ("meter", "GW-1-MTR1"),
+        "GW-1-BAT1": ("battery", "GW-1-BAT1"),
+    }
+    assert battery["payload"]["points"]["SoC"] == 60 and battery["payload"]["points"]["WHRtg"] == 13500
 
 
 def test_the_sun_rises_at_six_and_sets_at_eighteen_utc() -> None:

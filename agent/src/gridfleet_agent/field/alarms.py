@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gridfleet_agent.field.events import COMM_LOSS, EVENT_BITS, EventDefinition, definition_for
+from gridfleet_agent.field.events import COMM_LOSS, EVENT_SOURCES, EventDefinition, EventSource
 
 BITFIELD_WIDTH = 32
 
@@ -27,10 +27,11 @@ class EventAlarmTracker:
     gets cleared on the server (which ignores clears of alarms that are not open).
     """
 
-    def __init__(self, debounce: int) -> None:
+    def __init__(self, debounce: int, source: EventSource = EVENT_SOURCES[0]) -> None:
         if debounce < 1:
             raise ValueError("debounce must be at least 1 poll")
         self.debounce = debounce
+        self.source = source
         self.active: set[int] = set()
         self._streak: dict[int, int] = {}  # bit -> consecutive polls disagreeing with its state
         self._synced = False
@@ -42,7 +43,9 @@ class EventAlarmTracker:
         transitions: list[AlarmTransition] = []
         if not self._synced:
             self._synced = True
-            transitions += [AlarmTransition(d, raised=False) for bit, d in EVENT_BITS.items() if not bits >> bit & 1]
+            transitions += [
+                AlarmTransition(d, raised=False) for bit, d in self.source.bits.items() if not bits >> bit & 1
+            ]
         for bit in range(BITFIELD_WIDTH):
             is_set = bool(bits >> bit & 1)
             if is_set == (bit in self.active):
@@ -55,7 +58,7 @@ class EventAlarmTracker:
                     self.active.add(bit)
                 else:
                     self.active.discard(bit)
-                transitions.append(AlarmTransition(definition_for(bit), raised=is_set))
+                transitions.append(AlarmTransition(self.source.definition(bit), raised=is_set))
         return transitions
 
 

@@ -15,13 +15,17 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from gridfleet_agent.errors import AgentError
+from gridfleet_agent.field.events import VENDOR_EVENT_POINTS, EventDefinition, Severity
 
 Protocol = Literal["sunspec-tcp", "sunspec-rtu"]
 PROTOCOLS: tuple[Protocol, ...] = ("sunspec-tcp", "sunspec-rtu")
 DEVICE_KINDS = ("inverter", "meter", "battery", "weather_station")
-SUPPORTED_MODELS = frozenset({1, 101, 102, 103, 123, *range(701, 714)})
+SUPPORTED_MODELS = frozenset({1, 101, 102, 103, 123, 201, 202, 203, 204, *range(701, 715), 802, 803})
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # also an MQTT topic level
-_POINT_REF = re.compile(r"^(\d+)\.([A-Za-z][A-Za-z0-9_]*)$")
+_NAME = r"[A-Za-z][A-Za-z0-9_]*"
+#: "<model>.<point>", or a point inside (repeating) groups: "705.Crv[1].Pt[2].V".
+_POINT_REF = re.compile(rf"^(\d+)\.((?:{_NAME}(?:\[[1-9]\d*\])?\.)*{_NAME})$")
+_SEVERITIES = tuple(s.value for s in Severity)
 _TOPIC_PREFIX = re.compile(r"^[^#+\s]+$")
 
 
@@ -75,10 +79,15 @@ class MqttConfig:
     keepalive: int = 60
 
 
+VendorEvents = Mapping[str, Mapping[str, Mapping[int, EventDefinition]]]
+
+
 @dataclass(frozen=True)
 class FieldConfig:
     devices: tuple[DeviceConfig, ...] = ()
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    #: make (lower case) -> "<model>.<EvtVndN>" -> bit -> alarm, on top of events.VENDOR_EVENTS.
+    vendor_events: VendorEvents = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FieldConfig:
@@ -102,7 +111,7 @@ class _Parser:
     def parse(self, data: Mapping[str, Any]) -> FieldConfig:
         if not isinstance(data, Mapping):
             raise FieldConfigError(["field: must be an object with 'devices' and optional 'mqtt'"])
-        self._unknown_keys("field", data, {"devices", "mqtt"})
+        self._unknown_keys("field", data, {"devices", "mqtt", "vendor_events"})
         raw_devices = data.get("devices", [])
         devices: list[DeviceConfig] = []
         if not isinstance(raw_devices, list):
@@ -127,9 +136,50 @@ class _Parser:
                         f"baudrate/parity ({settings[0]} {settings[1]}); one serial line has one setting"
                     )
         mqtt = self._mqtt(data.get("mqtt", {}))
+        vendor_events = self._vendor_events(data.get("vendor_events", {}))
         if self.problems:
             raise FieldConfigError(self.problems)
-        return FieldConfig(devices=tuple(devices), mqtt=mqtt)
+        return FieldConfig(devices=tuple(devices), mqtt=mqtt, vendor_events=vendor_events)
+
+    def _vendor_events(self, raw: Any) -> VendorEvents:
+        """{"Acme Solar": {"103.EvtVnd1": {"3": {"code", "severity", "message"}}}}"""
+        tables: dict[str, dict[str, dict[int, EventDefinition]]] = {}
+        if not isinstance(raw, Mapping):
+            self.problems.append("vendor_events: must be an object of makes")
+            return tables
+        vendor_points = {f"{m}.{p}" for m, p in VENDOR_EVENT_POINTS}
+        for make, points in raw.items():
+            path = f"vendor_events.{make}"
+            if not isinstance(points, Mapping):
+                self.problems.append(f"{path}: must be an object of vendor bitfields")
+                continue
+            for ref, bits in points.items():
+                if ref not in vendor_points:
+                    self.problems.append(
+                        f"{path}.{ref}: not a vendor bitfield (one of {', '.join(sorted(vendor_points))})"
+                    )
+                    continue
+                if not isinstance(bits, Mapping):
+                    self.problems.append(f"{path}.{ref}: must be an object of bit numbers")
+                    continue
+                for bit, spec in bits.items():
+                    where = f"{path}.{ref}.{bit}"
+                    if not (isinstance(bit, str) and bit.isdigit() and int(bit) < 32):
+                        self.problems.append(f"{where}: the key is a bit number 0..31")
+                    elif not isinstance(spec, Mapping) or set(spec) - {"code", "severity", "message"}:
+                        self.problems.append(f"{where}: an object with code, severity and message")
+                    elif not isinstance(spec.get("code"), str) or not 1 <= len(spec["code"]) <= 200:
+                        self.problems.append(f"{where}.code: required, 1..200 characters")
+                    elif spec.get("severity", "indeterminate") not in _SEVERITIES:
+                        self.problems.append(f"{where}.severity: one of {', '.join(_SEVERITIES)}")
+                    else:
+                        tables.setdefault(make.strip().lower(), {}).setdefault(ref, {})[int(bit)] = EventDefinition(
+                            int(bit),
+                            spec["code"],
+                            Severity(spec.get("severity", "indeterminate")),
+                            str(spec.get("message", spec["code"])),
+                        )
+        return tables
 
     def _device(self, path: str, raw: Any) -> DeviceConfig | None:
         if not isinstance(raw, Mapping):
@@ -236,7 +286,9 @@ class _Parser:
             return None
         unsupported = sorted(set(value) - SUPPORTED_MODELS)
         if unsupported:
-            self.problems.append(f"{path}: unsupported model ids {unsupported} (supported: 1, 101-103, 123, 701-713)")
+            self.problems.append(
+                f"{path}: unsupported model ids {unsupported} (supported: 1, 101-103, 123, 201-204, 701-714, 802, 803)"
+            )
         return frozenset(value) | {1}  # model 1 carries the identity reported as inventory
 
     def _points(self, path: str, value: Any) -> tuple[tuple[int, str], ...]:
@@ -247,7 +299,10 @@ class _Parser:
         for index, ref in enumerate(value):
             match = _POINT_REF.match(ref) if isinstance(ref, str) else None
             if match is None:
-                self.problems.append(f"{path}[{index}]: write a point as '<model id>.<point name>', e.g. '701.TmpAmb'")
+                self.problems.append(
+                    f"{path}[{index}]: write a point as '<model id>.<point name>', e.g. '701.TmpAmb' "
+                    "or '705.Crv[1].Pt[2].V'"
+                )
                 continue
             points.append((int(match.group(1)), match.group(2)))
         return tuple(points)

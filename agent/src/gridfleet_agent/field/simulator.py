@@ -28,7 +28,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from sunspec2 import device as sunspec_device
 
 from gridfleet_agent.errors import AgentError
-from gridfleet_agent.field.events import INVERTER_EVENT_POINTS
+from gridfleet_agent.field.events import EVENT_SOURCES
 from gridfleet_agent.field.stack import CommandOutcome, FieldStack, Sink
 from gridfleet_agent.field.sunspec import (
     ADOPT_COMPLETED,
@@ -79,6 +79,18 @@ DEFAULT_SCALE_FACTORS: Mapping[str, int] = {
     "Db_SF": -3,
     "K_SF": -3,
     "Pct_SF": 0,
+    "AHRtg_SF": 0,
+    "WHRtg_SF": 0,
+    "WChaDisChaMax_SF": 0,
+    "SoC_SF": 0,
+    "SoH_SF": 0,
+    "DoD_SF": 0,
+    "CellV_SF": -3,
+    "AMax_SF": 0,
+    "DCWH_SF": 0,
+    "TotVAh_SF": 0,
+    "TotVArh_SF": 0,
+    "VAR_SF": 0,
 }
 
 #: Entries of each repeating group, by the model point that counts them (curves, control
@@ -171,6 +183,69 @@ DEFAULT_VALUES: Mapping[int, Mapping[str, Any]] = {
     704: {"WMaxLimPctEna": 0, "WMaxLimPct": 100.0, "PFWInjEna": 0},
 }
 
+#: What each kind of simulated device serves: (models, values over DEFAULT_VALUES).
+#: The meter is a three-phase revenue meter at the point of connection (model 203; W > 0 is
+#: import); the battery a 13.5 kWh lithium-ion store with its DC port (713, 714, 802).
+PRESETS: Mapping[str, tuple[tuple[int, ...], Mapping[int, Mapping[str, Any]]]] = {
+    "inverter": (DEFAULT_MODELS, {}),
+    "meter": (
+        (1, 203),
+        {
+            1: {"Md": "SIM-METER-3P", "SN": "SIMM0001"},
+            203: {
+                "A": 8.7,
+                "AphA": 2.9,
+                "AphB": 2.9,
+                "AphC": 2.9,
+                "PhV": 230.0,
+                "PhVphA": 230.0,
+                "PhVphB": 230.0,
+                "PhVphC": 230.0,
+                "PPV": 398.4,
+                "Hz": 50.0,
+                "W": 2000,
+                "WphA": 667,
+                "WphB": 667,
+                "WphC": 666,
+                "VA": 2000,
+                "VAR": 0,
+                "PF": 100.0,
+                "TotWhExp": 350000,
+                "TotWhImp": 910000,
+                "Evt": 0,
+            },
+        },
+    ),
+    "battery": (
+        (1, 713, 714, 802),
+        {
+            1: {"Md": "SIM-BAT-13K5", "SN": "SIMB0001"},
+            713: {"WHRtg": 13500, "WHAvail": 8100, "SoC": 60, "SoH": 98, "Sta": 0},
+            714: {"DCA": 0.0, "DCW": 0, "DCWhInj": 1200000, "DCWhAbs": 1350000, "PrtAlrms": 0},
+            802: {
+                "AHRtg": 280,
+                "WHRtg": 13500,
+                "WChaRteMax": 5000,
+                "WDisChaRteMax": 5000,
+                "SoCMax": 100,
+                "SoCMin": 5,
+                "SoC": 60,
+                "SoH": 98,
+                "ChaSt": 6,
+                "State": 3,
+                "Typ": 4,
+                "Evt1": 0,
+                "Evt2": 0,
+                "EvtVnd1": 0,
+                "EvtVnd2": 0,
+                "V": 51.2,
+                "A": 0.0,
+                "W": 0,
+            },
+        },
+    ),
+}
+
 #: Points whose written value must lie in `power_limit_range`, else the write is refused with
 #: ILLEGAL DATA VALUE, as a device refuses a setpoint it cannot honour.
 POWER_LIMIT_POINTS = frozenset({"WMaxLimPct", "WMaxLimPctRvrt"})
@@ -246,6 +321,19 @@ class SunSpecSimulator:
         self._responding.set()
         self._ignoring_writes = False
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
+
+    @classmethod
+    def preset(
+        cls, kind: str, *, values: Mapping[int, Mapping[str, Any]] | None = None, **kwargs: Any
+    ) -> SunSpecSimulator:
+        """A simulated inverter, meter or battery (PRESETS), `values` set over its defaults."""
+        try:
+            models, defaults = PRESETS[kind]
+        except KeyError:
+            raise SimulatorError(f"no preset {kind!r} (have {', '.join(PRESETS)})") from None
+        models = kwargs.pop("models", models)
+        merged = {m: {**defaults.get(m, {}), **(values or {}).get(m, {})} for m in models}
+        return cls(models=models, values=merged, **kwargs)
 
     # -- values ---------------------------------------------------------------------------
 
@@ -330,12 +418,13 @@ class SunSpecSimulator:
 
     # -- faults ---------------------------------------------------------------------------
 
-    def raise_event(self, bit: int) -> None:
-        """Set an event bit in every event bitfield the map has (Evt1 in 101-103, Alrm in 701)."""
-        self._change_event_bit(bit, on=True)
+    def raise_event(self, bit: int, point: str | None = None) -> None:
+        """Set an event bit in every standard event bitfield the map has (Evt1 in 101-103,
+        Alrm in 701, Evt in 201-204, Evt1 in 802), or only in `point` ("103.EvtVnd1")."""
+        self._change_event_bit(bit, on=True, point=point)
 
-    def clear_event(self, bit: int) -> None:
-        self._change_event_bit(bit, on=False)
+    def clear_event(self, bit: int, point: str | None = None) -> None:
+        self._change_event_bit(bit, on=False, point=point)
 
     def stop_responding(self) -> None:
         """Keep connections open but answer nothing, like a hung device (requests time out)."""
@@ -467,16 +556,18 @@ class SunSpecSimulator:
         model.points[result].set_value(ADOPT_COMPLETED if ok else ADOPT_FAILED)
         self._render(model_id)
 
-    def _change_event_bit(self, bit: int, *, on: bool) -> None:
-        found = False
-        for model_id, point_name in INVERTER_EVENT_POINTS:
-            if model_id in self._models:
-                found = True
-                current = self._models[model_id].points[point_name].value or 0
-                updated = current | (1 << bit) if on else current & ~(1 << bit)
-                self.set(model_id, point_name, updated)
-        if not found:
-            raise SimulatorError("the map has no event bitfield (models 101-103 Evt1 or 701 Alrm)")
+    def _change_event_bit(self, bit: int, *, on: bool, point: str | None) -> None:
+        if point is not None:
+            model_text, _, name = point.partition(".")
+            targets = [(_model_id(model_text), name)]
+        else:
+            targets = [ref for source in EVENT_SOURCES for ref in source.points if ref[0] in self._models]
+        if not targets:
+            raise SimulatorError("the map has no event bitfield (101-103 Evt1, 701 Alrm, 201-204 Evt, 802 Evt1)")
+        for model_id, point_name in targets:
+            current = self._point(self._model(model_id), point_name).value or 0
+            updated = current | (1 << bit) if on else current & ~(1 << bit)
+            self.set(model_id, point_name, updated)
 
     def _model(self, model_id: int) -> sunspec_device.Model:
         try:
@@ -605,58 +696,96 @@ async def follow_the_sun(sim: SunSpecSimulator, *, day_seconds: float = 86400.0,
 
 
 class SimulatedSite:
-    """A real FieldStack polling its own simulated inverter (plant mode, following the sun): the
-    whole SunSpec path for demos and the fleet simulator, behind the interface the agent daemon
-    expects of its field stack (start, stop, field_devices, execute)."""
+    """A real FieldStack polling a simulated DER site: an inverter (plant mode, following the
+    sun), the revenue meter at the point of connection and a battery, each its own SunSpec
+    Modbus TCP device. The meter measures the site load minus what the inverter and battery
+    deliver (W > 0 import, W < 0 export), so curtailing the inverter shows at the meter.
+    Behind the interface the agent daemon expects of its field stack (start, stop,
+    field_devices, execute); `extra` merges more field configuration (site logic rules...)."""
 
     def __init__(
         self,
         sink: Sink,
         *,
-        device_id: str,
-        serial: str,
+        name: str,
         poll_interval: float = 10.0,
         day_seconds: float = 86400.0,
         rated_w: float = 10_000.0,
+        load_w: float = 3_000.0,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
-        self.simulator = SunSpecSimulator(values={1: {"SN": serial}}, rated_w=rated_w)
-        self.device_id = device_id
+        self.ids = {"inverter": f"{name}-INV1", "meter": f"{name}-MTR1", "battery": f"{name}-BAT1"}
+        self.simulator = SunSpecSimulator(values={1: {"SN": self.ids["inverter"]}}, rated_w=rated_w)
+        self.meter = SunSpecSimulator.preset("meter", values={1: {"SN": self.ids["meter"]}})
+        self.battery = SunSpecSimulator.preset("battery", values={1: {"SN": self.ids["battery"]}})
+        self.load_w = load_w
         self.poll_interval = poll_interval
         self.day_seconds = day_seconds
+        self.extra = dict(extra or {})
         self._sink = sink
-        self._stack: FieldStack | None = None
+        self.stack: FieldStack | None = None
         self._sun: asyncio.Task[None] | None = None
 
+    @property
+    def device_id(self) -> str:
+        return self.ids["inverter"]
+
     async def start(self) -> None:
-        await self.simulator.start()
+        sims = {"inverter": self.simulator, "meter": self.meter, "battery": self.battery}
+        for sim in sims.values():
+            await sim.start()
+        self._step()
+        self._sun = asyncio.create_task(self._follow_the_sun())
+        devices = [
+            {
+                "id": self.ids[kind],
+                "kind": kind,
+                "protocol": "sunspec-tcp",
+                "host": sim.host,
+                "port": sim.port,
+                "unit_id": sim.unit_id,
+                "poll_interval": self.poll_interval,
+            }
+            for kind, sim in sims.items()
+        ]
+        self.stack = FieldStack({**self.extra, "devices": devices + list(self.extra.get("devices", []))}, self._sink)
+        await self.stack.start()
+
+    def _step(self) -> None:
         self.simulator.set_available_power(self.simulator.rated_w * sun_fraction(time.time(), self.day_seconds))
-        self._sun = asyncio.create_task(follow_the_sun(self.simulator, day_seconds=self.day_seconds))
-        device = {
-            "id": self.device_id,
-            "protocol": "sunspec-tcp",
-            "host": self.simulator.host,
-            "port": self.simulator.port,
-            "unit_id": self.simulator.unit_id,
-            "poll_interval": self.poll_interval,
-        }
-        self._stack = FieldStack({"devices": [device]}, self._sink)
-        await self._stack.start()
+        self.update_meter()
+
+    def update_meter(self) -> None:
+        """Point-of-connection power: load minus inverter output minus battery discharge."""
+        produced = float(self.simulator.get(103, "W") or 0)
+        discharged = float(self.battery.get(802, "W") or 0)
+        watts = round(self.load_w - produced - discharged)
+        phase = round(watts / 3)
+        amps = round(abs(watts) / 230.0, 2)
+        values = {"W": watts, "WphA": phase, "WphB": phase, "WphC": watts - 2 * phase, "VA": abs(watts), "A": amps}
+        self.meter.update(203, values)
+
+    async def _follow_the_sun(self, step: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(step)
+            self._step()
 
     async def stop(self) -> None:
-        if self._stack is not None:
-            await self._stack.stop()
+        if self.stack is not None:
+            await self.stack.stop()
         if self._sun is not None:
             self._sun.cancel()
             await asyncio.gather(self._sun, return_exceptions=True)
-        await self.simulator.stop()
+        for sim in (self.simulator, self.meter, self.battery):
+            await sim.stop()
 
     def field_devices(self) -> list[dict[str, Any]]:
-        return self._stack.field_devices() if self._stack is not None else []
+        return self.stack.field_devices() if self.stack is not None else []
 
     async def execute(self, name: str, args: Mapping[str, Any]) -> CommandOutcome:
-        if self._stack is None:
+        if self.stack is None:
             return CommandOutcome("failed", "the simulated site is not started")
-        return await self._stack.execute(name, args)
+        return await self.stack.execute(name, args)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -670,9 +799,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--serial-port", default=None, help="serve Modbus RTU on this serial device instead of TCP")
     parser.add_argument("--baudrate", type=int, default=9600, help="RTU baud rate (default: %(default)s)")
     parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="inverter",
+        help="the kind of device and its models (default: %(default)s)",
+    )
+    parser.add_argument(
         "--models",
-        default=",".join(map(str, DEFAULT_MODELS)),
-        help="comma-separated SunSpec model ids, starting with 1 (default: %(default)s)",
+        default=None,
+        help="comma-separated SunSpec model ids, starting with 1 (default: the preset's, "
+        f"for an inverter {','.join(map(str, DEFAULT_MODELS))})",
     )
     parser.add_argument("--serial", default=None, help="serial number reported in model 1")
     parser.add_argument("--rated-w", type=float, default=10_000.0, help="WMax for power limits (default: %(default)s)")
@@ -687,13 +823,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    models = tuple(int(m) for m in args.models.split(",") if m.strip())
     values = {1: {"SN": args.serial}} if args.serial else None
+    options: dict[str, Any] = {}
+    if args.models:
+        options["models"] = tuple(int(m) for m in args.models.split(",") if m.strip())
 
     async def serve() -> None:
-        sim = SunSpecSimulator(
-            models=models,
+        sim = SunSpecSimulator.preset(
+            args.preset,
             values=values,
+            **options,
             unit_id=args.unit_id,
             host=args.host,
             port=args.port,

@@ -30,7 +30,6 @@ from typing import Any, Literal, TypeVar
 from gridfleet_agent.field.alarms import AlarmTransition, CommLossTracker, EventAlarmTracker
 from gridfleet_agent.field.config import DeviceConfig, FieldConfig
 from gridfleet_agent.field.errors import ControlError, ControlFailed, ControlRejected, DeviceUnreachable
-from gridfleet_agent.field.events import INVERTER_EVENT_POINTS
 from gridfleet_agent.field.mqtt import MqttPublisher
 from gridfleet_agent.field.setpoints import PowerLimit, Setpoint, SetpointResult, describe, setpoint_from_command
 from gridfleet_agent.field.sunspec import DeviceIdentity, Reading, SunSpecDevice
@@ -42,6 +41,7 @@ Sink = Callable[[Record], Awaitable[None] | None]
 T = TypeVar("T")
 Blocking = Callable[..., Awaitable[Any]]
 
+MAX_POINTS_PER_RECORD = 256  # uplink section 3.3; a bigger reading goes out as several records
 MQTT_CONNECT_WAIT = 2.0  # seconds start() waits for the broker before going on without it
 
 
@@ -71,7 +71,13 @@ class FieldStack:
         self.config = config if isinstance(config, FieldConfig) else FieldConfig.from_dict(config)
         self._sink = sink
         self._pollers = {
-            d.id: DevicePoller(d, emit=self._emit, identity_changed=self._identity_changed, blocking=self._blocking)
+            d.id: DevicePoller(
+                d,
+                SunSpecDevice(d, self.config.vendor_events),
+                emit=self._emit,
+                identity_changed=self._identity_changed,
+                blocking=self._blocking,
+            )
             for d in self.config.devices
         }
         self._tasks: list[asyncio.Task[None]] = []
@@ -197,18 +203,19 @@ class DevicePoller:
     def __init__(
         self,
         config: DeviceConfig,
+        device: SunSpecDevice,
         *,
         emit: Callable[[Record], Awaitable[None]],
         identity_changed: Callable[[], Awaitable[None]],
         blocking: Blocking,
     ) -> None:
         self.config = config
-        self.device = SunSpecDevice(config)
+        self.device = device
         self.identity: DeviceIdentity | None = None
         self._blocking = blocking
         self._emit = emit
         self._identity_changed = identity_changed
-        self._events = EventAlarmTracker(config.debounce_polls)
+        self._events: dict[str, EventAlarmTracker] = {}  # per event source key
         self._comm = CommLossTracker(config.comm_loss_after)
 
     async def run(self) -> None:
@@ -240,15 +247,16 @@ class DevicePoller:
             await self._alarm(self._comm.failed(), {"error": f"unusable answer: {exc}", "address": self.config.address})
             return
         await self._alarm(self._comm.succeeded(), {"address": self.config.address})
-        if reading.values:
-            await self._emit(make_record("telemetry", {"device": self.config.id, "points": reading.values}))
-        for transition in self._events.update(reading.event_bits):
-            points = (
-                [f"{m}.{p}" for m, p in INVERTER_EVENT_POINTS if m in self.identity.sunspec_models]
-                if self.identity
-                else []
-            )
-            await self._alarm(transition, {"bit": transition.definition.bit, "points": points})
+        values = list(reading.values.items())
+        for start in range(0, len(values), MAX_POINTS_PER_RECORD):
+            points = dict(values[start : start + MAX_POINTS_PER_RECORD])
+            await self._emit(make_record("telemetry", {"device": self.config.id, "points": points}))
+        for event in reading.events:
+            tracker = self._events.get(event.source.key)
+            if tracker is None or tracker.source is not event.source:  # new, or the make changed
+                tracker = self._events[event.source.key] = EventAlarmTracker(self.config.debounce_polls, event.source)
+            for transition in tracker.update(event.bits):
+                await self._alarm(transition, {"bit": transition.definition.bit, "points": list(event.points)})
 
     async def _alarm(self, transition: AlarmTransition | None, details: dict[str, Any]) -> None:
         if transition is None:

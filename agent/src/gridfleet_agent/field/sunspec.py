@@ -21,7 +21,13 @@ from sunspec2.modbus import modbus as sunspec_modbus
 
 from gridfleet_agent.field.config import DeviceConfig
 from gridfleet_agent.field.errors import ControlFailed, ControlRejected, DeviceUnreachable
-from gridfleet_agent.field.events import INVERTER_EVENT_POINTS
+from gridfleet_agent.field.events import (
+    EVENT_SOURCES,
+    VENDOR_EVENT_POINTS,
+    EventDefinition,
+    EventSource,
+    vendor_source,
+)
 from gridfleet_agent.field.setpoints import (
     CURVE_MODELS,
     Connection,
@@ -36,34 +42,54 @@ from gridfleet_agent.field.setpoints import (
 
 INVERTER_MODELS = (101, 102, 103)
 DER_MEASURE_MODEL = 701
-TELEMETRY_MODELS = frozenset({*INVERTER_MODELS, DER_MEASURE_MODEL})
+METER_MODELS = (201, 202, 203, 204)
+STORAGE_MODELS = (713, 714, 802)
+#: Read every poll unless `models` narrows it: measurements, not settings. The DER settings
+#: and curve models (702-712), 803 (battery strings) and the control models are read when
+#: listed in `models`, their points (repeating groups included) reported raw.
+TELEMETRY_MODELS = frozenset({*INVERTER_MODELS, DER_MEASURE_MODEL, *METER_MODELS, *STORAGE_MODELS})
 
 #: Canonical telemetry name -> where to find it, first implemented source wins. Inverter
 #: models come first because they are what most installed inverters implement in full.
 #: Each source is (model ids, point name, factor applied after the scale factor).
+#: Meters report W/VA/VAr as the meter sees them (SunSpec: positive = import from the grid).
 TELEMETRY_SOURCES: dict[str, tuple[tuple[tuple[int, ...], str, float], ...]] = {
-    "W": ((INVERTER_MODELS, "W", 1), ((701,), "W", 1)),
-    "VA": ((INVERTER_MODELS, "VA", 1), ((701,), "VA", 1)),
-    "VAr": ((INVERTER_MODELS, "VAr", 1), ((701,), "Var", 1)),
-    # 101-103 give PF in percent, 701 as a ratio; telemetry always carries the ratio.
-    "PF": ((INVERTER_MODELS, "PF", 0.01), ((701,), "PF", 1)),
-    "Hz": ((INVERTER_MODELS, "Hz", 1), ((701,), "Hz", 1)),
-    "A": ((INVERTER_MODELS, "A", 1), ((701,), "A", 1)),
-    "AphA": ((INVERTER_MODELS, "AphA", 1), ((701,), "AL1", 1)),
-    "AphB": ((INVERTER_MODELS, "AphB", 1), ((701,), "AL2", 1)),
-    "AphC": ((INVERTER_MODELS, "AphC", 1), ((701,), "AL3", 1)),
-    "V": ((INVERTER_MODELS, "PhVphA", 1), ((701,), "LNV", 1)),
-    "PhVphA": ((INVERTER_MODELS, "PhVphA", 1), ((701,), "VL1", 1)),
-    "PhVphB": ((INVERTER_MODELS, "PhVphB", 1), ((701,), "VL2", 1)),
-    "PhVphC": ((INVERTER_MODELS, "PhVphC", 1), ((701,), "VL3", 1)),
-    "PPVphAB": ((INVERTER_MODELS, "PPVphAB", 1), ((701,), "VL1L2", 1)),
-    "PPVphBC": ((INVERTER_MODELS, "PPVphBC", 1), ((701,), "VL2L3", 1)),
-    "PPVphCA": ((INVERTER_MODELS, "PPVphCA", 1), ((701,), "VL3L1", 1)),
+    "W": ((INVERTER_MODELS, "W", 1), ((701,), "W", 1), (METER_MODELS, "W", 1)),
+    "VA": ((INVERTER_MODELS, "VA", 1), ((701,), "VA", 1), (METER_MODELS, "VA", 1)),
+    "VAr": ((INVERTER_MODELS, "VAr", 1), ((701,), "Var", 1), (METER_MODELS, "VAR", 1)),
+    # 101-103 and 201-204 give PF in percent, 701 as a ratio; telemetry always carries the ratio.
+    "PF": ((INVERTER_MODELS, "PF", 0.01), ((701,), "PF", 1), (METER_MODELS, "PF", 0.01)),
+    "Hz": ((INVERTER_MODELS, "Hz", 1), ((701,), "Hz", 1), (METER_MODELS, "Hz", 1)),
+    "A": ((INVERTER_MODELS, "A", 1), ((701,), "A", 1), (METER_MODELS, "A", 1)),
+    "AphA": ((INVERTER_MODELS, "AphA", 1), ((701,), "AL1", 1), (METER_MODELS, "AphA", 1)),
+    "AphB": ((INVERTER_MODELS, "AphB", 1), ((701,), "AL2", 1), (METER_MODELS, "AphB", 1)),
+    "AphC": ((INVERTER_MODELS, "AphC", 1), ((701,), "AL3", 1), (METER_MODELS, "AphC", 1)),
+    "V": ((INVERTER_MODELS, "PhVphA", 1), ((701,), "LNV", 1), (METER_MODELS, "PhV", 1)),
+    "PhVphA": ((INVERTER_MODELS, "PhVphA", 1), ((701,), "VL1", 1), (METER_MODELS, "PhVphA", 1)),
+    "PhVphB": ((INVERTER_MODELS, "PhVphB", 1), ((701,), "VL2", 1), (METER_MODELS, "PhVphB", 1)),
+    "PhVphC": ((INVERTER_MODELS, "PhVphC", 1), ((701,), "VL3", 1), (METER_MODELS, "PhVphC", 1)),
+    "PPVphAB": ((INVERTER_MODELS, "PPVphAB", 1), ((701,), "VL1L2", 1), (METER_MODELS, "PPVphAB", 1)),
+    "PPVphBC": ((INVERTER_MODELS, "PPVphBC", 1), ((701,), "VL2L3", 1), (METER_MODELS, "PPVphBC", 1)),
+    "PPVphCA": ((INVERTER_MODELS, "PPVphCA", 1), ((701,), "VL3L1", 1), (METER_MODELS, "PPVphCA", 1)),
+    "WphA": ((METER_MODELS, "WphA", 1), ((701,), "WL1", 1)),
+    "WphB": ((METER_MODELS, "WphB", 1), ((701,), "WL2", 1)),
+    "WphC": ((METER_MODELS, "WphC", 1), ((701,), "WL3", 1)),
     "WH": ((INVERTER_MODELS, "WH", 1), ((701,), "TotWhInj", 1)),
     "WHAbs": (((701,), "TotWhAbs", 1),),
-    "DCA": ((INVERTER_MODELS, "DCA", 1),),
-    "DCV": ((INVERTER_MODELS, "DCV", 1),),
-    "DCW": ((INVERTER_MODELS, "DCW", 1),),
+    "TotWhExp": ((METER_MODELS, "TotWhExp", 1),),
+    "TotWhImp": ((METER_MODELS, "TotWhImp", 1),),
+    "DCA": ((INVERTER_MODELS, "DCA", 1), ((714,), "DCA", 1), ((802,), "A", 1)),
+    "DCV": ((INVERTER_MODELS, "DCV", 1), ((802,), "V", 1)),
+    "DCW": ((INVERTER_MODELS, "DCW", 1), ((714,), "DCW", 1), ((802,), "W", 1)),
+    "DCWhInj": (((714,), "DCWhInj", 1),),
+    "DCWhAbs": (((714,), "DCWhAbs", 1),),
+    "SoC": (((713,), "SoC", 1), ((802,), "SoC", 1)),
+    "SoH": (((713,), "SoH", 1), ((802,), "SoH", 1)),
+    "WHRtg": (((713,), "WHRtg", 1), ((802,), "WHRtg", 1)),
+    "WHAvail": (((713,), "WHAvail", 1),),
+    "StorSta": (((713,), "Sta", 1),),
+    "ChaSt": (((802,), "ChaSt", 1),),
+    "BatSt": (((802,), "State", 1),),
     "TmpCab": ((INVERTER_MODELS, "TmpCab", 1), ((701,), "TmpCab", 1)),
     "TmpSnk": ((INVERTER_MODELS, "TmpSnk", 1), ((701,), "TmpSnk", 1)),
     "TmpTrns": ((INVERTER_MODELS, "TmpTrns", 1), ((701,), "TmpTrns", 1)),
@@ -107,17 +133,32 @@ class DeviceIdentity:
 
 
 @dataclass(frozen=True)
+class EventReading:
+    source: EventSource
+    #: Union of the source's implemented bitfields.
+    bits: int
+    #: The bitfields read, as "<model>.<point>".
+    points: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Reading:
     values: dict[str, float | int]
-    #: Union of the implemented event bitfields (101-103 Evt1, 701 Alrm); None if none is.
-    event_bits: int | None
+    #: One entry per event source with at least one implemented bitfield.
+    events: tuple[EventReading, ...] = ()
 
 
 class SunSpecDevice:
     """One configured SunSpec device. Not thread-safe by itself: call through the bus lock."""
 
-    def __init__(self, config: DeviceConfig) -> None:
+    def __init__(
+        self,
+        config: DeviceConfig,
+        vendor_events: Mapping[str, Mapping[str, Mapping[int, EventDefinition]]] | None = None,
+    ) -> None:
         self.config = config
+        self.vendor_events = vendor_events or {}
+        self._event_sources: tuple[str | None, tuple[EventSource, ...]] | None = None
         self._device: sunspec_client.SunSpecModbusClientDevice | None = None
         self.identity: DeviceIdentity | None = None
         if config.protocol == "sunspec-tcp":
@@ -295,22 +336,38 @@ class SunSpecDevice:
                 if value is not None:
                     values[name] = round(value * factor, 6) if factor != 1 else value
                     break
-        for model_id, point_name in self.config.points:
-            point = present[model_id].points.get(point_name) if model_id in present else None
+        for model_id, path in self.config.points:
+            point = _resolve(present[model_id], path) if model_id in present else None
             if point is not None and _is_number(point.cvalue):
-                values[f"{model_id}.{point_name}"] = point.cvalue
-        # Models asked for by id beyond the telemetry ones report their top-level points raw.
+                values[f"{model_id}.{path}"] = point.cvalue
+        # Models asked for by id beyond the telemetry ones report every point raw, repeating
+        # groups as "<model>.<Group>[<n>].<Point>" (e.g. "705.Crv[1].Pt[2].V").
         for model_id in sorted(set(scope) - TELEMETRY_MODELS):
-            for point_name, point in present[model_id].points.items():
-                if point_name not in ("ID", "L") and not point_name.endswith("_SF") and _is_number(point.cvalue):
-                    values.setdefault(f"{model_id}.{point_name}", point.cvalue)
-        bits: int | None = None
-        for model_id, point_name in INVERTER_EVENT_POINTS:
-            if model_id in scope:
-                value = present[model_id].points[point_name].value
-                if value is not None:
-                    bits = (bits or 0) | int(value)
-        return Reading(values=values, event_bits=bits)
+            for name, value in _flatten(present[model_id], f"{model_id}."):
+                values.setdefault(name, value)
+        return Reading(values=values, events=self._events(present, scope))
+
+    def event_sources(self) -> tuple[EventSource, ...]:
+        """The standard sources plus one per vendor bitfield, named through this make's table."""
+        make = self.identity.make if self.identity else None
+        if self._event_sources is None or self._event_sources[0] != make:  # built once per make
+            vendor = tuple(vendor_source(make, m, p, self.vendor_events) for m, p in VENDOR_EVENT_POINTS)
+            self._event_sources = (make, (*EVENT_SOURCES, *vendor))
+        return self._event_sources[1]
+
+    def _events(self, present: dict[int, Any], scope: Iterable[int]) -> tuple[EventReading, ...]:
+        readings: list[EventReading] = []
+        for source in self.event_sources():
+            bits: int | None = None
+            points: list[str] = []
+            for model_id, point_name in source.points:
+                point = present[model_id].points.get(point_name) if model_id in scope else None
+                if point is not None and point.value is not None:
+                    bits = (bits or 0) | int(point.value)
+                    points.append(f"{model_id}.{point_name}")
+            if bits is not None:
+                readings.append(EventReading(source, bits, tuple(points)))
+        return tuple(readings)
 
     def _open(self) -> sunspec_client.SunSpecModbusClientDevice:
         cfg = self.config
@@ -352,6 +409,35 @@ def _first_value(present: dict[int, Any], scope: Iterable[int], model_ids: tuple
             if p is not None and p.cvalue is not None:
                 return p.cvalue
     return None
+
+
+_PATH_PART = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)(?:\[(\d+)\])?$")
+
+
+def _resolve(model: Any, path: str) -> Any:
+    """The point at 'Point' or 'Group[n].Sub[m].Point' in a model, None if it has none."""
+    node = model
+    *groups, last = path.split(".")
+    for part in groups:
+        match = _PATH_PART.match(part)
+        sub = node.groups.get(match.group(1)) if match else None
+        if isinstance(sub, list):
+            index = int(match.group(2) or 1) if match else 1
+            sub = sub[index - 1] if 1 <= index <= len(sub) else None
+        if sub is None:
+            return None
+        node = sub
+    return node.points.get(last)
+
+
+def _flatten(group: Any, prefix: str) -> Iterable[tuple[str, float | int]]:
+    """Every numeric point of a group and its subgroups, scale factors applied."""
+    for name, point in group.points.items():
+        if name not in ("ID", "L") and not name.endswith("_SF") and _is_number(point.cvalue):
+            yield f"{prefix}{name}", point.cvalue
+    for name, sub in group.groups.items():
+        for index, entry in enumerate(sub if isinstance(sub, list) else [sub], start=1):
+            yield from _flatten(entry, f"{prefix}{name}[{index}]." if isinstance(sub, list) else f"{prefix}{name}.")
 
 
 def _is_number(value: Any) -> bool:
