@@ -45,7 +45,7 @@ def test_the_rest_api_of_the_demo_answers_with_a_token(demo_server: Any) -> None
         assert client.get("/api/schema/").status_code == 200
 
 
-def test_simulated_gateways_enroll_come_online_and_report_their_inverters(demo_server: Any) -> None:
+def test_simulated_gateways_enroll_come_online_and_report_their_inverter_meter_and_battery(demo_server: Any) -> None:
     with httpx.Client(base_url=demo_server.url) as client:
         token = client.post(
             "/api/accounts/token/", data={"username": demo_server.username, "password": demo_server.password}
@@ -57,13 +57,14 @@ def test_simulated_gateways_enroll_come_online_and_report_their_inverters(demo_s
                 "/api/inventory/gateways/", params={"never_seen": "false", "status": "active"}, headers=headers
             ).json()["results"]
             devices = client.get("/api/inventory/field-devices/", headers=headers).json()["results"]
-            if len(online) == 2 and len(devices) == 2:
+            if len(online) == 2 and len(devices) == 6:
                 break
             time.sleep(1)
         assert sorted(g["serial"] for g in online) == ["DEMO-GW-0001", "DEMO-GW-0002"]
-        assert {(d["make"], d["serial"]) for d in devices} == {
-            ("Gridfleet", "DEMO-GW-0001-INV1"),
-            ("Gridfleet", "DEMO-GW-0002-INV1"),
+        assert {(d["make"], d["kind"], d["serial"]) for d in devices} == {
+            ("Gridfleet", kind, f"DEMO-GW-000{n}-{suffix}")
+            for n in (1, 2)
+            for kind, suffix in (("inverter", "INV1"), ("meter", "MTR1"), ("battery", "BAT1"))
         }
 
 
