@@ -22,7 +22,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml agent/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]" -e "./agent[field]"
+	$(PY) -m pip install --quiet -e ".[test]" -e "./agent[field,csip]"
 	touch $(STAMP)
 
 demo: venv

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "pki",
     "firmware",
     "firmware.deployments",
+    "fleet.csip",
 ]
 
 MIDDLEWARE = [
@@ -273,3 +274,12 @@ GRIDFLEET_PKI_AUTH_MAX_SKEW = int(os.environ.get("GRIDFLEET_PKI_AUTH_MAX_SKEW", 
 GRIDFLEET_PKI_PUBLIC_URL = os.environ.get("GRIDFLEET_PKI_PUBLIC_URL", "")
 # Optional mutual TLS: header with the client certificate verified by a proxy in TRUSTED_PROXIES.
 GRIDFLEET_PKI_CLIENT_CERT_HEADER = os.environ.get("GRIDFLEET_PKI_CLIENT_CERT_HEADER", "")
+
+# The CSIP head-end (fleet/csip, docs/utility-link.md): where it listens for IEEE 2030.5 clients
+# (mutual TLS, served by `manage.py csip_headend` or inside the demo), the URL gateways are told,
+# and the pollRate / postRate it hands out (seconds; CSIP utilities often use 300).
+GRIDFLEET_CSIP_HOST = os.environ.get("GRIDFLEET_CSIP_HOST", "127.0.0.1")
+GRIDFLEET_CSIP_PORT = int(os.environ.get("GRIDFLEET_CSIP_PORT", 8443))
+GRIDFLEET_CSIP_PUBLIC_URL = os.environ.get("GRIDFLEET_CSIP_PUBLIC_URL", "")
+GRIDFLEET_CSIP_POLL_RATE = int(os.environ.get("GRIDFLEET_CSIP_POLL_RATE", 300))
+GRIDFLEET_CSIP_POST_RATE = int(os.environ.get("GRIDFLEET_CSIP_POST_RATE", 300))

@@ -16,6 +16,7 @@ api_patterns = [
     path("monitoring/", include(("fleet.monitoring.api.urls", "monitoring-api"))),
     path("uplink/", include(("fleet.uplink.api.urls", "uplink-api"))),
     path("deployments/", include(("firmware.deployments.api.urls", "deployments-api"))),
+    path("csip/", include(("fleet.csip.api.urls", "csip-api"))),
 ]
 
 gateway_patterns: list = [
@@ -42,4 +43,7 @@ urlpatterns = [
     path("uplink/", include("fleet.uplink.urls")),
     path("tuf/", include("firmware.tuf_urls")),
     path("deployments/", include("firmware.deployments.urls")),
+    path("csip/", include("fleet.csip.urls")),
+    # The IEEE 2030.5 resource tree; answered only through the mutual-TLS head-end (fleet.csip.headend).
+    path("sep2/", include("fleet.csip.urls_sep2")),
 ]

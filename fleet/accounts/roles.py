@@ -29,6 +29,7 @@ class Capability(StrEnum):
     MANAGE_PKI = "manage_pki"
     MANAGE_MEMBERS = "manage_members"
     MANAGE_SETTINGS = "manage_settings"
+    DISPATCH_DER = "dispatch_der"  # create DER programs and controls (utility link, fleet/csip)
 
 
 ROLE_CAPABILITIES: dict[str, frozenset[Capability]] = {
@@ -41,6 +42,7 @@ ROLE_CAPABILITIES: dict[str, frozenset[Capability]] = {
             Capability.TRIAGE_ALARMS,
             Capability.MANAGE_DEPLOYMENTS,
             Capability.MANAGE_ARTIFACTS,
+            Capability.DISPATCH_DER,
         }
     ),
     Role.TECHNICIAN: frozenset({Capability.VIEW, Capability.OPEN_REMOTE_SESSION}),

@@ -1,0 +1,21 @@
+"""Refusals of the CSIP head-end, under the one domain error root."""
+
+from __future__ import annotations
+
+from fleet.errors import DomainError
+
+
+class CsipError(DomainError):
+    """A CSIP operation refused by a rule; `status_code` is the HTTP status CSIP expects."""
+
+
+class UnknownEndDevice(CsipError):
+    status_code = 403
+
+
+class InvalidControl(CsipError):
+    status_code = 400
+
+
+class InvalidUtilityCsr(CsipError):
+    status_code = 400
