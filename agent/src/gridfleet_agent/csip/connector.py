@@ -1,9 +1,10 @@
 """py20305 connector that drives the DER through the agent's SunSpec field stack.
 
-py20305 translates each DERControl into connector calls (`update_p_lim`, `update_p_lim_inj`, ...);
-this connector turns them into the field stack's one setpoint path (`set_active_power_limit`: model
-704 or 123 WMaxLimPct, written and read back) and raises py20305's connector errors when the
-device refuses, so the event processor answers the utility with the matching Response code.
+py20305 translates each DERControl into connector calls (`update_p_lim`, `update_p_lim_inj`,
+`update_connect`, `update_const_pf`); this connector turns them into setpoints on the field stack's
+one setpoint path (`FieldStack.apply_setpoint`, source `ieee2030.5`: written, read back, logged and
+reported) and raises py20305's connector errors when the device refuses, so the event processor
+answers the utility with the matching Response code.
 
 Both opModMaxLimW (% of setMaxW) and opModMaxLimWInject (2023: watts, here the export limit)
 land on the one WMaxLimPct register: the lower of the two active limits is written. Without a site
@@ -22,16 +23,19 @@ from py20305.connectors.base import BaseConnector, ConnectorPayload
 from py20305.connectors.errors import ConnectorConnectionError, ConnectorValueError, ConnectorWriteError
 
 from gridfleet_agent.csip.config import DerDevice
+from gridfleet_agent.field.errors import ControlFailed
+from gridfleet_agent.field.setpoints import Connection, PowerFactor, PowerLimit, Setpoint, SetpointResult
 
 logger = logging.getLogger(__name__)
 
 
-class SetpointPath(Protocol):
-    """The field stack's setpoint entry (gridfleet_agent.field.FieldStack)."""
+SOURCE = "ieee2030.5"
 
-    async def set_active_power_limit(
-        self, device_id: str, limit_pct: float | None, *, revert_after_s: int | None = None
-    ) -> Any: ...
+
+class SetpointPath(Protocol):
+    """The field stack's one setpoint entry (gridfleet_agent.field.FieldStack.apply_setpoint)."""
+
+    async def apply_setpoint(self, device_id: str, setpoint: Setpoint, *, source: str) -> SetpointResult: ...
 
 
 class FieldStackConnector(BaseConnector):
@@ -74,28 +78,39 @@ class FieldStackConnector(BaseConnector):
         """Forget the export limit; the next write no longer includes it."""
         self._export_w = None
 
+    async def update_connect(self, params: dict[str, Any]) -> ConnectorPayload:
+        return await self._write_all(Connection(bool(params.get("connected", True)), revert_after_s=self._revert))
+
+    async def update_const_pf(self, params: dict[str, Any]) -> ConnectorPayload:
+        inject = params.get("inj") or {}
+        if not inject.get("mode"):
+            return await self._write_all(PowerFactor(None))
+        # sep2 excitation: false = over-excited (injecting vars), true = under-excited (absorbing).
+        return await self._write_all(
+            PowerFactor(float(inject["pf"]), absorbing_vars=bool(inject.get("excitation")), revert_after_s=self._revert)
+        )
+
     async def _apply(self) -> ConnectorPayload:
         limits = [p for p in (self._limit_pct, self._export_pct()) if p is not None]
         target = min(limits) if limits else None
         if target is not None and not 0 <= target <= 100:
             raise ConnectorValueError(f"power limit {target:.1f} % of WMax is outside 0..100 %")
-        results = {}
+        payload = await self._write_all(PowerLimit(target, revert_after_s=self._revert if target is not None else None))
+        if self._on_applied is not None:
+            self._on_applied(target, payload)
+        return payload
+
+    async def _write_all(self, setpoint: Setpoint) -> dict[str, Any]:
+        readback = {}
         for device in self._devices:
             try:
-                result = await self._field.set_active_power_limit(
-                    device.field_device, target, revert_after_s=self._revert if target is not None else None
-                )
-            except Exception as exc:  # the field stack's ControlRejected / ControlFailed, or no answer
-                name = type(exc).__name__
-                logger.warning("utility control on %s not applied: %s", device.field_device, exc)
-                if name == "ControlFailed":
-                    raise ConnectorConnectionError(f"{device.field_device}: {exc}") from exc
+                result = await self._field.apply_setpoint(device.field_device, setpoint, source=SOURCE)
+            except ControlFailed as exc:  # tried and did not take: no answer, other value read back
+                raise ConnectorConnectionError(f"{device.field_device}: {exc}") from exc
+            except Exception as exc:  # ControlRejected and anything else: not applied
                 raise ConnectorWriteError(f"{device.field_device}: {exc}") from exc
-            results[device.field_device] = getattr(result, "applied_pct", None)
-        logger.info("utility control applied: WMaxLimPct=%s on %s", target, ", ".join(results))
-        if self._on_applied is not None:
-            self._on_applied(target, results)
-        return {"WMaxLimPct": target, "readback": results}
+            readback[device.field_device] = result.readback
+        return {"readback": readback}
 
     def _export_pct(self) -> float | None:
         if self._export_w is None:
