@@ -48,7 +48,12 @@ def asgi_server(transactional_db: None, settings: Any) -> Iterator[str]:
 
     from fleet.routing import build_websocket_router
 
+    from channels.layers import channel_layers
+
     settings.WHITENOISE_USE_FINDERS = True  # serve static files (htmx) without collectstatic
+    # A channel layer receives on one event loop at a time: this server's thread gets fresh layer
+    # instances, not those an earlier server's (now stopped) loop was still receiving on.
+    channel_layers.backends.clear()
     application = ProtocolTypeRouter({"http": get_asgi_application(), "websocket": build_websocket_router()})
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -67,3 +72,4 @@ def asgi_server(transactional_db: None, settings: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+        channel_layers.backends.clear()
