@@ -43,12 +43,11 @@ def asgi_server(transactional_db: None, settings: Any) -> Iterator[str]:
     fixtures set up what the server then serves over real TCP connections.
     """
     import uvicorn
+    from channels.layers import channel_layers
     from channels.routing import ProtocolTypeRouter
     from django.core.asgi import get_asgi_application
 
     from fleet.routing import build_websocket_router
-
-    from channels.layers import channel_layers
 
     settings.WHITENOISE_USE_FINDERS = True  # serve static files (htmx) without collectstatic
     # A channel layer receives on one event loop at a time: this server's thread gets fresh layer
