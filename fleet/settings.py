@@ -132,7 +132,7 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
-# The channel layer's Redis connections, set explicitly (fleet/channel_layer.py says why): the socket
+# The channel layer's Redis connections, set explicitly (fleet/core/channel_layer.py says why): the socket
 # timeout must exceed the layer's 5 s blocking wait, and beyond REDIS_MAX_CONNECTIONS per ASGI process
 # a command waits up to REDIS_POOL_TIMEOUT seconds for a free connection instead of failing.
 REDIS_SOCKET_TIMEOUT = float(os.environ.get("REDIS_SOCKET_TIMEOUT", 30))
@@ -141,7 +141,7 @@ REDIS_POOL_TIMEOUT = float(os.environ.get("REDIS_POOL_TIMEOUT", 20))
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "fleet.channel_layer.RedisChannelLayer",
+            "BACKEND": "fleet.core.channel_layer.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {

@@ -1,4 +1,4 @@
-"""The Redis channel layer as configured by fleet/settings.py (fleet/channel_layer.py says why)."""
+"""The Redis channel layer as configured by fleet/settings.py (fleet/core/channel_layer.py says why)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from fleet.channel_layer import RedisChannelLayer
+from fleet.core.channel_layer import RedisChannelLayer
 
 
 def test_a_socket_timeout_that_idle_consumers_would_hit_is_refused() -> None:
@@ -21,7 +21,7 @@ def configured_layer(settings) -> RedisChannelLayer:
     if not os.environ.get("REDIS_URL"):
         pytest.skip("needs Redis (REDIS_URL)")
     config = settings.CHANNEL_LAYERS["default"]
-    assert config["BACKEND"] == "fleet.channel_layer.RedisChannelLayer"
+    assert config["BACKEND"] == "fleet.core.channel_layer.RedisChannelLayer"
     return RedisChannelLayer(**config["CONFIG"], prefix="test-idle")
 
 

@@ -57,7 +57,7 @@ def test_database_and_redis_urls_switch_to_postgresql_redis_and_real_workers(tmp
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
         "db": "django.db.backends.postgresql",
-        "layer": "fleet.channel_layer.RedisChannelLayer",
+        "layer": "fleet.core.channel_layer.RedisChannelLayer",
         "eager": False,
         "broker": "redis://cache.example:6379/0",
         "debug": True,

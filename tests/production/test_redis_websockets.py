@@ -1,7 +1,7 @@
 """Long-lived WebSockets on the Redis channel layer, across two ASGI worker processes (issue 19).
 
 redis-py 8's defaults closed every idle socket after 5 s (a socket timeout equal to the layer's
-blocking wait) and refused bursts beyond 100 pooled connections; fleet/channel_layer.py sets both.
+blocking wait) and refused bursts beyond 100 pooled connections; fleet/core/channel_layer.py sets both.
 These tests run two uvicorn processes on PostgreSQL and Redis, as production does.
 """
 
