@@ -22,25 +22,26 @@ from .bundles import firmware_bundle
 DRIVER = """
 import os, signal, sys
 from pathlib import Path
-from gridfleet_agent.installers import runner
+from gridfleet_agent import update_state
 from gridfleet_agent.installers.firmware import FirmwareInstaller
+from gridfleet_agent.installers.runner import InstallRunner
 from gridfleet_agent.queue import Outbox
 from gridfleet_agent.reporting import queue_status_reporter
 
 state_dir, bundle, when, step = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-persist = runner.InstallRunner._persist
+save = update_state.UpdateStateStore.save
 
-def persist_then_maybe_die(self, job):
-    here = job.step if job is not None else "idle"
+def save_then_maybe_die(self, state):
+    here = state.job.step if state.job is not None else "idle"
     if when == "before" and here == step:
         os.kill(os.getpid(), signal.SIGKILL)
-    persist(self, job)
+    save(self, state)
     if when == "after" and here == step:
         os.kill(os.getpid(), signal.SIGKILL)
 
-runner.InstallRunner._persist = persist_then_maybe_die
-install = runner.InstallRunner(
-    state_dir / "install-state.json",
+update_state.UpdateStateStore.save = save_then_maybe_die
+install = InstallRunner(
+    state_dir / "update-state.json",
     {"firmware": FirmwareInstaller(state_dir / "firmware", factory_version="1.0.0")},
     report=queue_status_reporter(Outbox(state_dir / "outbox.sqlite3")),
 )
@@ -54,6 +55,8 @@ HEALTHY, UNHEALTHY = "exit 0\n", "exit 1\n"
 @pytest.mark.parametrize(
     ("health_check", "when", "step", "expected_version", "final_report"),
     [
+        (HEALTHY, "after", "downloading", OLD, None),
+        (HEALTHY, "after", "downloaded", OLD, None),
         (HEALTHY, "before", "staging", OLD, None),
         (HEALTHY, "after", "staging", OLD, "failure"),
         (HEALTHY, "after", "staged", OLD, "failure"),
@@ -62,9 +65,12 @@ HEALTHY, UNHEALTHY = "exit 0\n", "exit 1\n"
         (HEALTHY, "after", "health_check", OLD, "rolled_back"),
         (HEALTHY, "before", "committing", OLD, "rolled_back"),
         (HEALTHY, "after", "committing", NEW, "success"),
+        (HEALTHY, "before", "reporting", NEW, "success"),
+        (HEALTHY, "after", "reporting", NEW, "success"),
         (HEALTHY, "before", "idle", NEW, "success"),
         (HEALTHY, "after", "idle", NEW, "success"),
         (UNHEALTHY, "after", "rolling_back", OLD, "rolled_back"),
+        (UNHEALTHY, "after", "reporting", OLD, "rolled_back"),
         (UNHEALTHY, "before", "idle", OLD, "rolled_back"),
     ],
 )
@@ -80,11 +86,13 @@ def test_install_killed_at_each_step_recovers_to_a_whole_version(
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     firmware = FirmwareInstaller(tmp_path / "firmware")
     restarted = InstallRunner(
-        tmp_path / "install-state.json", {"firmware": firmware}, report=queue_status_reporter(outbox)
+        tmp_path / "update-state.json", {"firmware": firmware}, report=queue_status_reporter(outbox)
     )
     restarted.recover()
 
     assert restarted.current() is None
+    if final_report is not None:  # the outcome is recorded in the same state the job was closed in
+        assert restarted.applied()["firmware"].result == final_report
     assert firmware.active_version() == expected_version
     app = firmware.slots.current_link / "app.txt"  # only the new version ships app.txt
     assert (app.read_text() if app.exists() else None) == ("application 2.0.0\n" if expected_version == NEW else None)

@@ -11,27 +11,12 @@ import pytest
 from gridfleet_agent.installers.config import ConfigInstaller, command_reload
 from gridfleet_agent.installers.firmware import FirmwareInstaller
 from gridfleet_agent.installers.license import LicenseInstaller
-from gridfleet_agent.installers.runner import InstallJob, InstallRunner, Result, command_defer_hook
+from gridfleet_agent.installers.runner import InstallRunner, Result, command_defer_hook
 from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import CryptoSigner
 
 from .bundles import firmware_bundle, make_bundle
-
-
-class Reports(list[tuple[str, str, str]]):
-    """Collects (step, code, message) the way the daemon queues status records; logs aside."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.logs: list[str] = []
-
-    def __call__(self, job: InstallJob, step: str, *, code: str = "", message: str = "", log: str = "") -> None:
-        self.append((step, code, message))
-        self.logs.append(log)
-
-    @property
-    def steps(self) -> list[str]:
-        return [step for step, _, _ in self]
+from .reports import Reports
 
 
 @pytest.fixture
@@ -45,7 +30,7 @@ def firmware(tmp_path: Path) -> FirmwareInstaller:
 
 
 def runner_for(tmp_path: Path, reports: Reports, **installers: Any) -> InstallRunner:
-    return InstallRunner(tmp_path / "install-state.json", installers, report=reports)
+    return InstallRunner(tmp_path / "update-state.json", installers, report=reports)
 
 
 def active_app(installer: FirmwareInstaller) -> str:

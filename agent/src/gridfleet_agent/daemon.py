@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from gridfleet_agent import __version__, logfiles
 from gridfleet_agent.backoff import Backoff, jittered
 from gridfleet_agent.config import AgentConfig
+from gridfleet_agent.errors import AgentError
 from gridfleet_agent.fsutil import atomic_write
 from gridfleet_agent.identity import Identity, IdentityError
 from gridfleet_agent.installers.config import ConfigInstaller, command_reload
@@ -31,7 +32,7 @@ from gridfleet_agent.installers.runner import InstallRunner, Step, command_defer
 from gridfleet_agent.inventory import disk_free_mb, mem_total_mb, os_name
 from gridfleet_agent.queue import Outbox, RecordKind, utc_timestamp
 from gridfleet_agent.reporting import queue_status_reporter
-from gridfleet_agent.updater import UpdateError, UpdateService
+from gridfleet_agent.updater import UpdateService
 from gridfleet_agent.uplink import Uplink, UplinkError
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class Agent:
         self.config_bundle = ConfigInstaller(state / "config", reload=reload)
         self.license = LicenseInstaller(state / "license", public_key=self._license_key, serial=self.identity.serial)
         self.runner = InstallRunner(
-            state / "install-state.json",
+            state / "update-state.json",
             {"firmware": self.firmware, "patch": self.firmware, "config": self.config_bundle, "license": self.license},
             report=queue_status_reporter(self.outbox),
             defer_hooks=tuple(command_defer_hook(list(c)) for c in updates.defer_hooks),
@@ -234,7 +235,6 @@ class Agent:
         outcome = await asyncio.to_thread(self.runner.recover)
         if outcome is not None:
             logger.warning("finished an interrupted install at start-up: %s", outcome)
-            self.updates.record_recovered(outcome)
         settings = self.config.updates
         backoff = Backoff(base=min(30.0, settings.poll_interval), cap=settings.max_backoff)
         delay = jittered(FIRST_CHECK_DELAY, 1.0)
@@ -257,7 +257,7 @@ class Agent:
                 delay = jittered(self.poll_interval, settings.jitter)
                 answer = ("succeeded", "; ".join(f"{k}: {v}" for k, v in report.actions.items()) or "checked")
             except Exception as e:  # a check must never stop the polling; unexpected ones get a traceback
-                if isinstance(e, UpdateError | IdentityError | OSError):
+                if isinstance(e, AgentError | OSError):  # expected: the agent's own errors say what went wrong
                     logger.warning("update check failed: %s", e)
                 else:
                     logger.exception("update check failed unexpectedly")
@@ -272,9 +272,7 @@ class Agent:
         pending = self.runner.current()
         if pending is not None and pending.step is Step.REBOOTING and not self.config.updates.reboot_command:
             # No reboot command (a development gateway or the simulator): behave as if it restarted.
-            outcome = await asyncio.to_thread(self.runner.recover)
-            if outcome is not None:
-                self.updates.record_recovered(outcome)
+            await asyncio.to_thread(self.runner.recover)
         with contextlib.suppress(IdentityError):
             await asyncio.to_thread(self.identity.renew_if_due, self.config.server_url)
         self._queue_inventory_if_changed()
@@ -432,7 +430,8 @@ class Agent:
 
     # -- status -------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        pending = self.runner.current()
+        update = self.runner.state()
+        pending = update.job
         return {
             **offline_status(self.config, outbox=self.outbox),
             "daemon": "running",
@@ -441,7 +440,10 @@ class Agent:
                 "since": self.uplink.connected_since,
                 "last_error": self.uplink.last_error,
             },
-            "install_in_progress": {"target": pending.target, "step": str(pending.step)} if pending else None,
+            "install_in_progress": (
+                {"target": pending.target, "step": str(pending.step), "attempt": pending.attempt} if pending else None
+            ),
+            "last_applied": {kind: {"target": a.target, "result": a.result} for kind, a in update.applied.items()},
             "last_check": self.last_check,
             "next_check_in_s": round(self.next_check_at - time.time(), 1) if self.next_check_at else None,
         }

@@ -34,11 +34,11 @@ from gridfleet_agent import __version__
 from gridfleet_agent.errors import AgentError
 from gridfleet_agent.fetcher import AgentFetcher
 from gridfleet_agent.fsutil import atomic_write
-from gridfleet_agent.installers.runner import InstallRunner, Outcome, Result
+from gridfleet_agent.installers.runner import InstallRunner
 from gridfleet_agent.queue import Outbox, RecordKind
-from gridfleet_agent.reporting import status_payload
 from gridfleet_agent.schedule import install_blocked_by
 from gridfleet_agent.tuf_client import TufClientError, download_resumable, init_trust, open_updater, refresh
+from gridfleet_agent.update_state import FAILED_RESULTS, Result
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +75,6 @@ class UpdatePaths:
     def channel_file(self) -> Path:
         return self.state_dir / "update-channel.json"
 
-    @property
-    def applied_file(self) -> Path:
-        return self.state_dir / "applied.json"
-
 
 class UpdateService:
     def __init__(
@@ -111,32 +107,6 @@ class UpdateService:
         except FileNotFoundError:
             return None
         return data if isinstance(data, dict) else None
-
-    def applied(self) -> dict[str, dict[str, Any]]:
-        try:
-            data = json.loads(self.paths.applied_file.read_bytes())
-        except FileNotFoundError:
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def _record_applied(self, kind: str, entry: dict[str, Any], result: str) -> None:
-        applied = self.applied()
-        previous = applied.get(kind, {})
-        # An install finished after a restart knows no assignment: it keeps the sequence it started under.
-        sequence = entry.get(
-            "sequence", previous.get("sequence") if previous.get("target") == entry["target"] else None
-        )
-        applied[kind] = {
-            "target": entry["target"],
-            "version": entry.get("version"),
-            "result": result,
-            "sequence": sequence,
-        }
-        atomic_write(self.paths.applied_file, json.dumps(applied, indent=1).encode())
-
-    def record_recovered(self, outcome: Outcome) -> None:
-        """After ``InstallRunner.recover()`` finished an interrupted install at start-up."""
-        self._record_applied(outcome.kind, {"target": outcome.target, "version": outcome.version}, str(outcome.result))
 
     # -- HTTP ------------------------------------------------------------------------------------
     def _get(self, url: str, *, auth: bool) -> bytes:
@@ -235,50 +205,40 @@ class UpdateService:
         return assignment
 
     def _apply(self, updater: Updater, kind: str, entry: dict[str, Any], download: Callable[[TargetFile], Path]) -> str:
-        previous = self.applied().get(kind, {})
-        # The server retries a failed install by re-assigning the same target under a new sequence.
-        retried = previous.get("result") in (Result.FAILURE, Result.ROLLED_BACK) and previous.get("sequence") not in (
-            None,
-            entry.get("sequence"),
+        previous = self.runner.applied().get(kind)
+        sequence = entry.get("sequence")
+        if previous is not None and previous.target == entry["target"]:
+            # The server retries a failed install by re-assigning the same target under a new sequence.
+            retried = previous.result in FAILED_RESULTS and previous.sequence not in (None, sequence)
+            again = previous.result in (Result.DEFERRED, Result.DOWNLOAD_FAILED)
+            if not (retried or again):
+                return f"{previous.result} {entry.get('version')} (unchanged)"
+        job = self.runner.begin(
+            deployment=str(entry.get("deployment") or ""),
+            kind=kind,
+            target=entry["target"],
+            version=str(entry.get("version", "")),
+            sequence=sequence if isinstance(sequence, int) else None,
         )
-        if previous.get("target") == entry["target"] and previous.get("result") != str(Result.DEFERRED) and not retried:
-            return f"{previous.get('result')} {entry.get('version')} (unchanged)"
-        deployment = str(entry.get("deployment") or "")
         try:
             info = updater.get_targetinfo(entry["target"])
             if info is None:
                 raise TufClientError(f"assigned target {entry['target']} is not in the signed metadata")
             bundle = updater.find_cached_target(info)
             if bundle is None:
-                self._status(deployment, "downloading", entry)
+                self.runner.report(job, "downloading")
                 bundle = str(download(info))  # large: a partial download survives a restart
-                self._status(deployment, "downloaded", entry)
+                self.runner.report(job, "downloaded")
         except (TufClientError, tuf_exceptions.RepositoryError, tuf_exceptions.DownloadError, OSError) as e:
-            self._status(deployment, "failure", entry, code="download_failed", message=str(e))
+            self.runner.download_failed(job, str(e))
             raise UpdateError(f"{kind} {entry['target']}: {e}") from e
+        job = self.runner.downloaded(job, Path(bundle))
         if reason := install_blocked_by(entry.get("install"), self._clock()):
-            if previous.get("target") != entry["target"]:  # report a deferral once, not at every poll
-                self._status(deployment, "deferred", entry, code="install_window", message=reason)
-                self._record_applied(kind, entry, str(Result.DEFERRED))
+            # Report a deferral once, not at every poll.
+            first = previous is None or previous.target != entry["target"] or previous.result != Result.DEFERRED
+            self.runner.defer(job, "install_window", reason, report=first)
             return f"deferred: {reason}"
-        outcome = self.runner.install(deployment=deployment, kind=kind, bundle=Path(bundle), target=entry["target"])
-        if outcome.result is not Result.DEFERRED or previous.get("target") != entry["target"]:
-            self._record_applied(kind, entry, str(outcome.result))
+        outcome = self.runner.install_downloaded(job)
         if outcome.result is not Result.REBOOTING:
             Path(bundle).unlink(missing_ok=True)
         return f"{outcome.result} {outcome.version}"
-
-    def _status(self, deployment: str, step: str, entry: dict[str, Any], *, code: str = "", message: str = "") -> None:
-        if not deployment:
-            return  # status reports belong to a deployment; changes without one are reported as events
-        self.outbox.put(
-            RecordKind.STATUS,
-            status_payload(
-                deployment=deployment,
-                step=step,
-                bundle=entry["target"],
-                version=str(entry.get("version", "")),
-                code=code,
-                message=message,
-            ),
-        )
