@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gridfleet_agent.errors import AgentError
 
-class CsipConfigError(ValueError):
+
+class CsipConfigError(AgentError, ValueError):
     pass
 
 

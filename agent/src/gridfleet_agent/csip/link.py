@@ -33,6 +33,7 @@ from py20305.telemetry import TelemetryCoordinator
 from gridfleet_agent.backoff import Backoff
 from gridfleet_agent.csip.config import CsipConfig
 from gridfleet_agent.csip.connector import FieldStackConnector, SetpointPath
+from gridfleet_agent.errors import AgentError
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class LinkState(StrEnum):
     STOPPED = "stopped"
 
 
-class PinMismatch(Exception):
+class PinMismatch(AgentError):
     pass
 
 
