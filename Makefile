@@ -70,6 +70,7 @@ test-agent: $(AGENT_VENV)/.installed
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/bandit -c pyproject.toml -r fleet pki firmware agent/src -ll -q
 	$(VENV)/bin/mypy fleet pki firmware
 	cd agent && ../$(VENV)/bin/mypy src
 

@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -173,8 +174,8 @@ def main() -> None:
     plan = RolloutPlan(
         phases=phases,
         jitter_seconds=0,
-        window_start=datetime(2026, 1, 1, 1).time(),
-        window_end=datetime(2026, 1, 1, 4).time(),
+        window_start=clock_time(1),
+        window_end=clock_time(4),
     )
 
     print("Measured:")

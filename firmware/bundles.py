@@ -88,7 +88,8 @@ def check_bundle(
     if declared_sha256 is not None and declared_sha256.lower() != sha256:
         raise BundleError(f"declared sha256 {declared_sha256} but the upload hashes to {sha256}")
     try:
-        archive = tarfile.open(fileobj=fileobj, mode="r:*")
+        # Closed in the finally below, after the checks that may raise.
+        archive = tarfile.open(fileobj=fileobj, mode="r:*")  # noqa: SIM115
     except tarfile.TarError as e:
         raise BundleError(f"not a tar archive: {e}") from e
     try:

@@ -11,6 +11,7 @@ import gzip
 import re
 from collections.abc import Iterator
 from functools import lru_cache
+from http import HTTPStatus
 from pathlib import Path
 from typing import IO
 
@@ -47,7 +48,8 @@ def metadata(request: HttpRequest, name: str) -> HttpResponseBase:
         raise Http404("no such metadata file")
     path = conf.tuf_dir() / "metadata" / name
     try:
-        handle = open(path, "rb")
+        # FileResponse closes the handle once the body is sent.
+        handle = open(path, "rb")  # noqa: SIM115
     except FileNotFoundError as e:
         # 404, never 403: clients probe N+1.root.json on every refresh and treat 404 as "no newer root".
         raise Http404("no such metadata file") from e
@@ -66,8 +68,8 @@ def metadata(request: HttpRequest, name: str) -> HttpResponseBase:
 
 def _find_blob(request: HttpRequest, directory: str, sha256: str, name: str) -> tuple[Blob, bool] | HttpResponse:
     """The blob to serve and whether it is private to one gateway, or an error response."""
-    parts = directory.split("/")
-    if len(parts) == 2 and parts[0] == "devices":
+    kind, _, scope = directory.partition("/")
+    if kind == "devices" and scope and "/" not in scope:
         gateway = authenticated_gateway(request)
         if gateway is None:
             response = HttpResponse("a gateway bearer token is required for device targets\n", status=401)
@@ -75,7 +77,7 @@ def _find_blob(request: HttpRequest, directory: str, sha256: str, name: str) -> 
             return response
         bundle = (
             DeviceBundle.objects.filter(
-                gateway=gateway, gateway__update_channel__token=parts[1], blob_id=sha256, filename=name
+                gateway=gateway, gateway__update_channel__token=scope, blob_id=sha256, filename=name
             )
             .select_related("blob")
             .first()
@@ -83,8 +85,8 @@ def _find_blob(request: HttpRequest, directory: str, sha256: str, name: str) -> 
         if bundle is None:
             raise Http404("no such target")
         return bundle.blob, True
-    if len(parts) == 2 and parts[0] == "firmware":
-        for artifact in Artifact.objects.filter(blob_id=sha256, organization__slug=parts[1]).select_related(
+    if kind == "firmware" and scope and "/" not in scope:
+        for artifact in Artifact.objects.filter(blob_id=sha256, organization__slug=scope).select_related(
             "blob", "organization"
         ):
             if artifact.target_path == f"{directory}/{name}":
@@ -138,7 +140,7 @@ def target(request: HttpRequest, path: str) -> HttpResponseBase:
             response = HttpResponse(status=416)
             response["Content-Range"] = f"bytes */{size}"
             return response
-        start, end, status = wanted[0], wanted[1], 206
+        start, end, status = wanted[0], wanted[1], HTTPStatus.PARTIAL_CONTENT
     length = max(0, end - start + 1)
     body = _stream(open_blob(blob), start, length) if request.method == "GET" else iter(())
     # Never a Content-Encoding: TUF hashes the bytes as stored, a transparently gzipped body fails.
@@ -148,6 +150,6 @@ def target(request: HttpRequest, path: str) -> HttpResponseBase:
     streamed["ETag"] = f'"{blob.sha256}"'
     # no-transform: proxies and CDNs must not recompress the bytes either.
     streamed["Cache-Control"] = ("private" if private else "public") + ", max-age=31536000, immutable, no-transform"
-    if status == 206:
+    if status == HTTPStatus.PARTIAL_CONTENT:
         streamed["Content-Range"] = f"bytes {start}-{end}/{size}"
     return streamed

@@ -28,11 +28,22 @@ def env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return default if value is None or not value.strip() else int(value)
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return default if value is None or not value.strip() else float(value)
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
 INSECURE_DEFAULT_SECRET_KEY = "gridfleet-insecure-development-key-do-not-use-in-production"  # noqa: S105
+MIN_SECRET_KEY_LENGTH = 32
 
 DEBUG = env_bool("DEBUG", default=True)
 SECRET_KEY = os.environ.get("SECRET_KEY", INSECURE_DEFAULT_SECRET_KEY)
@@ -42,7 +53,7 @@ GRIDFLEET_ENV = os.environ.get("GRIDFLEET_ENV", "development")
 if GRIDFLEET_ENV == "production":
     if DEBUG:
         raise ImproperlyConfigured("GRIDFLEET_ENV=production refuses to start with DEBUG on; set DEBUG=0.")
-    if SECRET_KEY == INSECURE_DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32:
+    if SECRET_KEY == INSECURE_DEFAULT_SECRET_KEY or len(SECRET_KEY) < MIN_SECRET_KEY_LENGTH:
         raise ImproperlyConfigured(
             "GRIDFLEET_ENV=production refuses the default SECRET_KEY; set SECRET_KEY to 32+ random characters."
         )
@@ -135,9 +146,9 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 # The channel layer's Redis connections, set explicitly (fleet/core/channel_layer.py says why): the socket
 # timeout must exceed the layer's 5 s blocking wait, and beyond REDIS_MAX_CONNECTIONS per ASGI process
 # a command waits up to REDIS_POOL_TIMEOUT seconds for a free connection instead of failing.
-REDIS_SOCKET_TIMEOUT = float(os.environ.get("REDIS_SOCKET_TIMEOUT", 30))
-REDIS_MAX_CONNECTIONS = int(os.environ.get("REDIS_MAX_CONNECTIONS", 200))
-REDIS_POOL_TIMEOUT = float(os.environ.get("REDIS_POOL_TIMEOUT", 20))
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 30)
+REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 200)
+REDIS_POOL_TIMEOUT = env_float("REDIS_POOL_TIMEOUT", 20)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -217,7 +228,7 @@ MEDIA_ROOT = GRIDFLEET_VAR_DIR / "media"
 WHITENOISE_USE_FINDERS = DEBUG
 
 # Uploads stream to disk above this size; request bodies other than uploads are capped.
-DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024))
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 REST_FRAMEWORK = {
@@ -264,7 +275,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 31536000))
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "gridfleet@localhost")
@@ -279,20 +290,20 @@ LOGGING = {
 }
 
 # How often gateways check the TUF repository for updates (sent to agents in the uplink welcome).
-GRIDFLEET_UPDATE_POLL_SECONDS = int(os.environ.get("GRIDFLEET_UPDATE_POLL_SECONDS", 300))
+GRIDFLEET_UPDATE_POLL_SECONDS = env_int("GRIDFLEET_UPDATE_POLL_SECONDS", 300)
 # How long a gateway may stay silent before it counts as offline.
-GATEWAY_OFFLINE_AFTER = timedelta(seconds=int(os.environ.get("GATEWAY_OFFLINE_AFTER_SECONDS", 600)))
+GATEWAY_OFFLINE_AFTER = timedelta(seconds=env_int("GATEWAY_OFFLINE_AFTER_SECONDS", 600))
 # Largest CSV accepted by bulk import.
-INVENTORY_IMPORT_MAX_ROWS = int(os.environ.get("INVENTORY_IMPORT_MAX_ROWS", 20000))
+INVENTORY_IMPORT_MAX_ROWS = env_int("INVENTORY_IMPORT_MAX_ROWS", 20000)
 
 # PKI (see pki/conf.py and docs/security.md). The KEK encrypts the CA private keys: required
 # unless DEBUG, where a development one is generated under GRIDFLEET_VAR_DIR.
 GRIDFLEET_PKI_KEK = os.environ.get("GRIDFLEET_PKI_KEK", "")
-GRIDFLEET_PKI_DEVICE_CERT_DAYS = int(os.environ.get("GRIDFLEET_PKI_DEVICE_CERT_DAYS", 365))
-GRIDFLEET_PKI_ENROLLMENT_TOKEN_HOURS = int(os.environ.get("GRIDFLEET_PKI_ENROLLMENT_TOKEN_HOURS", 7 * 24))
+GRIDFLEET_PKI_DEVICE_CERT_DAYS = env_int("GRIDFLEET_PKI_DEVICE_CERT_DAYS", 365)
+GRIDFLEET_PKI_ENROLLMENT_TOKEN_HOURS = env_int("GRIDFLEET_PKI_ENROLLMENT_TOKEN_HOURS", 7 * 24)
 GRIDFLEET_PKI_REQUIRE_ACCEPTANCE = env_bool("GRIDFLEET_PKI_REQUIRE_ACCEPTANCE", default=False)
-GRIDFLEET_PKI_ACCESS_TOKEN_TTL = int(os.environ.get("GRIDFLEET_PKI_ACCESS_TOKEN_TTL", 600))
-GRIDFLEET_PKI_AUTH_MAX_SKEW = int(os.environ.get("GRIDFLEET_PKI_AUTH_MAX_SKEW", 120))
+GRIDFLEET_PKI_ACCESS_TOKEN_TTL = env_int("GRIDFLEET_PKI_ACCESS_TOKEN_TTL", 600)
+GRIDFLEET_PKI_AUTH_MAX_SKEW = env_int("GRIDFLEET_PKI_AUTH_MAX_SKEW", 120)
 # Public base URL of this server (https://fleet.example.com); when set, issued certificates name their CRL URL.
 GRIDFLEET_PKI_PUBLIC_URL = os.environ.get("GRIDFLEET_PKI_PUBLIC_URL", "")
 # Optional mutual TLS: header with the client certificate verified by a proxy in TRUSTED_PROXIES.
@@ -302,7 +313,7 @@ GRIDFLEET_PKI_CLIENT_CERT_HEADER = os.environ.get("GRIDFLEET_PKI_CLIENT_CERT_HEA
 # (mutual TLS, served by `manage.py csip_headend` or inside the demo), the URL gateways are told,
 # and the pollRate / postRate it hands out (seconds; CSIP utilities often use 300).
 GRIDFLEET_CSIP_HOST = os.environ.get("GRIDFLEET_CSIP_HOST", "127.0.0.1")
-GRIDFLEET_CSIP_PORT = int(os.environ.get("GRIDFLEET_CSIP_PORT", 8443))
+GRIDFLEET_CSIP_PORT = env_int("GRIDFLEET_CSIP_PORT", 8443)
 GRIDFLEET_CSIP_PUBLIC_URL = os.environ.get("GRIDFLEET_CSIP_PUBLIC_URL", "")
-GRIDFLEET_CSIP_POLL_RATE = int(os.environ.get("GRIDFLEET_CSIP_POLL_RATE", 300))
-GRIDFLEET_CSIP_POST_RATE = int(os.environ.get("GRIDFLEET_CSIP_POST_RATE", 300))
+GRIDFLEET_CSIP_POLL_RATE = env_int("GRIDFLEET_CSIP_POLL_RATE", 300)
+GRIDFLEET_CSIP_POST_RATE = env_int("GRIDFLEET_CSIP_POST_RATE", 300)

@@ -108,11 +108,14 @@ def check_digit(digits: str) -> str:
     return str(-sum(int(d) for d in digits) % 10)
 
 
+SFDI_HEX_DIGITS = 9  # the first 36 bits of the LFDI
+
+
 def sfdi_from_lfdi(value: str) -> str:
     """Short-form device identifier: first 36 bits of the LFDI in decimal plus a check digit."""
-    if len(value) < 9:
+    if len(value) < SFDI_HEX_DIGITS:
         raise ValueError("An LFDI has 40 hex digits")
-    number = str(int(value[:9], 16))
+    number = str(int(value[:SFDI_HEX_DIGITS], 16))
     return (number + check_digit(number)).zfill(12)
 
 

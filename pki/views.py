@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django.contrib import messages
@@ -36,10 +37,8 @@ class OverviewView(PkiAdminMixin, View):
     def get(self, request: HttpRequest) -> HttpResponse:
         certificates = selectors.certificates_visible_to(request.user)
         crl = None
-        try:
+        with contextlib.suppress(CANotInitialized):
             crl = selectors.current_crl()
-        except CANotInitialized:
-            pass
         return TemplateResponse(
             request,
             "pki/overview.html",

@@ -35,7 +35,9 @@ def load_settings(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str
         }
     }
     clean |= {"DJANGO_SETTINGS_MODULE": "fleet.settings", "GRIDFLEET_VAR_DIR": str(tmp_path)} | env
-    return subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=clean, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=clean, capture_output=True, text=True, check=False
+    )
 
 
 def test_with_no_environment_the_server_is_embedded(tmp_path: Path) -> None:

@@ -35,6 +35,8 @@ class PhaseSpec:
         return PhaseSize(percent=self.percent, count=self.count)
 
 
+MAX_PERCENT = 100
+
 DEFAULT_PHASES = (
     PhaseSpec("canary", percent=1, min_soak=timedelta(hours=1)),
     PhaseSpec("early", percent=10, min_soak=timedelta(hours=4)),
@@ -60,6 +62,16 @@ class RolloutPlan:
     failure_min_sample: int = 5
 
     def validate(self) -> None:
+        self._validate_phases()
+        if (self.window_start is None) != (self.window_end is None):
+            raise InvalidPlanError("Give both the start and the end of the maintenance window.", field="window_end")
+        if self.window_start is not None and self.window_start == self.window_end:
+            raise InvalidPlanError("The maintenance window is empty (start equals end).", field="window_end")
+        self._validate_thresholds()
+        if self.gateway_timeout < timedelta(minutes=1):
+            raise InvalidPlanError("The per-gateway timeout must be at least one minute.", field="gateway_timeout")
+
+    def _validate_phases(self) -> None:
         if not self.phases:
             raise InvalidPlanError("A plan needs at least one phase.", field="phases")
         names = [p.name for p in self.phases]
@@ -70,7 +82,7 @@ class RolloutPlan:
             if (phase.percent is None) == (phase.count is None):
                 raise InvalidPlanError(f"Phase '{phase.name}': give a percent or a count, not both.", field="phases")
             if phase.percent is not None:
-                if not 1 <= phase.percent <= 100 or phase.percent <= previous_pct:
+                if not 1 <= phase.percent <= MAX_PERCENT or phase.percent <= previous_pct:
                     raise InvalidPlanError(
                         f"Phase '{phase.name}': percentages are cumulative, 1..100 and increasing.", field="phases"
                     )
@@ -83,21 +95,17 @@ class RolloutPlan:
                 previous_count = phase.count
             if phase.min_soak < timedelta(0):
                 raise InvalidPlanError(f"Phase '{phase.name}': the soak time cannot be negative.", field="phases")
-        if (self.window_start is None) != (self.window_end is None):
-            raise InvalidPlanError("Give both the start and the end of the maintenance window.", field="window_end")
-        if self.window_start is not None and self.window_start == self.window_end:
-            raise InvalidPlanError("The maintenance window is empty (start equals end).", field="window_end")
-        if not 0 <= self.success_threshold_pct <= 100:
+
+    def _validate_thresholds(self) -> None:
+        if not 0 <= self.success_threshold_pct <= MAX_PERCENT:
             raise InvalidPlanError("The success threshold is a percentage (0..100).", field="success_threshold_pct")
-        if self.failure_threshold_pct is not None and not 0 <= self.failure_threshold_pct <= 100:
+        if self.failure_threshold_pct is not None and not 0 <= self.failure_threshold_pct <= MAX_PERCENT:
             raise InvalidPlanError("The failure threshold is a percentage (0..100).", field="failure_threshold_pct")
         if self.failure_threshold_pct is None and self.failure_threshold_count is None:
             raise InvalidPlanError(
                 "Set a failure threshold (percent or count): a rollout must be able to stop itself.",
                 field="failure_threshold_pct",
             )
-        if self.gateway_timeout < timedelta(minutes=1):
-            raise InvalidPlanError("The per-gateway timeout must be at least one minute.", field="gateway_timeout")
         if self.rate_limit_per_minute is not None and self.rate_limit_per_minute < 1:
             raise InvalidPlanError(
                 "The rate limit must be at least 1 gateway per minute.", field="rate_limit_per_minute"

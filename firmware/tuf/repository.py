@@ -503,13 +503,8 @@ class TufRepository:
         self._stage(role, staged)
         return self.signing_status(role)
 
-    def publish_staged(self) -> PublishResult:
-        """Publish every staged offline role whose signatures meet its threshold.
-
-        The first publish needs all four offline roles; it also publishes the empty hash bins.
-        New online keys named by the published metadata become active, and every role they sign
-        is re-signed.
-        """
+    def _roles_ready_to_publish(self) -> list[str]:
+        """The staged roles whose signatures meet their threshold; ThresholdNotMetError if none may go."""
         roles = self.staged_roles()
         statuses = {role: self.signing_status(role) for role in roles}
         ready = [role for role in roles if statuses[role].complete]
@@ -523,6 +518,33 @@ class TufRepository:
                 "; ".join(f"{s.role} needs {s.missing} more signature(s)" for s in statuses.values())
                 or "nothing staged"
             )
+        return ready
+
+    def _promote_named_keys(self) -> bool:
+        """Make the pending online keys named by the just-published metadata active; True if bins rotated."""
+        root = self.load(ROOT).signed
+        for role in (SNAPSHOT, TIMESTAMP):
+            if (
+                self.keyring.has_pending(role)
+                and self.keyring.public_key(role, pending=True).keyid in root.roles[role].keyids
+            ):
+                self.keyring.promote(role)
+        if (
+            self.keyring.has_pending(BINS)
+            and self.keyring.public_key(BINS, pending=True).keyid in self._succinct().keyids
+        ):
+            self.keyring.promote(BINS)
+            return True
+        return False
+
+    def publish_staged(self) -> PublishResult:
+        """Publish every staged offline role whose signatures meet its threshold.
+
+        The first publish needs all four offline roles; it also publishes the empty hash bins.
+        New online keys named by the published metadata become active, and every role they sign
+        is re-signed.
+        """
+        ready = self._roles_ready_to_publish()
         now = self.clock()
         initial = not self.is_initialized
         result = PublishResult()
@@ -536,19 +558,7 @@ class TufRepository:
             if path:
                 path.unlink()
         self._save_index()
-        # Make keys named in the new metadata active.
-        root = self.load(ROOT).signed
-        for role in (SNAPSHOT, TIMESTAMP):
-            if (
-                self.keyring.has_pending(role)
-                and self.keyring.public_key(role, pending=True).keyid in root.roles[role].keyids
-            ):
-                self.keyring.promote(role)
-        rotated_bins = False
-        if self.keyring.has_pending(BINS):
-            if self.keyring.public_key(BINS, pending=True).keyid in self._succinct().keyids:
-                self.keyring.promote(BINS)
-                rotated_bins = True
+        rotated_bins = self._promote_named_keys()
         names = self.bin_names
         if initial:
             for name in names:

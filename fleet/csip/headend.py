@@ -13,6 +13,7 @@ whose TLS library lacks CCM8 (py20305 offers both CCM8 and AES256-GCM).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
@@ -97,10 +98,8 @@ class _Server(ThreadingMixIn, WSGIServer):
             self.RequestHandlerClass(connection, client_address, self)  # type: ignore[arg-type]
         finally:
             db.connections.close_all()  # this worker thread ends here; so does its database connection
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             connection.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:

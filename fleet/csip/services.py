@@ -38,6 +38,7 @@ from .utility_pki import UtilityPki, issue_client_certificate
 logger = logging.getLogger(__name__)
 
 MAX_EVENT_SECONDS = 24 * 3600
+MAX_PERCENT = 100
 MAX_RANDOMIZE_SECONDS = 3600  # OneHourRangeType
 
 
@@ -128,7 +129,7 @@ def create_program(
             raise InvalidControl(
                 f"{scope} belongs to another organization.", field="site" if scope is site else "group"
             )
-    if default_max_lim_pct is not None and not 0 <= default_max_lim_pct <= 100:
+    if default_max_lim_pct is not None and not 0 <= default_max_lim_pct <= MAX_PERCENT:
         raise InvalidControl("The default limit is a percentage 0..100.", field="default_max_lim_pct")
     if DerProgram.objects.filter(organization=organization, name=name).exists():
         raise InvalidControl(f"A program named {name!r} exists already.", field="name")
@@ -165,7 +166,7 @@ def create_control(
         raise InvalidControl(
             "Give either an export limit in W or a power limit in %, not both.", field="export_limit_w"
         )
-    if max_lim_pct is not None and not 0 <= max_lim_pct <= 100:
+    if max_lim_pct is not None and not 0 <= max_lim_pct <= MAX_PERCENT:
         raise InvalidControl("The power limit is a percentage 0..100.", field="max_lim_pct")
     if export_limit_w is not None and export_limit_w < 0:
         raise InvalidControl("The export limit cannot be negative.", field="export_limit_w")

@@ -19,6 +19,8 @@ from fleet.accounts.models import Membership
 from fleet.accounts.roles import Role
 from fleet.inventory.models import Gateway, GatewayGroup, Organization, Site, Tag
 
+# The first gateways of each site carry the `pilot` tag, the first phase of the demo rollout.
+PILOT_GATEWAYS = 2
 DEMO_SITES = [
     # (organization slug, site name, address, lat, lon, kW)
     ("sunrise-solar", "Fresno Dairy", "4312 E Jensen Ave, Fresno, CA", "36.706", "-119.735", "250"),
@@ -91,7 +93,7 @@ def ensure_demo_fleet(*, gateways_per_site: int = 2) -> list[Gateway]:
                     "firmware_version": "1.0.0",
                 },
             )[0]
-            if number <= 2:
+            if number <= PILOT_GATEWAYS:
                 gateway.tags.add(pilot)
             gateways.append(gateway)
     for organization in organizations.values():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import models
 
@@ -112,6 +113,14 @@ STATE_REFUSALS: dict[tuple[AlarmState, Action], str] = {
     (AlarmState.CLOSED, Action.ACKNOWLEDGE): "The alarm is closed; there is nothing to acknowledge.",
 }
 
+# Actions that set one flag of the status: (flag, new value, refusal when it has that value already).
+FLAG_TRANSITIONS: dict[Action, tuple[str, bool, str]] = {
+    Action.SUPPRESS: ("suppressed", True, "The alarm is already suppressed."),
+    Action.UNSUPPRESS: ("suppressed", False, "The alarm is not suppressed."),
+    Action.REMOVE_FROM_SERVICE: ("out_of_service", True, "The alarm is already out of service."),
+    Action.RETURN_TO_SERVICE: ("out_of_service", False, "The alarm is not out of service."),
+}
+
 
 def apply(
     status: AlarmStatus,
@@ -133,32 +142,27 @@ def apply(
         raise TransitionRefused(action, f"The alarm is closed; it cannot be {action.label.lower()}.")
     if action == Action.SHELVE:
         return _shelve(status, now=now, until=shelve_until, max_shelve=max_shelve)
-    if action == Action.UNSHELVE:
-        if not status.is_shelved(now):
-            raise TransitionRefused(action, "The alarm is not shelved.")
-        return dataclasses.replace(status, shelved_until=None)
-    if action == Action.SHELVE_EXPIRED:
-        if status.shelved_until is None or status.is_shelved(now):
-            raise TransitionRefused(action, "The alarm's shelving has not expired.")
-        return dataclasses.replace(status, shelved_until=None)
-    if action == Action.SUPPRESS:
-        if status.suppressed:
-            raise TransitionRefused(action, "The alarm is already suppressed.")
-        return dataclasses.replace(status, suppressed=True)
-    if action == Action.UNSUPPRESS:
-        if not status.suppressed:
-            raise TransitionRefused(action, "The alarm is not suppressed.")
-        return dataclasses.replace(status, suppressed=False)
-    if action == Action.REMOVE_FROM_SERVICE:
-        if status.out_of_service:
-            raise TransitionRefused(action, "The alarm is already out of service.")
-        # Shelving is meaningless for an alarm taken out of service; it ends here.
-        return dataclasses.replace(status, out_of_service=True, shelved_until=None)
-    if action == Action.RETURN_TO_SERVICE:
-        if not status.out_of_service:
-            raise TransitionRefused(action, "The alarm is not out of service.")
-        return dataclasses.replace(status, out_of_service=False)
+    if action in (Action.UNSHELVE, Action.SHELVE_EXPIRED):
+        return _unshelve(status, action, now=now)
+    if action in FLAG_TRANSITIONS:
+        flag, value, refusal = FLAG_TRANSITIONS[action]
+        if getattr(status, flag) == value:
+            raise TransitionRefused(action, refusal)
+        changes: dict[str, Any] = {flag: value}
+        if action == Action.REMOVE_FROM_SERVICE:
+            # Shelving is meaningless for an alarm taken out of service; it ends here.
+            changes["shelved_until"] = None
+        return dataclasses.replace(status, **changes)
     raise TransitionRefused(action, f"'{action}' is not an operator or gateway transition.")
+
+
+def _unshelve(status: AlarmStatus, action: Action, *, now: datetime) -> AlarmStatus:
+    """An operator's unshelve, or the end of the shelving time (SHELVE_EXPIRED, from the timer)."""
+    if action == Action.UNSHELVE and not status.is_shelved(now):
+        raise TransitionRefused(action, "The alarm is not shelved.")
+    if action == Action.SHELVE_EXPIRED and (status.shelved_until is None or status.is_shelved(now)):
+        raise TransitionRefused(action, "The alarm's shelving has not expired.")
+    return dataclasses.replace(status, shelved_until=None)
 
 
 def _shelve(status: AlarmStatus, *, now: datetime, until: datetime | None, max_shelve: timedelta | None) -> AlarmStatus:

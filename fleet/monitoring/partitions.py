@@ -83,7 +83,7 @@ def existing_partitions(table: str, connection: Any = default_connection) -> dic
     for name in names:
         match = _DAY_SUFFIX.search(name)
         if match:
-            days[datetime.strptime(match.group(1), "%Y%m%d").date()] = name
+            days[datetime.strptime(match.group(1) + "+0000", "%Y%m%d%z").date()] = name
     return days
 
 

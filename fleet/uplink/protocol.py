@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
@@ -25,6 +25,10 @@ HEARTBEAT_INTERVAL_S = 30
 MAX_CLOCK_AHEAD = timedelta(hours=24)
 MAX_LOG_MESSAGE_CHARS = 16_384
 MAX_SEQ = 2**63 - 1
+# Field limits shared by the payload schemas and the hand-written fast path below.
+MAX_ID_CHARS = 64  # batch ids, deployment ids, point names
+MAX_NAME_CHARS = 200  # device keys, alarm sources and codes, logger names
+MAX_POINTS = 256  # telemetry points in one record
 
 CLOSE_PROTOCOL_VIOLATION = 4400
 CLOSE_SUPERSEDED = 4409
@@ -158,7 +162,7 @@ PAYLOAD_SCHEMAS: dict[Kind, dict[str, Any]] = {
         "properties": {
             "level": {"enum": LOG_LEVELS},
             "message": {"type": "string"},
-            "logger": _string(200),
+            "logger": _string(MAX_NAME_CHARS),
             "fields": {"type": "object"},
         },
     },
@@ -179,12 +183,12 @@ PAYLOAD_SCHEMAS: dict[Kind, dict[str, Any]] = {
         "type": "object",
         "required": ["device", "points"],
         "properties": {
-            "device": _string(200, 1),
+            "device": _string(MAX_NAME_CHARS, 1),
             "points": {
                 "type": "object",
                 "minProperties": 1,
-                "maxProperties": 256,
-                "propertyNames": {"minLength": 1, "maxLength": 64},
+                "maxProperties": MAX_POINTS,
+                "propertyNames": {"minLength": 1, "maxLength": MAX_ID_CHARS},
                 "additionalProperties": {"type": ["number", "null"]},
             },
         },
@@ -377,8 +381,10 @@ def _parse_hello(message: dict[str, Any]) -> Hello:
 
 def _parse_batch(message: dict[str, Any]) -> Batch:
     batch_id = message.get("batch")
-    if not isinstance(batch_id, str) or not 1 <= len(batch_id) <= 64:
-        raise ProtocolError(ErrorCode.MALFORMED_FRAME, "batch.batch must be a string of 1 to 64 characters.")
+    if not _short_string(batch_id, MAX_ID_CHARS, 1):
+        raise ProtocolError(
+            ErrorCode.MALFORMED_FRAME, f"batch.batch must be a string of 1 to {MAX_ID_CHARS} characters."
+        )
     records = message.get("records")
     if not isinstance(records, list) or not records:
         raise ProtocolError(ErrorCode.MALFORMED_FRAME, "batch.records must be a non-empty array.", batch=batch_id)
@@ -408,7 +414,7 @@ class _Rejected(Exception):
         self.message = message
 
 
-def _short_string(value: Any, max_length: int, min_length: int = 0) -> bool:
+def _short_string(value: Any, max_length: int, min_length: int = 0) -> TypeGuard[str]:
     return isinstance(value, str) and min_length <= len(value) <= max_length
 
 
@@ -421,11 +427,11 @@ def _plainly_valid(kind: Kind, payload: dict[str, Any]) -> bool:
     if kind == Kind.TELEMETRY:
         points = payload.get("points")
         return (
-            _short_string(payload.get("device"), 200, 1)
+            _short_string(payload.get("device"), MAX_NAME_CHARS, 1)
             and isinstance(points, dict)
-            and 1 <= len(points) <= 256
+            and 1 <= len(points) <= MAX_POINTS
             and all(
-                1 <= len(name) <= 64
+                1 <= len(name) <= MAX_ID_CHARS
                 and (value is None or (isinstance(value, int | float) and not isinstance(value, bool)))
                 for name, value in points.items()
             )
@@ -434,7 +440,7 @@ def _plainly_valid(kind: Kind, payload: dict[str, Any]) -> bool:
         return (
             payload.get("level") in LOG_LEVELS
             and isinstance(payload.get("message"), str)
-            and ("logger" not in payload or _short_string(payload["logger"], 200))
+            and ("logger" not in payload or _short_string(payload["logger"], MAX_NAME_CHARS))
             and ("fields" not in payload or isinstance(payload["fields"], dict))
         )
     return False

@@ -41,6 +41,10 @@ from pki.models import (
 from ._common import ACCESS_TOKEN_PREFIX, AUTH_REQUEST_TYPE, _audited_refusal, _sha256
 from .certificates import _active_certificates, _store_certificate
 
+# The gateway's random nonce: long enough not to repeat, short enough to keep the nonce table small.
+NONCE_MIN_CHARS = 16
+NONCE_MAX_CHARS = 64
+
 
 @dataclass(frozen=True)
 class IssuedAccessToken:
@@ -71,8 +75,8 @@ def _parse_auth_payload(raw: bytes) -> dict[str, Any]:
             raise InvalidRequest(f"payload field '{name}' is missing or not a {kind.__name__}.")
     if payload["typ"] != AUTH_REQUEST_TYPE:
         raise InvalidRequest(f"payload 'typ' must be '{AUTH_REQUEST_TYPE}'.")
-    if not 16 <= len(payload["nonce"]) <= 64:
-        raise InvalidRequest("payload 'nonce' must be 16 to 64 characters.")
+    if not NONCE_MIN_CHARS <= len(payload["nonce"]) <= NONCE_MAX_CHARS:
+        raise InvalidRequest(f"payload 'nonce' must be {NONCE_MIN_CHARS} to {NONCE_MAX_CHARS} characters.")
     return payload
 
 

@@ -118,9 +118,10 @@ def _setup(gateways: int) -> dict[str, Any]:
     from pki import services as pki
 
     call_command("migrate", verbosity=0)
-    call_command("pki_init", name="Gridfleet E2E", stdout=open(os.devnull, "w"))
     var_dir = Path(os.environ["GRIDFLEET_VAR_DIR"])
-    call_command("tuf_init", dev_offline_keys=str(var_dir / "offline"), bit_length=4, stdout=open(os.devnull, "w"))
+    with open(os.devnull, "w") as quiet:
+        call_command("pki_init", name="Gridfleet E2E", stdout=quiet)
+        call_command("tuf_init", dev_offline_keys=str(var_dir / "offline"), bit_length=4, stdout=quiet)
     organization = Organization.objects.create(name="E2E Solar", slug=ORG_SLUG)
     site = Site.objects.create(organization=organization, name="Test Site")
     tokens = {}

@@ -108,7 +108,7 @@ def test_agent_follows_an_export_limit_from_the_headend_and_mirrors_readings(
                         30,
                         "the 'completed' response",
                     )
-                    await until(lambda: Reading.objects.exists(), 30, "mirrored readings")
+                    await until(Reading.objects.exists, 30, "mirrored readings")
                     assert link.status()["responses"], "the link reports the responses it posted"
                 finally:
                     task.cancel()

@@ -44,7 +44,8 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
     env |= {"GRIDFLEET_VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "fleet.settings", "PYTHONUNBUFFERED": "1"}
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     port = free_port()
-    log = open(var_dir / "server.log", "w")
+    # Closed when the fixture tears the server down.
+    log = open(var_dir / "server.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "manage.py", "demo_fleet", "--host", "127.0.0.1", "--port", str(port), "--agents", "2"],
         cwd=ROOT,

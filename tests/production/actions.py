@@ -29,7 +29,8 @@ def _gateways(count: int) -> dict[str, Any]:
     from pki import services as pki
     from tests.pki.fixtures import csr_pem
 
-    call_command("pki_init", "--if-missing", name="Gridfleet Stack", stdout=open(os.devnull, "w"))
+    with open(os.devnull, "w") as quiet:
+        call_command("pki_init", "--if-missing", name="Gridfleet Stack", stdout=quiet)
     organization, _ = Organization.objects.get_or_create(slug=ORG_SLUG, defaults={"name": "Trial Solar"})
     site, _ = Site.objects.get_or_create(organization=organization, name="Trial Site")
     gateways = {}

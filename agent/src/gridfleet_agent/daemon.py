@@ -41,6 +41,7 @@ INVENTORY_INTERVAL = 60.0
 FIRST_CHECK_DELAY = 5.0  # seconds, jittered: lets the uplink come up first after a start
 MIN_POLL_INTERVAL = 5.0  # seconds: a server-sent update_poll_interval below this is ignored
 SEEN_COMMANDS_KEPT = 256
+MAX_REBOOT_DELAY_S = 3600  # a reboot command may ask to wait up to an hour
 REBOOT_FLUSH_WAIT = 30.0  # seconds a reboot waits for the queue to be acknowledged
 
 
@@ -389,8 +390,8 @@ class Agent:
             if not self.config.updates.reboot_command:
                 return "rejected", "this agent has no reboot command configured", None
             delay = args.get("delay_s", 0)
-            if not isinstance(delay, int) or not 0 <= delay <= 3600:
-                return "rejected", "args.delay_s must be a whole number of seconds 0..3600", None
+            if not isinstance(delay, int) or not 0 <= delay <= MAX_REBOOT_DELAY_S:
+                return "rejected", f"args.delay_s must be a whole number of seconds 0..{MAX_REBOOT_DELAY_S}", None
             self._background(self._reboot_after(delay))
             return "accepted", f"rebooting in {delay} s", None
         if name == "upload_logs":

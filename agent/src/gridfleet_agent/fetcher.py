@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Callable, Iterator
+from http import HTTPStatus
 
 import urllib3
 from tuf.api import exceptions
@@ -63,7 +64,7 @@ class AgentFetcher(FetcherInterface):
             if isinstance(e.reason, urllib3.exceptions.TimeoutError):
                 raise exceptions.SlowRetrievalError(f"timed out fetching {url}") from e
             raise exceptions.DownloadError(f"cannot reach {url}: {e.reason}") from e
-        if response.status >= 400:
+        if response.status >= HTTPStatus.BAD_REQUEST:
             _discard(response)
             raise exceptions.DownloadHTTPError(f"HTTP {response.status} for {url}", response.status)
         return response
@@ -75,7 +76,8 @@ class AgentFetcher(FetcherInterface):
         while True:
             complete = False
             try:
-                for chunk in response.stream(self._chunk_size):
+                for piece in response.stream(self._chunk_size):
+                    chunk = piece
                     if skip:
                         dropped = min(skip, len(chunk))
                         chunk, skip = chunk[dropped:], skip - dropped
@@ -100,7 +102,7 @@ class AgentFetcher(FetcherInterface):
     @staticmethod
     def _check_resumed(url: str, response: urllib3.BaseHTTPResponse, offset: int) -> int:
         """How many leading bytes to drop: all ``offset`` of them if the server ignored the Range."""
-        if not offset or response.status != 206:
+        if not offset or response.status != HTTPStatus.PARTIAL_CONTENT:
             return offset
         if not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
             response.close()

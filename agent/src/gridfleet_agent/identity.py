@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,7 @@ class _Http:
             data = {}
         if not isinstance(data, dict):
             data = {}
-        if response.status >= 400:
+        if response.status >= HTTPStatus.BAD_REQUEST:
             code = str(data.get("error") or f"http_{response.status}")
             detail = str(data.get("detail") or response.data[:200])
             error_class = ReenrollmentNeeded if code in _REENROLL_CODES else IdentityError
@@ -287,6 +288,7 @@ def _finish(
     serial: str,
     key: ec.EllipticCurvePrivateKey,
     data: dict[str, Any],
+    *,
     ssl_context: ssl.SSLContext | None,
 ) -> Identity:
     certificate = x509.load_pem_x509_certificate(str(data["certificate"]).encode())
@@ -330,13 +332,13 @@ def enroll(
         "/gw/v1/enroll",
         {"serial": serial, "token": token, "csr": _csr_pem(key, serial), "hardware_model": hardware_model},
     )
-    if status == 202:
+    if status == HTTPStatus.ACCEPTED:
         directory = _directory(state_dir)
         atomic_write(directory / "key.pending.pem", _key_pem(key), mode=PRIVATE)
         pending = {"serial": serial, "server_url": server_url, "request_id": data["request_id"]}
         atomic_write(_pending_path(state_dir), json.dumps(pending).encode(), mode=PRIVATE)
         return complete_enrollment(state_dir, ssl_context=ssl_context, wait_seconds=wait_seconds)
-    return _finish(Path(state_dir), server_url, serial, key, data, ssl_context)
+    return _finish(Path(state_dir), server_url, serial, key, data, ssl_context=ssl_context)
 
 
 def complete_enrollment(
@@ -355,8 +357,10 @@ def complete_enrollment(
     deadline = time.monotonic() + wait_seconds
     while True:
         status, data = http.request("GET", f"/gw/v1/enroll/{pending['request_id']}")
-        if status == 200:
-            return _finish(Path(state_dir), pending["server_url"], pending["serial"], key, data, ssl_context)
+        if status == HTTPStatus.OK:
+            return _finish(
+                Path(state_dir), pending["server_url"], pending["serial"], key, data, ssl_context=ssl_context
+            )
         retry_after = float(data.get("retry_after", 60))
         if time.monotonic() + retry_after > deadline:
             raise EnrollmentPending(pending["request_id"])

@@ -16,6 +16,7 @@ import logging.handlers
 import tempfile
 import time
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import IO, Any
 
@@ -120,7 +121,7 @@ def upload(
         answer = json.loads(response.data or b"{}")
     except ValueError:
         answer = {}
-    if response.status != 201:
+    if response.status != HTTPStatus.CREATED:
         raise LogUploadError(f"server refused the upload: HTTP {response.status} {answer.get('error', '')}".strip())
     if answer.get("sha256") not in (None, digest):
         raise LogUploadError("server stored a different file than was sent")

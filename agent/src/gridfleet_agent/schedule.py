@@ -26,9 +26,9 @@ def install_blocked_by(conditions: dict[str, Any] | None, now: datetime) -> str 
     """
     if not conditions:
         return None
-    if not_before := conditions.get("not_before"):
-        if now < datetime.fromisoformat(str(not_before).replace("Z", "+00:00")):
-            return f"not before {not_before}"
+    not_before = conditions.get("not_before")
+    if not_before and now < datetime.fromisoformat(str(not_before).replace("Z", "+00:00")):
+        return f"not before {not_before}"
     if window := conditions.get("window"):
         try:
             zone = ZoneInfo(window["timezone"])

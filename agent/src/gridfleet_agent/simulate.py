@@ -85,8 +85,8 @@ class SimulatedInverter:
         if name != "set_power_limit" or args.get("device") != self.key:
             return SimulatedOutcome("rejected", f"unknown command or device for {self.key}")
         limit = args.get("limit_pct")
-        if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 <= limit <= 100:
-            return SimulatedOutcome("rejected", "args.limit_pct must be a number 0..100")
+        if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 <= limit <= MAX_PERCENT:
+            return SimulatedOutcome("rejected", f"args.limit_pct must be a number 0..{MAX_PERCENT}")
         self._limit_pct = float(limit)
         return SimulatedOutcome("succeeded", f"WMaxLimPct={limit} applied", {"readback_pct": float(limit)})
 
@@ -111,7 +111,7 @@ class SimulatedInverter:
                 "WMaxLimPct": self._limit_pct,
             }
             self._sink({"kind": "telemetry", "ts": _ts(), "payload": {"device": self.key, "points": points}})
-            if self._rng.random() < 0.02 or (self._alarm_active and self._rng.random() < 0.2):
+            if self._rng.random() < ALARM_RAISE_ODDS or (self._alarm_active and self._rng.random() < ALARM_CLEAR_ODDS):
                 self._alarm_active = not self._alarm_active
                 self._sink(
                     {
@@ -177,8 +177,9 @@ def read_tokens(path: Path | None) -> dict[str, str]:
     tokens = {}
     with path.open(newline="") as f:
         for row in csv.reader(f):
-            if len(row) >= 2 and row[0] and row[0] != "serial":
-                tokens[row[0].strip()] = row[1].strip()
+            serial, token = [*row, "", ""][:2]
+            if serial and token and serial != "serial":
+                tokens[serial.strip()] = token.strip()
     return tokens
 
 
@@ -207,6 +208,10 @@ def load_identities(config: AgentConfig, *, count: int, tokens: dict[str, str], 
     return identities
 
 
+MAX_PERCENT = 100
+# Per telemetry tick: the odds that a quiet simulated inverter raises its alarm, and that a raised one clears.
+ALARM_RAISE_ODDS = 0.02
+ALARM_CLEAR_ODDS = 0.2
 SERVER_WAIT = 120.0  # seconds: `make demo` may start the simulator while the server is still starting
 
 

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,7 @@ class UpdateService:
             response = self._pool.request("GET", url, headers=headers, timeout=30.0)
         except urllib3.exceptions.HTTPError as e:
             raise UpdateError(f"GET {url}: {e}") from e
-        if response.status != 200:
+        if response.status != HTTPStatus.OK:
             raise UpdateError(f"GET {url}: HTTP {response.status} {response.data[:200]!r}")
         return bytes(response.data)
 

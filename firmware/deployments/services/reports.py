@@ -45,7 +45,7 @@ class ReportOutcome:
 
 
 def _refuse(
-    gateway: Gateway, action: GatewayAction | None, report: Any, now: datetime, code: str, message: str
+    gateway: Gateway, action: GatewayAction | None, report: Any, now: datetime, *, code: str, message: str
 ) -> ReportOutcome:
     logger.warning("deployment report from %s refused (%s): %s", gateway.serial, code, message)
     ActionEvent.objects.create(
@@ -63,6 +63,23 @@ def _refuse(
     return ReportOutcome(False, code, message, action.state if action else None)
 
 
+def _move(action: GatewayAction, state: S, *, step: str, report: dict[str, Any], now: datetime) -> str:
+    """Move the action to `state` after a step other than a failure; the history text."""
+    text = step
+    if step == "deferred":
+        text = f"deferred: {report.get('code', '')} {report.get('message', '')}".strip()
+    if state != action.state:
+        action.state_changed = now
+    action.state = state
+    action.progress = 100.0 if state == S.SUCCESS else report.get("progress", action.progress)
+    if state == S.SUCCESS:
+        action.deadline = None
+        text = f"success: {report.get('version', action.artifact.version)} running"
+    else:
+        action.deadline = _install_deadline(action, now)
+    return text
+
+
 @transaction.atomic
 def apply_gateway_report(
     *, gateway: Gateway, report: dict[str, Any], now: datetime, reported_at: datetime | None = None
@@ -76,7 +93,7 @@ def apply_gateway_report(
     try:
         jsonschema.validate(report, REPORT_SCHEMA)
     except jsonschema.ValidationError as e:
-        return _refuse(gateway, None, report, now, "invalid_report", e.message)
+        return _refuse(gateway, None, report, now, code="invalid_report", message=e.message)
     ref, step = str(report["deployment"]), report["step"]
     action = None
     if ref.isdigit():
@@ -87,20 +104,21 @@ def apply_gateway_report(
             .first()
         )
     if action is None:
-        return _refuse(gateway, None, report, now, "unknown_deployment", f"gateway is not part of deployment {ref!r}")
+        return _refuse(
+            gateway, None, report, now, code="unknown_deployment", message=f"gateway is not part of deployment {ref!r}"
+        )
     result = apply_step(S(action.state), step)
     if result.state is None:
-        return _refuse(gateway, action, report, now, "out_of_order", result.refusal)
+        return _refuse(gateway, action, report, now, code="out_of_order", message=result.refusal)
     if result.duplicate:
         return ReportOutcome(True, "duplicate", "repeats the final report", action.state)
     at = reported_at or now
     if result.state == S.INSTALLING and action.state != S.INSTALLING:
         conditions = conditions_for(action.deployment, gateway)
         if all(conditions.blocked_by(t) for t in (at - WINDOW_GRACE, at, at + WINDOW_GRACE)):
-            return _refuse(gateway, action, report, now, "outside_window", str(conditions.blocked_by(at)))
+            return _refuse(gateway, action, report, now, code="outside_window", message=str(conditions.blocked_by(at)))
     before = action.state
-    text = f"{step}"
-    if step == "failure" or step == "rolled_back":
+    if step in {"failure", "rolled_back"}:
         text = _fail(
             action,
             result.state,
@@ -110,17 +128,7 @@ def apply_gateway_report(
             log=report.get("log_excerpt", ""),
         )
     else:
-        if step == "deferred":
-            text = f"deferred: {report.get('code', '')} {report.get('message', '')}".strip()
-        if result.state != action.state:
-            action.state_changed = now
-        action.state = result.state
-        action.progress = 100.0 if result.state == S.SUCCESS else report.get("progress", action.progress)
-        if result.state == S.SUCCESS:
-            action.deadline = None
-            text = f"success: {report.get('version', action.artifact.version)} running"
-        else:
-            action.deadline = _install_deadline(action, now)
+        text = _move(action, result.state, step=step, report=report, now=now)
     action.save()
     ActionEvent.objects.create(
         action=action,

@@ -24,7 +24,9 @@ class Command(BaseCommand):
         was_initialized = repo.is_initialized
         for name in options["files"]:
             path = Path(name)
-            role = path.name.split(".")[1] if path.name.count(".") >= 2 else ""
+            # "N.role.json" names the role; "role.json" leaves it to the repository to find out.
+            rest = path.name.partition(".")[2]
+            role = rest.partition(".")[0] if "." in rest else ""
             try:
                 status = repo.add_signatures(path.read_bytes(), role)
             except (RepositoryError, OSError, ValueError) as e:

@@ -10,6 +10,8 @@ from typing import Any
 
 from gridfleet_agent.errors import AgentError
 
+MAX_PIN = 999_999  # the 6-digit registration PIN (IEEE 2030.5 Registration)
+
 
 class CsipConfigError(AgentError, ValueError):
     pass
@@ -67,7 +69,7 @@ class CsipConfig:
         if not der:
             problems.append("csip.der: name at least one field device that takes the utility's controls")
         pin = data.get("pin")
-        if pin is not None and (isinstance(pin, bool) or not isinstance(pin, int) or not 0 <= pin <= 999999):
+        if pin is not None and (isinstance(pin, bool) or not isinstance(pin, int) or not 0 <= pin <= MAX_PIN):
             problems.append("csip.pin: the 6-digit registration PIN")
         if problems:
             raise CsipConfigError("; ".join(problems))

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 SOURCE = "ieee2030.5"
+MAX_PERCENT = 100
 
 
 class SetpointPath(Protocol):
@@ -93,7 +94,7 @@ class FieldStackConnector(BaseConnector):
     async def _apply(self) -> ConnectorPayload:
         limits = [p for p in (self._limit_pct, self._export_pct()) if p is not None]
         target = min(limits) if limits else None
-        if target is not None and not 0 <= target <= 100:
+        if target is not None and not 0 <= target <= MAX_PERCENT:
             raise ConnectorValueError(f"power limit {target:.1f} % of WMax is outside 0..100 %")
         payload = await self._write_all(PowerLimit(target, revert_after_s=self._revert if target is not None else None))
         if self._on_applied is not None:

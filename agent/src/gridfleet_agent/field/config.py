@@ -26,6 +26,8 @@ _NAME = r"[A-Za-z][A-Za-z0-9_]*"
 #: "<model>.<point>", or a point inside (repeating) groups: "705.Crv[1].Pt[2].V".
 _POINT_REF = re.compile(rf"^(\d+)\.((?:{_NAME}(?:\[[1-9]\d*\])?\.)*{_NAME})$")
 _SEVERITIES = tuple(s.value for s in Severity)
+EVENT_BITS = 32  # event bitfields are 32 bits wide
+MAX_CODE_CHARS = 200  # an alarm code, as the uplink protocol limits it
 _TOPIC_PREFIX = re.compile(r"^[^#+\s]+$")
 
 
@@ -164,11 +166,11 @@ class _Parser:
                     continue
                 for bit, spec in bits.items():
                     where = f"{path}.{ref}.{bit}"
-                    if not (isinstance(bit, str) and bit.isdigit() and int(bit) < 32):
+                    if not (isinstance(bit, str) and bit.isdigit() and int(bit) < EVENT_BITS):
                         self.problems.append(f"{where}: the key is a bit number 0..31")
                     elif not isinstance(spec, Mapping) or set(spec) - {"code", "severity", "message"}:
                         self.problems.append(f"{where}: an object with code, severity and message")
-                    elif not isinstance(spec.get("code"), str) or not 1 <= len(spec["code"]) <= 200:
+                    elif not isinstance(spec.get("code"), str) or not 1 <= len(spec["code"]) <= MAX_CODE_CHARS:
                         self.problems.append(f"{where}.code: required, 1..200 characters")
                     elif spec.get("severity", "indeterminate") not in _SEVERITIES:
                         self.problems.append(f"{where}.severity: one of {', '.join(_SEVERITIES)}")

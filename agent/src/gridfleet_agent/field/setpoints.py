@@ -23,6 +23,8 @@ from typing import Any
 
 from gridfleet_agent.field.errors import ControlRejected
 
+MAX_PERCENT = 100
+
 #: SunSpec DER curve/control models a `Curve` can address (IEEE 1547-2018 functions).
 CURVE_MODELS: Mapping[int, str] = {
     705: "volt-var",
@@ -46,8 +48,8 @@ class PowerLimit:
     revert_after_s: int | None = None
 
     def __post_init__(self) -> None:
-        if self.percent is not None and not (math.isfinite(self.percent) and 0 <= self.percent <= 100):
-            raise ControlRejected(f"power limit must be 0..100 % of WMax (got {self.percent})")
+        if self.percent is not None and not (math.isfinite(self.percent) and 0 <= self.percent <= MAX_PERCENT):
+            raise ControlRejected(f"power limit must be 0..{MAX_PERCENT} % of WMax (got {self.percent})")
         _check_revert(self.revert_after_s)
 
 
@@ -164,7 +166,8 @@ class SetpointResult:
 COMMANDS = ("set_power_limit", "set_connection", "set_power_factor", "set_curve", "set_point")
 
 
-def setpoint_from_command(name: str, args: Mapping[str, Any]) -> tuple[str, Setpoint]:
+# One branch per command and argument, each with its own refusal message.
+def setpoint_from_command(name: str, args: Mapping[str, Any]) -> tuple[str, Setpoint]:  # noqa: C901, PLR0912
     """Parse a command's args into (device id, setpoint); ControlRejected names the bad field."""
     if name not in COMMANDS:
         raise ControlRejected(f"the field stack does not implement command {name!r}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import math
 import sys
@@ -34,6 +35,7 @@ from gridfleet_agent.field.sunspec import (
     ADOPT_COMPLETED,
     ADOPT_FAILED,
     CONNECTION_CONTROLS,
+    DER_MEASURE_MODEL,
     INVERTER_MODELS,
     POWER_LIMIT_CONTROLS,
 )
@@ -42,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 BASE_ADDRESS = 40000
 SUNS_MARKER = b"SunS"
+EVENT_BITS = 32  # the event bitfields (Evt1, Alrm) are 32 bits wide
 END_MARKER = (0xFFFF, 0)
 
 #: A three-phase inverter with immediate controls (123) and the IEEE 1547 DER models:
@@ -410,11 +413,14 @@ class SunSpecSimulator:
                 volts = self.get(model_id, "PhVphA") or 230.0
                 state = 5 if throttled else 4 if watts else 2  # THROTTLED, MPPT, SLEEPING
                 self.update(model_id, {"W": watts, "VA": watts, "A": round(watts / volts, 2), "St": state})
-        if 701 in self._models:
-            volts = self.get(701, "LNV") or 230.0
+        if DER_MEASURE_MODEL in self._models:
+            volts = self.get(DER_MEASURE_MODEL, "LNV") or 230.0
             state = 4 if throttled else 3 if watts else 1  # THROTTLED, RUNNING, SLEEPING
             conn = int(self.connected())
-            self.update(701, {"W": watts, "VA": watts, "A": round(watts / volts, 2), "InvSt": state, "ConnSt": conn})
+            self.update(
+                DER_MEASURE_MODEL,
+                {"W": watts, "VA": watts, "A": round(watts / volts, 2), "InvSt": state, "ConnSt": conn},
+            )
 
     # -- faults ---------------------------------------------------------------------------
 
@@ -476,7 +482,7 @@ class SunSpecSimulator:
     ) -> None:
         await self.stop()
 
-    async def _on_request(
+    async def _on_request(  # noqa: PLR0917 (pymodbus calls it with positional arguments)
         self,
         function_code: int,
         start_address: int,
@@ -634,7 +640,7 @@ def console_command(sim: SunSpecSimulator, line: str) -> str:
             return f"{model}.{point} = {sim.get(_model_id(model), point)}"
         case ["get", model, point]:
             return f"{model}.{point} = {sim.get(_model_id(model), point)}"
-        case ["event", bit, "on" | "off" as state] if bit.isdigit() and int(bit) < 32:
+        case ["event", bit, "on" | "off" as state] if bit.isdigit() and int(bit) < EVENT_BITS:
             (sim.raise_event if state == "on" else sim.clear_event)(int(bit))
             return f"event bit {bit} {state}"
         case ["silent"]:
@@ -849,10 +855,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 jobs.append(console(sim))
             await asyncio.gather(*jobs)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ from gridfleet_agent.field.setpoints import (
 
 INVERTER_MODELS = (101, 102, 103)
 DER_MEASURE_MODEL = 701
+DER_CONTROLS_MODEL = 704  # DER AC controls (SunSpec 2.x)
+IMMEDIATE_CONTROLS_MODEL = 123  # immediate inverter controls (SunSpec 1.x)
 METER_MODELS = (201, 202, 203, 204)
 STORAGE_MODELS = (713, 714, 802)
 #: Read every poll unless `models` narrows it: measurements, not settings. The DER settings
@@ -239,7 +241,8 @@ class SunSpecDevice:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _apply(self, device: Any, setpoint: Setpoint) -> SetpointResult:
+    # One case per setpoint kind of a closed union: flat reads better than a method per kind.
+    def _apply(self, device: Any, setpoint: Setpoint) -> SetpointResult:  # noqa: C901, PLR0912
         models = device.models
         match setpoint:
             case PowerLimit(percent=percent, revert_after_s=revert):
@@ -260,21 +263,21 @@ class SunSpecDevice:
                         return self._result(setpoint, models[model_id][0], values)
                 raise ControlRejected("device has no connect/disconnect control (SunSpec model 703 or 123)")
             case PowerFactor(pf=pf, absorbing_vars=absorbing, revert_after_s=revert):
-                if 704 in models:
+                if DER_CONTROLS_MODEL in models:
                     values = {"PFWInjEna": 0}
                     if pf is not None:
                         values = {"PFWInjEna": 1, "PFWInj": {"PF": pf, "Ext": int(absorbing)}}
                     if revert is not None:
                         values["PFWInjRvrtTms"] = revert
-                    return self._result(setpoint, models[704][0], values)
-                if 123 in models:
+                    return self._result(setpoint, models[DER_CONTROLS_MODEL][0], values)
+                if IMMEDIATE_CONTROLS_MODEL in models:
                     # Model 123 carries the excitation as the sign of OutPFSet.
                     values = {"OutPFSet_Ena": 0}
                     if pf is not None:
                         values = {"OutPFSet_Ena": 1, "OutPFSet": -pf if absorbing else pf}
                     if revert is not None:
                         values["OutPFSet_RvrtTms"] = revert
-                    return self._result(setpoint, models[123][0], values)
+                    return self._result(setpoint, models[IMMEDIATE_CONTROLS_MODEL][0], values)
                 raise ControlRejected("device has no fixed power factor control (SunSpec model 704 or 123)")
             case Curve(model=model_id):
                 if model_id not in models:

@@ -10,6 +10,7 @@ again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Callable
@@ -110,10 +111,9 @@ class ConfigInstaller:
     def rollback(self, job: InstallJob) -> None:
         self.slots.rollback(job)
         if self._reload is not None and self.config_file.exists():
-            try:
+            # The previous config is back on disk; the services pick it up on their next start.
+            with contextlib.suppress(InstallError):
                 self._reload(self.config_file)
-            except InstallError:
-                pass  # the previous config is back on disk; the services pick it up on their next start
 
     def discard(self, job: InstallJob) -> None:
         self.slots.discard(job)

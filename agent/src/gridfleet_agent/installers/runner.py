@@ -338,7 +338,8 @@ class InstallRunner:
             raise
         except Exception as e:  # an installer plugin's bug is reported as a failure, not fatal
             self._discard(installer, job)
-            return self._finish(installer, job, Result.FAILURE, *_failure(e))
+            code, message, log = _failure(e)
+            return self._finish(installer, job, Result.FAILURE, code, message, log=log)
         job = self._enter(job, Step.SWITCHING)
         try:
             installer.switch(job)
@@ -380,7 +381,7 @@ class InstallRunner:
                 installer, job, "rollback_failed", f"rolling back after {code} failed: {_describe(e)}", log
             )
         self._discard(installer, job)
-        return self._finish(installer, job, Result.ROLLED_BACK, code, message, log)
+        return self._finish(installer, job, Result.ROLLED_BACK, code, message, log=log)
 
     def _discard(self, installer: Installer, job: InstallJob) -> None:
         try:
@@ -402,6 +403,7 @@ class InstallRunner:
         result: Result,
         code: str = "",
         message: str = "",
+        *,
         log: str = "",
     ) -> Outcome:
         job = self._enter(job, Step.REPORTING, result=str(result), code=code, message=message, log=log)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django.conf import settings
@@ -23,7 +24,5 @@ class Command(BaseCommand):
         pki = test_utility_pki(now=timezone.now())
         headend = HeadEnd(pki=pki, host=options["host"], port=options["port"])
         self.stdout.write(f"CSIP head-end on {headend.url}/sep2/dcap (client CA {pki.ca_certificate_path})")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             headend.serve_forever()
-        except KeyboardInterrupt:
-            pass
