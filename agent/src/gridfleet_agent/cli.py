@@ -4,6 +4,7 @@
     gridfleet-agent [--config FILE] run
     gridfleet-agent [--config FILE] status [--json]
     gridfleet-agent [--config FILE] check-now
+    gridfleet-agent [--config FILE] installers [--json]
     gridfleet-agent simulate --count N --server URL --tokens FILE [--state-dir DIR]
     gridfleet-agent tuf-client ...        (the TUF client-test interface, see tuf_client)
 
@@ -20,6 +21,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gridfleet_agent import __version__, tuf_client
 from gridfleet_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config, parse_config
@@ -48,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="installed versions, last check, queue depth, connection")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("check-now", help="ask the running daemon for an immediate update check")
+    installers = sub.add_parser(
+        "installers", help="the registered installers (entry points) and which one handles each bundle type"
+    )
+    installers.add_argument("--json", action="store_true", help="machine-readable output")
 
     simulate = sub.add_parser("simulate", help="run N simulated agents in this process (development, demos)")
     simulate.add_argument("--count", type=int, required=True)
@@ -149,6 +155,37 @@ def cmd_check_now(config: AgentConfig) -> int:
     return 0 if answer.get("ok") else 1
 
 
+def cmd_installers(config: AgentConfig, args: argparse.Namespace) -> int:
+    """Exit 1 when a bundle type is mapped to an installer no distribution registers."""
+    from gridfleet_agent.installers.registry import registered
+
+    available = registered()
+    listing: dict[str, dict[str, dict[str, Any]]] = {
+        "registered": {
+            name: {
+                "value": entry.value,
+                "distribution": f"{entry.dist.name} {entry.dist.version}" if entry.dist else "(gridfleet-agent source)",
+            }
+            for name, entry in sorted(available.items())
+        },
+        "bundle_types": {
+            kind: {"installer": name, "registered": name in available}
+            for kind, name in config.installers.by_kind.items()
+        },
+    }
+    if args.json:
+        print(json.dumps(listing, indent=2))
+    else:
+        for name, about in listing["registered"].items():
+            print(f"{name:<16} {about['value']}  [{about['distribution']}]")
+        for kind, handled in listing["bundle_types"].items():
+            print(f"{kind:<16} -> {handled['installer']}")
+    missing = {kind: name for kind, name in config.installers.by_kind.items() if name not in available}
+    for kind, name in missing.items():
+        print(f"gridfleet-agent: [installers] {kind} = {name!r} is not registered", file=sys.stderr)
+    return 1 if missing else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments and arguments[0] == "tuf-client":
@@ -167,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_status(config, args)
         if args.command == "check-now":
             return cmd_check_now(config)
+        if args.command == "installers":
+            return cmd_installers(config, args)
         from gridfleet_agent.simulate import run_simulation
 
         return run_simulation(config, args)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gridfleet_agent.errors import AgentError
+from gridfleet_agent.installers.bundle import BUNDLE_TYPES
 
 DEFAULT_CONFIG_PATH = Path("/etc/gridfleet/agent.toml")
 
@@ -71,12 +72,26 @@ class QueueSection:
     """Above this, the oldest telemetry is dropped; logs, alarms and status never are."""
 
 
+DEFAULT_INSTALLERS = {"firmware": "ab-directory", "patch": "ab-directory", "config": "config", "license": "license"}
+
+
+@dataclass(frozen=True)
+class InstallersSection:
+    """``[installers]``: which registered installer handles each bundle type, and their own settings."""
+
+    by_kind: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_INSTALLERS))
+    """Bundle type -> installer name (an entry point of group ``gridfleet_agent.installers``)."""
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Installer name -> its ``[installers.<name>]`` table, handed to its factory."""
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     agent: AgentSection = field(default_factory=AgentSection)
     uplink: UplinkSection = field(default_factory=UplinkSection)
     updates: UpdatesSection = field(default_factory=UpdatesSection)
     queue: QueueSection = field(default_factory=QueueSection)
+    installers: InstallersSection = field(default_factory=InstallersSection)
     field: dict[str, Any] = field(default_factory=dict)
     """The ``[field]`` table, handed to the field protocol stack (docs/field-devices.md)."""
 
@@ -123,10 +138,30 @@ def _is_command(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
 
 
+def _parse_installers(table: Any) -> InstallersSection:
+    if not isinstance(table, dict):
+        raise ConfigError("[installers] must be a table")
+    by_kind, settings = dict(DEFAULT_INSTALLERS), {}
+    for key, value in table.items():
+        if key in BUNDLE_TYPES:
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"[installers] {key} must be the name of a registered installer")
+            by_kind[key] = value
+        elif isinstance(value, dict):
+            settings[key] = value
+        else:
+            raise ConfigError(
+                f"[installers] {key}: a bundle type ({', '.join(BUNDLE_TYPES)}) = installer name, "
+                f"or a table [installers.<installer name>] of that installer's settings"
+            )
+    return InstallersSection(by_kind, settings)
+
+
 def parse_config(data: dict[str, Any]) -> AgentConfig:
-    unknown = set(data) - set(_SECTIONS) - {"field"}
+    unknown = set(data) - set(_SECTIONS) - {"field", "installers"}
     if unknown:
-        raise ConfigError(f"unknown section(s) {sorted(unknown)}; known: {sorted([*_SECTIONS, 'field'])}")
+        sections_known = sorted([*_SECTIONS, "field", "installers"])
+        raise ConfigError(f"unknown section(s) {sorted(unknown)}; known: {sections_known}")
     sections: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
         table = data.get(name, {})
@@ -138,7 +173,8 @@ def parse_config(data: dict[str, Any]) -> AgentConfig:
             raise ConfigError(f"unknown key(s) {sorted(bad)} in [{name}]; known: {sorted(known)}")
         values = {key: _coerce(name, key, getattr(defaults, key), value) for key, value in table.items()}
         sections[name] = cls(**values)
-    config = AgentConfig(**sections, field=dict(data.get("field", {})))
+    installers = _parse_installers(data.get("installers", {}))
+    config = AgentConfig(**sections, installers=installers, field=dict(data.get("field", {})))
     if not config.agent.server_url.startswith(("http://", "https://")):
         raise ConfigError("[agent] server_url must be set to the server's http(s):// base URL")
     return config

@@ -25,9 +25,8 @@ from gridfleet_agent.config import AgentConfig
 from gridfleet_agent.errors import AgentError
 from gridfleet_agent.fsutil import atomic_write
 from gridfleet_agent.identity import Identity, IdentityError
-from gridfleet_agent.installers.config import ConfigInstaller, command_reload
-from gridfleet_agent.installers.firmware import FirmwareInstaller
 from gridfleet_agent.installers.license import LicenseInstaller
+from gridfleet_agent.installers.registry import InstallerContext, load_installers
 from gridfleet_agent.installers.runner import InstallRunner, Step, command_defer_hook
 from gridfleet_agent.inventory import disk_free_mb, mem_total_mb, os_name
 from gridfleet_agent.queue import Outbox, RecordKind, utc_timestamp
@@ -119,19 +118,22 @@ class Agent:
         self.identity = identity or Identity.load(state, ssl_context=self._ssl)
         self.outbox = Outbox(state / "outbox.sqlite3", max_records=config.queue.max_records, durable=durable_queue)
         updates = config.updates
-        self.firmware = FirmwareInstaller(
-            state / "firmware",
-            factory_version=updates.factory_firmware_version,
-            online_probe=self._wait_online_from_thread,
-            online_timeout=updates.health_timeout,
-            script_timeout=updates.script_timeout,
+        # Bundle type -> the installer registered under the name [installers] gives (installers.registry).
+        self.installers = load_installers(
+            config.installers.by_kind,
+            lambda name: InstallerContext(
+                name=name,
+                state_dir=state,
+                updates=updates,
+                serial=self.identity.serial,
+                settings=config.installers.settings.get(name, {}),
+                online_probe=self._wait_online_from_thread,
+                license_key=self._license_key,
+            ),
         )
-        reload = command_reload(list(updates.config_reload_command)) if updates.config_reload_command else None
-        self.config_bundle = ConfigInstaller(state / "config", reload=reload)
-        self.license = LicenseInstaller(state / "license", public_key=self._license_key, serial=self.identity.serial)
         self.runner = InstallRunner(
             state / "update-state.json",
-            {"firmware": self.firmware, "patch": self.firmware, "config": self.config_bundle, "license": self.license},
+            self.installers,
             report=queue_status_reporter(self.outbox),
             defer_hooks=tuple(command_defer_hook(list(c)) for c in updates.defer_hooks),
             reboot=self._reboot if updates.reboot_command else None,
@@ -310,17 +312,18 @@ class Agent:
 
     # -- inventory --------------------------------------------------------------------------------
     def inventory(self) -> dict[str, Any]:
-        license_ = self.license.active_license()
+        licenses = self.installers["license"]
+        license_ = licenses.active_license() if isinstance(licenses, LicenseInstaller) else None
         return {
             "hardware_model": self.config.agent.hardware_model[:100],
             "os": os_name(),
             "agent_version": __version__,
-            "firmware_version": self.firmware.active_version() or "",
+            "firmware_version": self.installers["firmware"].active_version() or "",
             "attributes": {
                 "serial": self.serial,
                 "lfdi": self.identity.lfdi,
-                "config_version": self.config_bundle.active_version(),
-                "license_version": self.license.active_version(),
+                "config_version": self.installers["config"].active_version(),
+                "license_version": licenses.active_version(),
                 "license_limits": license_.limits if license_ else {},
                 "license_features": list(license_.features) if license_ else [],
                 "disk_free_mb": disk_free_mb(self.config.state_dir),

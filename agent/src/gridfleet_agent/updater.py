@@ -35,6 +35,7 @@ from gridfleet_agent import __version__
 from gridfleet_agent.errors import AgentError
 from gridfleet_agent.fetcher import AgentFetcher
 from gridfleet_agent.fsutil import atomic_write
+from gridfleet_agent.installers.bundle import BUNDLE_TYPES
 from gridfleet_agent.installers.runner import InstallRunner
 from gridfleet_agent.queue import Outbox, RecordKind
 from gridfleet_agent.schedule import install_blocked_by
@@ -44,7 +45,6 @@ from gridfleet_agent.update_state import FAILED_RESULTS, Result
 logger = logging.getLogger(__name__)
 
 ASSIGNMENT_FORMAT = "gridfleet-assignment/1"
-BUNDLE_KINDS = ("firmware", "patch", "config", "license")
 
 
 class UpdateError(AgentError):
@@ -188,7 +188,7 @@ class UpdateService:
             consistent_snapshot=bool(root.signed.consistent_snapshot),
         )
         report.assignment_sequence = assignment.get("sequence")
-        for kind in BUNDLE_KINDS:
+        for kind in BUNDLE_TYPES:
             entry = assignment.get(kind)
             if isinstance(entry, dict) and isinstance(entry.get("target"), str):
                 entry = {**entry, "sequence": assignment.get("sequence")}

@@ -24,7 +24,8 @@ from typing import Any
 
 from gridfleet_agent.errors import AgentError
 
-BUNDLE_TYPES = frozenset({"firmware", "patch", "config", "license"})
+BUNDLE_TYPES = ("firmware", "patch", "config", "license")
+"""The bundle types of the update protocol (docs/protocol/updates.md, section 5)."""
 
 
 class BundleError(AgentError):

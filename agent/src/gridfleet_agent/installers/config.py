@@ -15,13 +15,16 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
 from gridfleet_agent.installers.bundle import BundleError, extract
 from gridfleet_agent.installers.runner import InstallError, InstallJob
 from gridfleet_agent.installers.slots import SlotStore
+
+if TYPE_CHECKING:
+    from gridfleet_agent.installers.registry import InstallerContext
 
 ReloadHook = Callable[[Path], None]
 """Makes the services re-read the configuration file given; raises ``InstallError`` on failure."""
@@ -117,3 +120,9 @@ class ConfigInstaller:
 
     def discard(self, job: InstallJob) -> None:
         self.slots.discard(job)
+
+
+def create(context: InstallerContext) -> ConfigInstaller:
+    """The ``config`` entry point: slots under ``<state_dir>/config``, reloaded by ``config_reload_command``."""
+    command = context.updates.config_reload_command
+    return ConfigInstaller(context.state_dir / "config", reload=command_reload(list(command)) if command else None)

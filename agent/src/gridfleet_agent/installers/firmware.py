@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gridfleet_agent.installers.bundle import BundleError, extract, read_manifest
 from gridfleet_agent.installers.runner import InstallError, InstallJob
 from gridfleet_agent.installers.scripts import run_script
 from gridfleet_agent.installers.slots import SlotStore
+
+if TYPE_CHECKING:
+    from gridfleet_agent.installers.registry import InstallerContext
 
 OnlineProbe = Callable[[float], bool]
 """Waits up to the given seconds for the agent to be connected to the server again."""
@@ -80,3 +84,15 @@ class FirmwareInstaller:
             "GRIDFLEET_PREVIOUS_VERSION": job.previous_version or "",
         }
         run_script(slot / script, cwd=slot, env=env, timeout=self._script_timeout, code=code)
+
+
+def create(context: InstallerContext) -> FirmwareInstaller:
+    """The ``ab-directory`` entry point: A/B slots under ``<state_dir>/firmware``."""
+    updates = context.updates
+    return FirmwareInstaller(
+        context.state_dir / "firmware",
+        factory_version=updates.factory_firmware_version,
+        online_probe=context.online_probe,
+        online_timeout=updates.health_timeout,
+        script_timeout=updates.script_timeout,
+    )

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
 from securesystemslib.formats import encode_canonical
@@ -29,6 +29,9 @@ from gridfleet_agent.errors import AgentError
 from gridfleet_agent.installers.bundle import BundleError, extract
 from gridfleet_agent.installers.runner import InstallError, InstallJob
 from gridfleet_agent.installers.slots import SlotStore
+
+if TYPE_CHECKING:
+    from gridfleet_agent.installers.registry import InstallerContext
 
 LICENSE_FORMAT = "gridfleet-license/1"
 
@@ -171,3 +174,8 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path.name} must hold a JSON object")
     return data
+
+
+def create(context: InstallerContext) -> LicenseInstaller:
+    """The ``license`` entry point: slots under ``<state_dir>/license``, checked against the gateway's serial."""
+    return LicenseInstaller(context.state_dir / "license", public_key=context.license_key, serial=context.serial)
