@@ -164,7 +164,11 @@ def test_the_installers_command_lists_what_is_registered_and_what_handles_each_b
     def installers(*args: str) -> subprocess.CompletedProcess[str]:
         agent = Path(sys.executable).parent / "gridfleet-agent"
         return subprocess.run(
-            [str(agent), "--config", str(config), "installers", *args], capture_output=True, text=True, env=env
+            [str(agent), "--config", str(config), "installers", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
         )
 
     listed = installers("--json")
