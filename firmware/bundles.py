@@ -119,7 +119,7 @@ def _read_manifest(archive: tarfile.TarFile) -> dict[str, Any]:
     except jsonschema.ValidationError as e:
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise BundleError(f"manifest.json at {where}: {e.message}") from e
-    return manifest
+    return dict(manifest)
 
 
 def _check_manifest(

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from fleet.core import health
@@ -19,7 +19,7 @@ api_patterns = [
     path("csip/", include(("fleet.csip.api.urls", "csip-api"))),
 ]
 
-gateway_patterns: list = [
+gateway_patterns: list[URLPattern | URLResolver] = [
     path("", include("pki.gateway_urls")),
     path("", include("firmware.gateway_urls")),
     path("", include("fleet.uplink.gateway_urls")),

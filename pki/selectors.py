@@ -49,7 +49,7 @@ def pki_organizations(user: Any) -> Any:
 
 
 def can_manage_pki(user: Any) -> bool:
-    return pki_organizations(user).exists()
+    return bool(pki_organizations(user).exists())
 
 
 def certificates_visible_to(user: Any) -> QuerySet[DeviceCertificate]:

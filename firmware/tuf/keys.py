@@ -142,7 +142,8 @@ class OnlineKeyring:
     def _read(self) -> dict[str, dict[str, Any]]:
         if not self._record_path.exists():
             return {"active": {}, "pending": {}}
-        return json.loads(self._record_path.read_text())
+        record: dict[str, dict[str, Any]] = json.loads(self._record_path.read_text())
+        return record
 
     def _write(self, record: dict[str, dict[str, Any]]) -> None:
         tmp = self._record_path.with_suffix(".tmp")

@@ -21,7 +21,7 @@ class AuditEntryAdmin(admin.ModelAdmin[AuditEntry]):
         return False
 
 
-class AuditedModelAdmin(admin.ModelAdmin):
+class AuditedModelAdmin(admin.ModelAdmin[Any]):
     """Django admin is a write path like any other: its saves and deletes are audited too."""
 
     def save_model(self, request: Any, obj: Any, form: Any, change: bool) -> None:

@@ -86,10 +86,10 @@ def request_ip(request: Any) -> str | None:
     meta = getattr(request, "META", None)
     if meta is None:  # a DRF Request
         meta = request._request.META
-    remote = meta.get("REMOTE_ADDR") or None
-    forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
+    remote: str | None = meta.get("REMOTE_ADDR") or None
+    forwarded: str = meta.get("HTTP_X_FORWARDED_FOR", "")
     if remote in settings.TRUSTED_PROXIES and forwarded:
-        candidate = forwarded.split(",")[0].strip()
+        candidate = forwarded.split(",", maxsplit=1)[0].strip()
         try:
             ipaddress.ip_address(candidate)
         except ValueError:

@@ -82,7 +82,7 @@ def _own(device: EndDevice, pk: int) -> EndDevice:
     return device
 
 
-POLL = lambda: settings.GRIDFLEET_CSIP_POLL_RATE  # noqa: E731 - read at request time (tests change it)
+POLL: Callable[[], int] = lambda: settings.GRIDFLEET_CSIP_POLL_RATE  # noqa: E731 - read at request time (tests change it)
 
 
 @sep2_client(("GET",))

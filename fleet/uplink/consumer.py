@@ -47,7 +47,7 @@ CLOSE_UNAUTHENTICATED = 4401
 
 
 def utc_text(moment: Any) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+    return str(moment.isoformat()).replace("+00:00", "Z")
 
 
 class GatewayConsumer(AsyncWebsocketConsumer):

@@ -9,7 +9,7 @@ from fleet.audit.selectors import audit_entries_visible_to
 from .serializers import AuditEntrySerializer
 
 
-class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet):
+class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet[AuditEntry]):
     """The append-only audit trail: read and filter, never write."""
 
     serializer_class = AuditEntrySerializer
