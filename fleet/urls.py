@@ -23,6 +23,7 @@ gateway_patterns: list[URLPattern | URLResolver] = [
     path("", include("pki.gateway_urls")),
     path("", include("firmware.gateway_urls")),
     path("", include("fleet.uplink.gateway_urls")),
+    path("", include("fleet.csip.gateway_urls")),
 ]
 
 urlpatterns = [

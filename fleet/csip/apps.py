@@ -9,7 +9,10 @@ class CsipConfig(AppConfig):
 
     def ready(self) -> None:
         from fleet.inventory.panels import register_gateway_panel
+        from fleet.uplink.signals import events_received
 
+        from .receivers import utility_link_reported
         from .views import gateway_csip_panel
 
         register_gateway_panel(gateway_csip_panel)
+        events_received.connect(utility_link_reported, dispatch_uid="csip-link-state")

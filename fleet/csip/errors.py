@@ -15,7 +15,3 @@ class UnknownEndDevice(CsipError):
 
 class InvalidControl(CsipError):
     status_code = 400
-
-
-class InvalidUtilityCsr(CsipError):
-    status_code = 400

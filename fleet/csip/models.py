@@ -123,6 +123,10 @@ class DerControl(models.Model):
         return f"{self.program.name}: {self.setpoint_label} at {self.start:%Y-%m-%d %H:%M}"
 
     @property
+    def organization(self) -> Organization:
+        return self.program.organization
+
+    @property
     def setpoint_label(self) -> str:
         if self.export_limit_w is not None:
             return f"export ≤ {self.export_limit_w} W"

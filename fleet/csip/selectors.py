@@ -86,7 +86,7 @@ def mirror_series(device: EndDevice, *, limit: int = 500) -> list[dict[str, Any]
             {
                 "description": meter.description or meter.mrid,
                 "uom": meter.uom,
-                "points": [{"t": r.time.isoformat(), "v": r.value * scale} for r in rows],
+                "points": [{"t": r.time, "v": r.value * scale} for r in rows],
             }
         )
     return series

@@ -18,10 +18,9 @@ from fleet.accounts.roles import Capability
 from fleet.audit.services import record, snapshot
 from fleet.inventory.models import Gateway, GatewayGroup, Organization, Site
 from pki import ca
-from pki.errors import IdentityError
 
 from . import sep
-from .errors import InvalidControl, InvalidUtilityCsr
+from .errors import InvalidControl
 from .models import (
     DerControl,
     DerControlResponse,
@@ -79,11 +78,10 @@ def register_end_device(
 def issue_utility_certificate(
     *, gateway: Gateway, csr_pem: str, pki: UtilityPki, now: datetime, days: int
 ) -> tuple[x509.Certificate, EndDevice]:
-    """Sign the gateway's utility-link CSR with the test utility CA and pre-register its EndDevice."""
-    try:
-        certificate = issue_client_certificate(pki, csr_pem=csr_pem, serial=gateway.serial, now=now, days=days)
-    except IdentityError as exc:
-        raise InvalidUtilityCsr(str(exc), code="invalid_csr") from exc
+    """Sign the gateway's utility-link CSR with the test utility CA and pre-register its EndDevice.
+
+    Raises pki.errors.InvalidCSR / SerialMismatch (the identity protocol's refusals) for a bad CSR."""
+    certificate = issue_client_certificate(pki, csr_pem=csr_pem, serial=gateway.serial, now=now, days=days)
     return certificate, register_end_device(gateway=gateway, certificate=certificate, now=now)
 
 

@@ -51,7 +51,9 @@ class DashboardView(CapabilityRequiredMixin, View):
 
 class GatewayListView(CapabilityRequiredMixin, View):
     def get(self, request: HttpRequest) -> HttpResponse:
-        filterset = GatewayFilterSet(request.GET, queryset=selectors.gateways_visible_to(request.user))
+        # The utility-link state column (fleet/csip) in one query with the rest.
+        gateways = selectors.gateways_visible_to(request.user).select_related("csip_end_device")
+        filterset = GatewayFilterSet(request.GET, queryset=gateways)
         rows = filterset.qs if filterset.is_valid() else Gateway.objects.none()
         template = "inventory/_gateway_table.html" if request.htmx else "inventory/gateway_list.html"  # type: ignore[attr-defined]
         context = {"filter": filterset, "page": _page(request, rows.order_by("serial"))}

@@ -32,7 +32,7 @@ from fleet.monitoring.services import IncomingRecord
 from .models import Command, UplinkStream
 from .presence import tracker
 from .protocol import CommandName, ErrorCode, Hello, Kind, ParsedRecords, Rejection, command_args_error
-from .signals import command_result_received, status_reported
+from .signals import command_result_received, events_received, status_reported
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +120,9 @@ def ingest_batch(*, gateway: Gateway, stream: str, parsed: ParsedRecords, now: d
         if by_kind[Kind.TELEMETRY]:
             monitoring.store_telemetry(gateway=gateway, records=by_kind[Kind.TELEMETRY])
         if by_kind[Kind.EVENT]:
-            monitoring.store_events(gateway=gateway, records=by_kind[Kind.EVENT], received_at=now)
+            events = monitoring.store_events(gateway=gateway, records=by_kind[Kind.EVENT], received_at=now)
             _apply_command_results(gateway, by_kind[Kind.EVENT], now)
+            events_received.send(sender=Gateway, gateway=gateway, events=events)
         if by_kind[Kind.STATUS]:
             reports = monitoring.store_status_reports(gateway=gateway, records=by_kind[Kind.STATUS], received_at=now)
             _hand_over_status_reports(gateway, reports)

@@ -10,3 +10,7 @@ status_reported = Signal()
 
 # Sent with gateway=<Gateway>, command=<fleet.uplink.models.Command> when a command result arrives.
 command_result_received = Signal()
+
+# Sent with gateway=<Gateway>, events=<list[fleet.monitoring.models.GatewayEvent]> for every batch
+# holding `event` records. fleet/csip keeps each gateway's utility-link state from `csip.link`.
+events_received = Signal()

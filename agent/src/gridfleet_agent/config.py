@@ -92,6 +92,8 @@ class AgentConfig:
     updates: UpdatesSection = field(default_factory=UpdatesSection)
     queue: QueueSection = field(default_factory=QueueSection)
     installers: InstallersSection = field(default_factory=InstallersSection)
+    csip: dict[str, Any] = field(default_factory=dict)
+    """The ``[csip]`` table: the utility link over IEEE 2030.5 (docs/utility-link.md)."""
     field: dict[str, Any] = field(default_factory=dict)
     """The ``[field]`` table, handed to the field protocol stack (docs/field-devices.md)."""
 
@@ -158,9 +160,9 @@ def _parse_installers(table: Any) -> InstallersSection:
 
 
 def parse_config(data: dict[str, Any]) -> AgentConfig:
-    unknown = set(data) - set(_SECTIONS) - {"field", "installers"}
+    unknown = set(data) - set(_SECTIONS) - {"field", "installers", "csip"}
     if unknown:
-        sections_known = sorted([*_SECTIONS, "field", "installers"])
+        sections_known = sorted([*_SECTIONS, "field", "installers", "csip"])
         raise ConfigError(f"unknown section(s) {sorted(unknown)}; known: {sections_known}")
     sections: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
@@ -174,7 +176,9 @@ def parse_config(data: dict[str, Any]) -> AgentConfig:
         values = {key: _coerce(name, key, getattr(defaults, key), value) for key, value in table.items()}
         sections[name] = cls(**values)
     installers = _parse_installers(data.get("installers", {}))
-    config = AgentConfig(**sections, installers=installers, field=dict(data.get("field", {})))
+    config = AgentConfig(
+        **sections, installers=installers, field=dict(data.get("field", {})), csip=dict(data.get("csip", {}))
+    )
     if not config.agent.server_url.startswith(("http://", "https://")):
         raise ConfigError("[agent] server_url must be set to the server's http(s):// base URL")
     return config

@@ -76,6 +76,10 @@ FieldRecordSink = Callable[[dict[str, Any]], None]
 FieldFactory = Callable[[FieldRecordSink], FieldDevices]
 
 
+def _no_devices(kind: str | None = None) -> list[str]:
+    return []
+
+
 class QueueLogHandler(logging.Handler):
     """Sends the agent's own log lines to the server as ``log`` records (through the outbox)."""
 
@@ -167,6 +171,8 @@ class Agent:
         self._last_inventory: dict[str, Any] | None = None
         self._field_factory = field
         self._field: FieldDevices | None = None
+        self._link: Any = None  # gridfleet_agent.csip.UtilityLink, when [csip] is configured
+        self._link_alarm_raised = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seen_commands_file = state / "commands-seen.json"
 
@@ -205,6 +211,8 @@ class Agent:
             tasks.append(asyncio.create_task(serve_control(self), name="control"))
         try:
             await self._start_field()
+            if self.config.csip:
+                tasks.append(asyncio.create_task(self._utility_link(), name=f"utility-link-{self.serial}"))
             await asyncio.gather(*tasks)
         finally:
             for task in tasks:
@@ -227,10 +235,67 @@ class Agent:
 
     def field_record(self, record: dict[str, Any]) -> None:
         """Sink for records from the field stack: ``{"kind", "ts", "payload"}``."""
+        if self._link is not None:
+            self._link.observe(record)
         if record["kind"] == "inventory":
             self._queue_inventory_if_changed()
             return
         self.outbox.put(record["kind"], record["payload"], ts=record["ts"])
+        self.uplink.wake()
+
+    # -- utility link (IEEE 2030.5 / CSIP) ---------------------------------------------------------
+    async def _utility_link(self) -> None:
+        """Run the utility link (optional extra `csip`: py20305) on the field stack's setpoint path."""
+        from gridfleet_agent.csip import UtilityLink
+        from gridfleet_agent.csip.setup import link_config
+
+        field = self._field
+        if field is None or not hasattr(field, "apply_setpoint"):
+            logger.error("[csip] is configured but no field stack takes setpoints; the utility link stays off")
+            return
+        backoff = Backoff(base=5.0, cap=300.0)
+        while True:
+            try:
+                config = await asyncio.to_thread(
+                    link_config,
+                    self.config.csip,
+                    state_dir=self.config.state_dir,
+                    device_ids=getattr(field, "device_ids", _no_devices),
+                    server_url=self.config.server_url,
+                    token=self._token,
+                    serial=self.serial,
+                    ssl_context=self._ssl,
+                )
+                break
+            except IdentityError as e:  # the fleet server is not reachable yet, or refused the CSR
+                logger.warning("utility link: no utility-link identity yet: %s", e)
+                await asyncio.sleep(backoff.next_delay())
+        self._link = UtilityLink(config, field, report=self._report_link)  # type: ignore[arg-type]
+        await self._link.run()
+
+    def _report_link(self, status: dict[str, Any]) -> None:
+        """The link's state goes to the server as a `csip.link` event; a lost link raises an alarm."""
+        self.outbox.put(
+            RecordKind.EVENT,
+            {
+                "name": "csip.link",
+                "message": f"utility link {status['state']}: {status['detail']}"[:2000],
+                "data": status,
+            },
+        )
+        lost = status["state"] == "comms_lost"
+        if lost != self._link_alarm_raised and (lost or status["state"] in ("registered", "following")):
+            self._link_alarm_raised = lost
+            self.outbox.put(
+                RecordKind.ALARM,
+                {
+                    "source": "utility-link",
+                    "code": "csip.link_lost",
+                    "severity": "major",
+                    "state": "raised" if lost else "cleared",
+                    "message": f"utility link to {status['server']}: {status['detail'] or status['state']}"[:500],
+                },
+            )
         self.uplink.wake()
 
     # -- updates ----------------------------------------------------------------------------------

@@ -161,6 +161,15 @@ class FaultySunSpecSite:
     async def execute(self, name: str, args: dict[str, Any]) -> Any:
         return await self._site.execute(name, args)
 
+    def device_ids(self, kind: str | None = None) -> list[str]:
+        return self._site.stack.device_ids(kind) if self._site.stack is not None else []
+
+    async def apply_setpoint(self, device_id: str, setpoint: Any, *, source: str) -> Any:
+        """The site's one setpoint path, for the utility link (gridfleet_agent.csip)."""
+        if self._site.stack is None:
+            raise RuntimeError("the simulated site is not started")
+        return await self._site.stack.apply_setpoint(device_id, setpoint, source=source)
+
     async def _inject_faults(self) -> None:
         while True:
             # Spread so that a demo fleet of a few gateways shows an alarm within a minute or two.

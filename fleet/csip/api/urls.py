@@ -1,3 +1,10 @@
-from django.urls import URLPattern, URLResolver
+from rest_framework.routers import DefaultRouter
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from . import views
+
+router = DefaultRouter()
+router.register("programs", views.DerProgramViewSet, basename="program")
+router.register("controls", views.DerControlViewSet, basename="control")
+router.register("end-devices", views.EndDeviceViewSet, basename="end-device")
+
+urlpatterns = router.urls

@@ -14,7 +14,7 @@ MAX_PIN = 999_999  # the 6-digit registration PIN (IEEE 2030.5 Registration)
 
 
 class CsipConfigError(AgentError, ValueError):
-    pass
+    code = "csip_config"
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,9 @@ class LinkState(StrEnum):
 
 
 class PinMismatch(AgentError):
-    pass
+    """The server's Registration PIN is not the one the installer configured."""
+
+    code = "csip_pin_mismatch"
 
 
 class _RecordingDispatcher(ConnectorDispatcher):

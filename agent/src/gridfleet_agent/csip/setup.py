@@ -1,0 +1,57 @@
+"""From the agent's `[csip]` table to a running link's configuration.
+
+[csip]
+der = [{ kind = "inverter", rated_w = 10000 }]   # or { field_device = "inv-1", rated_w = 7600 }
+post_rate = 300
+# With a utility's own PKI, name the files it issued (otherwise the identity comes from the
+# fleet server's test utility PKI through a CSR, and so do server_url and the PIN):
+# server_url = "https://utility.example.com"  certificate = "..."  key = "..."  ca_bundle = "..."  pin = 123455
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from gridfleet_agent.csip import identity
+from gridfleet_agent.csip.config import CsipConfig
+
+
+def expand_der(table: Mapping[str, Any], device_ids: Callable[[str | None], list[str]]) -> list[dict[str, Any]]:
+    """`der` entries naming a kind ("inverter") become one entry per field device of that kind."""
+    entries = []
+    for raw in table.get("der") or []:
+        if isinstance(raw, Mapping) and isinstance(raw.get("kind"), str) and "field_device" not in raw:
+            entries += [{"field_device": d, "rated_w": raw.get("rated_w")} for d in device_ids(raw["kind"])]
+        else:
+            entries.append(raw)
+    return entries
+
+
+def link_config(
+    table: Mapping[str, Any],
+    *,
+    state_dir: Path,
+    device_ids: Callable[[str | None], list[str]],
+    server_url: str,
+    token: Callable[[], str],
+    serial: str,
+    ssl_context: ssl.SSLContext | None,
+) -> CsipConfig:
+    """Resolve the table; obtains the utility-link identity by CSR when no certificate is named.
+    Blocking (the CSR round trip): run it in a thread."""
+    data = dict(table)
+    data["der"] = expand_der(table, device_ids)
+    if "certificate" not in data:
+        found = identity.obtain(state_dir, server_url=server_url, token=token(), serial=serial, ssl_context=ssl_context)
+        data.update(
+            certificate=str(found.certificate),
+            key=str(found.key),
+            ca_bundle=str(found.ca_bundle),
+            server_url=data.get("server_url", found.server_url),
+            dcap_path=data.get("dcap_path", found.dcap_path),
+            pin=data.get("pin", found.pin),
+        )
+    return CsipConfig.from_dict(data, base=state_dir)
