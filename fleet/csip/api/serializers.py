@@ -8,7 +8,7 @@ from ..models import DerControl, DerControlResponse, DerProgram, EndDevice
 from ..responses import response_label
 
 
-class DerProgramSerializer(serializers.ModelSerializer):
+class DerProgramSerializer(serializers.ModelSerializer[DerProgram]):
     organization = serializers.SlugRelatedField(slug_field="slug", queryset=Organization.objects.all())
     site = serializers.PrimaryKeyRelatedField(queryset=Site.objects.all(), required=False, allow_null=True)
     group = serializers.PrimaryKeyRelatedField(queryset=GatewayGroup.objects.all(), required=False, allow_null=True)
@@ -20,7 +20,7 @@ class DerProgramSerializer(serializers.ModelSerializer):
         read_only_fields = ["mrid"]
 
 
-class DerControlSerializer(serializers.ModelSerializer):
+class DerControlSerializer(serializers.ModelSerializer[DerControl]):
     program = serializers.PrimaryKeyRelatedField(queryset=DerProgram.objects.all())
     setpoint = serializers.CharField(source="setpoint_label", read_only=True)
 
@@ -45,7 +45,7 @@ class DerControlSerializer(serializers.ModelSerializer):
         read_only_fields = ["mrid", "cancelled", "creation_time", "created_by"]
 
 
-class DerControlResponseSerializer(serializers.ModelSerializer):
+class DerControlResponseSerializer(serializers.ModelSerializer[DerControlResponse]):
     gateway = serializers.CharField(source="end_device.gateway.serial", read_only=True)
     lfdi = serializers.CharField(source="end_device.lfdi", read_only=True)
     status_label = serializers.SerializerMethodField()
@@ -68,7 +68,7 @@ class DerControlResponseSerializer(serializers.ModelSerializer):
         return response_label(obj.status)
 
 
-class EndDeviceSerializer(serializers.ModelSerializer):
+class EndDeviceSerializer(serializers.ModelSerializer[EndDevice]):
     gateway = serializers.CharField(source="gateway.serial", read_only=True)
 
     class Meta:

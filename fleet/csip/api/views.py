@@ -16,10 +16,11 @@ from fleet.accounts.roles import Capability
 from fleet.audit.services import request_ip
 
 from .. import selectors, services
+from ..models import DerControl, DerProgram, EndDevice
 from .serializers import DerControlResponseSerializer, DerControlSerializer, DerProgramSerializer, EndDeviceSerializer
 
 
-class DerProgramViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class DerProgramViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[DerProgram]):
     serializer_class = DerProgramSerializer
     permission_classes = [OrgRolePermission]
     write_capability = Capability.DISPATCH_DER
@@ -33,7 +34,7 @@ class DerProgramViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         )
 
 
-class DerControlViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class DerControlViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[DerControl]):
     """Scheduled DER events. Create with `export_limit_w` or `max_lim_pct`; `cancel` withdraws one."""
 
     serializer_class = DerControlSerializer
@@ -65,7 +66,7 @@ class DerControlViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return Response(DerControlResponseSerializer(rows, many=True).data)
 
 
-class EndDeviceViewSet(viewsets.ReadOnlyModelViewSet):
+class EndDeviceViewSet(viewsets.ReadOnlyModelViewSet[EndDevice]):
     """Gateways' EndDevices on the head-end, with the utility-link state their agents report."""
 
     serializer_class = EndDeviceSerializer
