@@ -34,7 +34,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "chromium could not be installed: browser tests will be skipped"
 
-test: venv browser
+# Debian's nginx for the tests that run deploy/nginx in front of the server (the package's own
+# service is not started: tests run nginx as their own process on loopback ports).
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; } \
+		|| echo "nginx could not be installed: tests of deploy/nginx will be skipped"
+
+test: venv browser nginx
 	@if $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
 		echo "make test: using PostgreSQL at $(PG_URL)"; db="$(PG_URL)"; \
 	else echo "make test: PostgreSQL not answering on 127.0.0.1:5432, using SQLite"; db=""; fi; \
@@ -43,7 +49,7 @@ test: venv browser
 	else echo "make test: Redis not answering on 127.0.0.1:6379, using in-memory channel layer and cache"; redis=""; fi; \
 	DATABASE_URL="$$db" REDIS_URL="$$redis" $(MAKE) --no-print-directory _pytest
 
-test-sqlite: venv browser
+test-sqlite: venv browser nginx
 	DATABASE_URL= REDIS_URL= $(MAKE) --no-print-directory _pytest
 
 # The server's suite (tests/), then the agent's own (agent/tests, its own pytest configuration).

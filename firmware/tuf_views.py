@@ -15,6 +15,8 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import IO
 
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_safe
@@ -22,7 +24,7 @@ from django.views.decorators.http import require_safe
 from . import conf
 from .gateway_auth import authenticated_gateway
 from .models import Artifact, Blob, DeviceBundle
-from .storage import open_blob
+from .storage import blob_storage, open_blob
 
 METADATA_NAME = re.compile(r"^(timestamp|[1-9][0-9]*\.[a-z][a-z0-9-]*)\.json$")
 TARGET_NAME = re.compile(r"^(?P<sha256>[0-9a-f]{64})\.(?P<name>[^/]+)$")
@@ -132,6 +134,15 @@ def target(request: HttpRequest, path: str) -> HttpResponseBase:
     if isinstance(found, HttpResponse):
         return found
     blob, private = found
+    # no-transform: proxies and CDNs must not recompress the bytes either.
+    cache_control = ("private" if private else "public") + ", max-age=31536000, immutable, no-transform"
+    accel_prefix = settings.GRIDFLEET_TUF_ACCEL_REDIRECT
+    if accel_prefix and isinstance(blob_storage(), FileSystemStorage):
+        # nginx sends the file (and answers Range requests) from its internal location.
+        redirected = HttpResponse(content_type="application/octet-stream")
+        redirected["X-Accel-Redirect"] = accel_prefix.rstrip("/") + "/" + blob.storage_name
+        redirected["Cache-Control"] = cache_control
+        return redirected
     size = blob.size
     start, end, status = 0, size - 1, 200
     if range_header := request.headers.get("Range"):
@@ -148,8 +159,7 @@ def target(request: HttpRequest, path: str) -> HttpResponseBase:
     streamed["Content-Length"] = str(length)
     streamed["Accept-Ranges"] = "bytes"
     streamed["ETag"] = f'"{blob.sha256}"'
-    # no-transform: proxies and CDNs must not recompress the bytes either.
-    streamed["Cache-Control"] = ("private" if private else "public") + ", max-age=31536000, immutable, no-transform"
+    streamed["Cache-Control"] = cache_control
     if status == HTTPStatus.PARTIAL_CONTENT:
         streamed["Content-Range"] = f"bytes {start}-{end}/{size}"
     return streamed

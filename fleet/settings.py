@@ -289,6 +289,9 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# Internal nginx location mapped to the file storage (deploy/nginx/gridfleet.conf): when set, Django
+# authorizes a TUF target and answers X-Accel-Redirect; nginx sends the bytes. Empty: Django streams them.
+GRIDFLEET_TUF_ACCEL_REDIRECT = os.environ.get("GRIDFLEET_TUF_ACCEL_REDIRECT", "")
 # How often gateways check the TUF repository for updates (sent to agents in the uplink welcome).
 GRIDFLEET_UPDATE_POLL_SECONDS = env_int("GRIDFLEET_UPDATE_POLL_SECONDS", 300)
 # How long a gateway may stay silent before it counts as offline.
