@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -26,3 +27,13 @@ def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float = 30
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"server did not listen on {port} within {timeout} s")
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float = 60.0, what: str = "condition") -> Any:
+    """Poll `condition` until it returns something truthy (returned), or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

@@ -15,9 +15,8 @@ import logging
 import re
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from gridfleet_agent.field.simulator import SunSpecSimulator
 from gridfleet_agent.identity import enroll
 
 from agent.tests.bundles import firmware_bundle
+from tests.servers import wait_for
 
 from .e2e_server import UPDATE_POLL_SECONDS, ServerProcess, run_action
 
@@ -68,24 +68,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         process.stop()
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 class AgentProcess:
     """One gateway: its config file and state directory, driven through the ``gridfleet-agent`` CLI."""
 
-    def __init__(self, server: Server, directory: Path, serial: str) -> None:
+    def __init__(self, server: Server, directory: Path, serial: str, *, ca_bundle: str = "") -> None:
         self.serial = serial
         self.state_dir = directory / "state"
         self.config = directory / "agent.toml"
         self.config.write_text(
             f'[agent]\nserver_url = "{server.url}"\nstate_dir = "{self.state_dir}"\nhardware_model = "GF-100"\n'
+            f'ca_bundle = "{ca_bundle}"\n'
             "[uplink]\nreconnect_max_delay = 2\n"
             '[updates]\npoll_interval = 3600\nfactory_firmware_version = "1.0.0"\nhealth_timeout = 10\n'
             f'reboot_command = ["touch", "{directory / "rebooted"}"]\n'  # stands in for systemctl reboot

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from agent.tests.bundles import firmware_bundle
-from tests.agent.test_end_to_end import AgentProcess, Server, wait_for
+from tests.agent.test_end_to_end import AgentProcess, Server
 from tests.deployments import e2e_actions
+from tests.servers import wait_for
 
 # Fixtures `server` (a server process per module) and `online_agent` (enrolled, connected) come from
 # the agent's end-to-end harness, through tests/deployments/conftest.py.

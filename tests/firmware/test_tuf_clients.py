@@ -363,6 +363,24 @@ def test_target_ranges_follow_rfc_9110(served_device: ServedDevice) -> None:
     assert httpx.get(url.replace(info.hashes["sha256"], "0" * 64)).status_code == 404
 
 
+def test_behind_nginx_django_authorizes_a_target_and_nginx_sends_the_file(
+    served_device: ServedDevice, settings: Any
+) -> None:
+    settings.GRIDFLEET_TUF_ACCEL_REDIRECT = "/_gridfleet/storage/"  # deploy/nginx/gridfleet.conf
+    info = get_repository().load("firmware").signed.targets["firmware/sunrise/gw-os-2.1.0.tar"]
+    sha256 = info.hashes["sha256"]
+    url = f"{served_device.channel['targets_url']}firmware/sunrise/{sha256}.gw-os-2.1.0.tar"
+    redirected = httpx.get(url)
+    assert redirected.status_code == 200 and redirected.content == b""
+    assert redirected.headers["x-accel-redirect"] == f"/_gridfleet/storage/blobs/{sha256[:2]}/{sha256}"
+    assert redirected.headers["cache-control"] == "public, max-age=31536000, immutable, no-transform"
+    # Refusals stay Django's own answers: nothing is redirected.
+    device_path = served_device.channel["assignment_target"]
+    refused = httpx.get(f"{served_device.channel['targets_url']}{device_path.rsplit('/', 1)[0]}/{'0' * 64}.x.json")
+    assert refused.status_code == 401 and "x-accel-redirect" not in refused.headers
+    assert httpx.get(url.replace(sha256, "0" * 64)).status_code == 404
+
+
 def test_client_sees_the_new_assignment_on_the_next_poll(
     served_device: ServedDevice,
     client_class: type,

@@ -59,7 +59,54 @@ def _command(serial: str, name: str) -> dict[str, Any]:
     return {"id": str(command.pk)}
 
 
-ACTIONS = {"gateways": lambda count: _gateways(int(count)), "command": _command}
+def _enrollment_token(serial: str) -> dict[str, Any]:
+    """A gateway in the inventory and its one-time enrollment token, as an operator issues them."""
+    from fleet.inventory.models import Gateway, Organization, Site
+    from pki import services as pki
+
+    organization, _ = Organization.objects.get_or_create(slug=ORG_SLUG, defaults={"name": "Trial Solar"})
+    site, _ = Site.objects.get_or_create(organization=organization, name="Trial Site")
+    Gateway.objects.create(organization=organization, site=site, serial=serial, hardware_model=HARDWARE_MODEL)
+    return {"token": pki.create_enrollment_token(organization=organization, serial=serial, user=None)[1]}
+
+
+def _operator(username: str, password: str) -> dict[str, Any]:
+    from django.contrib.auth import get_user_model
+
+    from fleet.accounts.models import Membership
+    from fleet.accounts.roles import Role
+    from fleet.inventory.models import Organization
+
+    organization, _ = Organization.objects.get_or_create(slug=ORG_SLUG, defaults={"name": "Trial Solar"})
+    user = get_user_model().objects.create_user(username=username, password=password)
+    Membership.objects.create(user=user, organization=organization, role=Role.ADMIN)
+    return {"user": user.pk}
+
+
+def _device_target(serial: str) -> dict[str, Any]:
+    """The gateway's newest device target (its path under /tuf/targets/) and a bearer token for it."""
+    from firmware.models import DeviceBundle
+    from fleet.inventory.models import Gateway
+    from pki import services as pki
+
+    gateway = Gateway.objects.select_related("update_channel").get(serial=serial)
+    bundle = DeviceBundle.objects.filter(gateway=gateway).select_related("blob").order_by("-pk").first()
+    assert bundle is not None, f"{serial} has no device target yet"
+    return {
+        "path": f"devices/{gateway.update_channel.token}/{bundle.blob.sha256}.{bundle.filename}",
+        "size": bundle.blob.size,
+        "sha256": bundle.blob.sha256,
+        "token": pki.mint_access_token(gateway=gateway),
+    }
+
+
+ACTIONS = {
+    "gateways": lambda count: _gateways(int(count)),
+    "command": _command,
+    "enrollment-token": _enrollment_token,
+    "operator": _operator,
+    "device-target": _device_target,
+}
 
 
 if __name__ == "__main__":

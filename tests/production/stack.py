@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -39,13 +38,62 @@ def require_postgres_and_redis() -> tuple[str, str]:
     return database_url, redis_url
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+def replace_exactly(text: str, replacements: dict[str, str]) -> str:
+    """`text` with each key replaced; a key that is missing fails (the file changed under the test)."""
+    for old, new in replacements.items():
+        assert old in text, f"{old!r} is no longer in the file"
+        text = text.replace(old, new)
+    return text
+
+
+def write_tls_files(directory: Path, *, host: str) -> Path:
+    """A test CA and a server certificate for `host` and 127.0.0.1: fullchain.pem and privkey.pem
+    where nginx reads them; returns the CA certificate's path (ca.pem)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Stack test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(host), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (directory / "fullchain.pem").write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
+    (directory / "privkey.pem").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
+    return directory / "ca.pem"
 
 
 class Stack:
@@ -117,11 +165,54 @@ class Stack:
                 "--lifespan",
                 "off",
                 "--log-level",
-                "warning",
+                "info",  # with the access log: tests check which requests reach Python
             ],
             port=port,
         )
         return port
+
+    def start_nginx(self, *, asgi_ports: list[int], https_port: int, http_port: int) -> Path:
+        """Debian's nginx with Debian's nginx.conf and deploy/nginx/gridfleet.conf, changed only where
+        that file says an operator adapts it; returns the CA certificate clients must trust."""
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(nginx).exists():
+            pytest.skip("Debian's nginx is not installed (make test installs it with apt-get)")
+        tls = self.root / "tls"
+        ca_pem = write_tls_files(tls, host="localhost")
+        site = (REPO_ROOT / "deploy" / "nginx" / "gridfleet.conf").read_text()
+        upstreams = "".join(f"    server 127.0.0.1:{port};\n" for port in asgi_ports)
+        site = replace_exactly(
+            site,
+            {
+                "    server 127.0.0.1:8001;\n    server 127.0.0.1:8002;\n": upstreams,
+                "listen 80;": f"listen 127.0.0.1:{http_port};",
+                "listen 443 ssl http2;": f"listen 127.0.0.1:{https_port} ssl http2;",
+                "    listen [::]:80;\n": "",
+                "    listen [::]:443 ssl http2;\n": "",
+                "fleet.example.com": "localhost",
+                "/etc/gridfleet/tls/": f"{tls}/",
+                "/srv/gridfleet/static/": f"{self.env['STATIC_ROOT']}/",
+                "/var/lib/gridfleet/": f"{self.var_dir}/",
+            },
+        )
+        (self.root / "gridfleet.conf").write_text(site)
+        main = replace_exactly(
+            Path("/etc/nginx/nginx.conf").read_text(),
+            {
+                "user www-data;": "user root;" if os.geteuid() == 0 else "",
+                "worker_processes auto;": "worker_processes 1;",
+                "pid /run/nginx.pid;": f"pid {self.root}/nginx.pid;",
+                "error_log /var/log/nginx/error.log;": f"error_log {self.root}/nginx-error.log;",
+                "access_log /var/log/nginx/access.log;": f"access_log {self.root}/nginx-access.log;",
+                "include /etc/nginx/sites-enabled/*;": f"include {self.root}/gridfleet.conf;",
+            },
+        )
+        (self.root / "nginx.conf").write_text(main)
+        argv = [nginx, "-e", str(self.root / "nginx-error.log"), "-c", str(self.root / "nginx.conf")]
+        checked = subprocess.run([*argv, "-t"], capture_output=True, text=True, check=False)
+        assert checked.returncode == 0, checked.stderr
+        self.start("nginx", [*argv, "-g", "daemon off;"], port=https_port)
+        return ca_pem
 
     def start_celery(self) -> None:
         celery = str(Path(sys.executable).parent / "celery")
@@ -129,10 +220,11 @@ class Stack:
         schedule = self.var_dir / "celerybeat-schedule"
         self.start("celery-beat", [celery, "-A", "fleet", "beat", "-l", "info", "--schedule", str(schedule)])
 
-    def action(self, *args: str) -> Any:
-        """Run one action of tests/production/actions.py in a server-side process; its JSON result."""
+    def action(self, *args: str, script: Path = ACTIONS, var: bool = False) -> Any:
+        """Run one action of `script` (tests/production/actions.py by default) in a server-side process;
+        its JSON result. `var`: the script takes GRIDFLEET_VAR_DIR first (tests/deployments/e2e_actions.py)."""
         done = subprocess.run(
-            [sys.executable, str(ACTIONS), *args],
+            [sys.executable, str(script), *([str(self.var_dir)] if var else []), *args],
             cwd=REPO_ROOT,
             env=self.env,
             capture_output=True,

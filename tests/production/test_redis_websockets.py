@@ -19,7 +19,8 @@ from websockets.asyncio.client import connect as connect_async
 from websockets.sync.client import ClientConnection, connect
 
 from tests.monitoring.helpers import alarm, batch, hello
-from tests.production.stack import Stack, wait_for
+from tests.production.stack import Stack
+from tests.servers import wait_for
 
 pytestmark = pytest.mark.slow
 
