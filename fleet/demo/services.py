@@ -171,7 +171,10 @@ def write_agent_config(*, server_url: str) -> Path:
     path.write_text(
         f'[agent]\nserver_url = "{server_url}"\nstate_dir = "{agent_state_dir()}"\n'
         f'hardware_model = "{DEMO_HARDWARE_MODEL}"\n\n'
-        '[updates]\nhealth_timeout = 30.0\nfactory_firmware_version = "1.0.0"\n'
+        '[updates]\nhealth_timeout = 30.0\nfactory_firmware_version = "1.0.0"\n\n'
+        # The utility link: each simulated gateway gets a utility-link certificate by CSR from this
+        # server's test utility PKI and follows the demo head-end's programs with its inverter.
+        '[csip]\nder = [{ kind = "inverter", rated_w = 10000 }]\npost_rate = 30\n'
     )
     return path
 
@@ -224,3 +227,38 @@ def ensure_demo_rollout(*, admin: Any, now: datetime) -> Any:
         actor=admin,
         now=now,
     )
+
+
+DEMO_PROGRAM = "Demo Rule 21 curtailment"  # sep2 descriptions hold 32 characters
+DEMO_CURTAILMENT_PCT = Decimal(30)
+DEMO_CURTAILMENT_SECONDS = 10 * 60
+
+
+def ensure_demo_curtailment(*, gateways: list[Gateway], admin: Any, now: datetime) -> list[Any]:
+    """A DER program for the simulated gateways' organizations (default: no limit) with a curtailment
+    to 30 % of WMax a few minutes from now, unless one is still to come."""
+    from fleet.csip import services as csip
+    from fleet.csip.models import DerProgram
+
+    start = now + timedelta(seconds=settings.GRIDFLEET_DEMO_CURTAILMENT_AFTER_SECONDS)
+    controls = []
+    for organization in sorted({g.organization for g in gateways}, key=lambda o: o.pk):
+        program = DerProgram.objects.filter(organization=organization, name=DEMO_PROGRAM).first()
+        if program is None:
+            program = csip.create_program(
+                organization=organization, name=DEMO_PROGRAM, user=admin, default_max_lim_pct=Decimal(100)
+            )
+        upcoming = program.controls.filter(start__gt=now, cancelled=False).order_by("start").first()
+        controls.append(
+            upcoming
+            or csip.create_control(
+                program=program,
+                start=start,
+                duration_s=DEMO_CURTAILMENT_SECONDS,
+                max_lim_pct=DEMO_CURTAILMENT_PCT,
+                description="demo curtailment",
+                user=admin,
+                now=now,
+            )
+        )
+    return controls

@@ -42,6 +42,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
     var_dir = tmp_path_factory.mktemp("demo-var")
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_TASK_ALWAYS_EAGER"}}
     env |= {"GRIDFLEET_VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "fleet.settings", "PYTHONUNBUFFERED": "1"}
+    env["GRIDFLEET_DEMO_CURTAILMENT_AFTER_SECONDS"] = "45"  # the demo's curtailment, sooner than a newcomer's 3 min
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     port = free_port()
     # Closed when the fixture tears the server down.

@@ -68,6 +68,32 @@ def test_simulated_gateways_enroll_come_online_and_report_their_inverter_meter_a
         }
 
 
+def test_simulated_gateways_register_with_the_demo_headend_and_follow_its_curtailment(demo_server: Any) -> None:
+    with httpx.Client(base_url=demo_server.url) as client:
+        token = client.post(
+            "/api/accounts/token/", data={"username": demo_server.username, "password": demo_server.password}
+        ).json()["token"]
+        headers = {"Authorization": f"Token {token}"}
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            devices = client.get("/api/csip/end-devices/", headers=headers).json()["results"]
+            curtailed = [d for d in devices if (d["link_detail"] or {}).get("applied_limit_pct") == 30.0]
+            if len(curtailed) == 2:
+                break
+            time.sleep(2)
+        assert sorted(d["gateway"] for d in curtailed) == ["DEMO-GW-0001", "DEMO-GW-0002"]
+        assert {d["link_state"] for d in curtailed} == {"following"}
+        control = client.get("/api/csip/controls/", headers=headers).json()["results"][0]
+        assert control["setpoint"] == "output ≤ 30.00 %"
+        while time.monotonic() < deadline:
+            responses = client.get(f"/api/csip/controls/{control['id']}/responses/", headers=headers).json()
+            if len([r for r in responses if r["status"] == 2]) == 2:
+                break
+            time.sleep(2)
+        started = sorted(r["gateway"] for r in responses if r["status_label"] == "started")
+        assert started == ["DEMO-GW-0001", "DEMO-GW-0002"]
+
+
 def processes_mentioning(text: str) -> list[int]:
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):

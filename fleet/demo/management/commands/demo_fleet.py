@@ -15,7 +15,11 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from fleet.csip.headend import HeadEnd
+from fleet.csip.utility_pki import test_utility_pki
 from fleet.demo import services as demo
+
+CSIP_PORT_OFFSET = 443  # the demo head-end listens on PORT + 443 (8443 next to 8000)
 
 
 class Command(BaseCommand):
@@ -49,6 +53,13 @@ class Command(BaseCommand):
         )
         if options["no_serve"]:
             return
+        headend = self._start_headend(host=options["host"], port=options["port"] + CSIP_PORT_OFFSET)
+        if agents:
+            controls = demo.ensure_demo_curtailment(gateways=agents, admin=admin, now=timezone.now())
+            self.stdout.write(
+                f"  CSIP head-end (IEEE 2030.5, mutual TLS) on {headend.url}/sep2/dcap; a curtailment to "
+                f"{controls[0].max_lim_pct} % starts at {controls[0].start:%H:%M:%S} UTC: watch a gateway's page\n"
+            )
         simulator = self._start_agents(agents, admin=admin, server_url=url) if agents else None
         # uvicorn re-raises SIGTERM once it has shut down; exiting through SystemExit instead lets the
         # simulated agents be stopped below rather than orphaned.
@@ -60,6 +71,14 @@ class Command(BaseCommand):
             if simulator is not None:
                 simulator.terminate()
                 simulator.wait(10)
+            headend.stop()
+
+    def _start_headend(self, *, host: str, port: int) -> HeadEnd:
+        """The demo's utility server, in this process; agents learn its address from /gw/v1/csip/certificate."""
+        settings.GRIDFLEET_CSIP_HOST, settings.GRIDFLEET_CSIP_PORT = host, port
+        # Short rates so a control scheduled in the UI reaches the gateways within half a minute.
+        settings.GRIDFLEET_CSIP_POLL_RATE, settings.GRIDFLEET_CSIP_POST_RATE = 20, 30
+        return HeadEnd(pki=test_utility_pki(now=timezone.now()), host=host, port=port).start()
 
     def _start_agents(self, agents: list[Any], *, admin: Any, server_url: str) -> subprocess.Popen[bytes]:
         """`gridfleet-agent simulate` in its own process; it waits for the server and enrolls with the tokens."""
