@@ -19,10 +19,10 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml agent/pyproject.toml
+$(STAMP): pyproject.toml agent/pyproject.toml agent/simulators/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]" -e "./agent[field,csip]"
+	$(PY) -m pip install --quiet -e ".[test]" -e "./agent[field,csip]" -e ./agent/simulators
 	touch $(STAMP)
 
 demo: venv
@@ -71,14 +71,16 @@ $(AGENT_VENV)/.installed: agent/pyproject.toml
 test-agent: $(AGENT_VENV)/.installed
 	$(AGENT_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall ./agent
 	@! $(AGENT_VENV)/bin/python -c "import django" 2>/dev/null || { echo "test-agent: django must not be installed"; exit 1; }
+	@! $(AGENT_VENV)/bin/python -c "import gridfleet_agent_simulators" 2>/dev/null \
+		|| { echo "test-agent: the agent must not install the simulators"; exit 1; }
 	cd agent && ../$(AGENT_VENV)/bin/python -m pytest $(AGENT_PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/bandit -c pyproject.toml -r fleet pki firmware agent/src -ll -q
+	$(VENV)/bin/bandit -c pyproject.toml -r fleet pki firmware agent/src agent/simulators/src -ll -q
 	$(VENV)/bin/mypy fleet pki firmware
-	cd agent && ../$(VENV)/bin/mypy src
+	cd agent && ../$(VENV)/bin/mypy src simulators/src
 
 clean:
 	rm -rf $(VENV) $(AGENT_VENV) var .pytest_cache agent/build

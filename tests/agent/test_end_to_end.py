@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from gridfleet_agent.config import parse_config
 from gridfleet_agent.daemon import Agent, QueueLogHandler
-from gridfleet_agent.field.simulator import SunSpecSimulator
 from gridfleet_agent.identity import enroll
+from gridfleet_agent_simulators.sunspec import SunSpecSimulator
 
 from agent.tests.bundles import firmware_bundle
 from tests.servers import wait_for

@@ -14,7 +14,7 @@ from django.db import connections
 from django.utils import timezone
 from gridfleet_agent.csip import CsipConfig, DerDevice, LinkState, UtilityLink
 from gridfleet_agent.field import FieldStack
-from gridfleet_agent.field.simulator import SunSpecSimulator
+from gridfleet_agent_simulators.sunspec import SunSpecSimulator
 
 from fleet.csip import services
 from fleet.csip.models import DerControlResponse, MirrorUsagePoint, Reading

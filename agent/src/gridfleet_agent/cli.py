@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     installers.add_argument("--json", action="store_true", help="machine-readable output")
 
-    simulate = sub.add_parser("simulate", help="run N simulated agents in this process (development, demos)")
+    simulate = sub.add_parser(
+        "simulate", help="run N simulated agents in this process (development, demos; needs [simulators])"
+    )
     simulate.add_argument("--count", type=int, required=True)
     simulate.add_argument(
         "--tokens", type=Path, help="CSV serial,token[,expires_at] from the server (needed for agents not enrolled yet)"
@@ -155,6 +157,21 @@ def cmd_check_now(config: AgentConfig) -> int:
     return 0 if answer.get("ok") else 1
 
 
+def cmd_simulate(config: AgentConfig, args: argparse.Namespace) -> int:
+    try:  # a separate distribution: production gateways do not install it
+        from gridfleet_agent_simulators.fleet import run_simulation
+    except ModuleNotFoundError as e:
+        if e.name != "gridfleet_agent_simulators":
+            raise
+        print(
+            "gridfleet-agent: simulate needs the simulators: pip install gridfleet-agent[simulators] "
+            "(from a checkout: pip install ./agent/simulators)",
+            file=sys.stderr,
+        )
+        return 1
+    return run_simulation(config, args)
+
+
 def cmd_installers(config: AgentConfig, args: argparse.Namespace) -> int:
     """Exit 1 when a bundle type is mapped to an installer no distribution registers."""
     from gridfleet_agent.installers.registry import registered
@@ -206,9 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check_now(config)
         if args.command == "installers":
             return cmd_installers(config, args)
-        from gridfleet_agent.simulate import run_simulation
-
-        return run_simulation(config, args)
+        return cmd_simulate(config, args)
     except (ConfigError, IdentityError, OSError) as e:
         print(f"gridfleet-agent: {e}", file=sys.stderr)
         return 1

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import gridfleet_agent_simulators
 import pytest
-from gridfleet_agent.field.simulator import SunSpecSimulator
+from gridfleet_agent_simulators.sunspec import SunSpecSimulator
 
 Record = dict[str, Any]
+
+
+def simulators_env() -> dict[str, str]:
+    """For a subprocess running a simulator: finds it whether installed or from source (agent/simulators/src)."""
+    source = str(Path(gridfleet_agent_simulators.__file__).parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
 
 
 class RecordingSink:

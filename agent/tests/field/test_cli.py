@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gridfleet_agent.field.simulator import SunSpecSimulator
+from gridfleet_agent_simulators.sunspec import SunSpecSimulator
 
 
 async def run_cli(*args: str) -> tuple[int, list[dict[str, Any]], str]:

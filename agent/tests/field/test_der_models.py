@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from gridfleet_agent.field import FieldConfigError, FieldStack
-from gridfleet_agent.field.simulator import SunSpecSimulator
+from gridfleet_agent_simulators.sunspec import SunSpecSimulator
 
 from .fixtures import RecordingSink
 

@@ -14,7 +14,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 from gridfleet_agent.field import FieldStack
-from gridfleet_agent.field.simulator import SunSpecSimulator
+from gridfleet_agent_simulators.sunspec import SunSpecSimulator
 
 from .fixtures import RecordingSink
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from gridfleet_agent.field import FieldStack, PowerLimit
-from gridfleet_agent.field.simulator import SunSpecSimulator
+from gridfleet_agent_simulators.sunspec import SunSpecSimulator
 
 from .fixtures import RecordingSink
 

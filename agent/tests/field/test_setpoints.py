@@ -17,7 +17,7 @@ from gridfleet_agent.field import (
     PowerFactor,
     PowerLimit,
 )
-from gridfleet_agent.field.simulator import SunSpecSimulator
+from gridfleet_agent_simulators.sunspec import SunSpecSimulator
 
 from .fixtures import RecordingSink
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from gridfleet_agent.field.simulator import (
+from gridfleet_agent_simulators.sunspec import (
     SimulatedSite,
     SimulatorError,
     SunSpecSimulator,
@@ -17,7 +17,7 @@ from gridfleet_agent.field.simulator import (
 )
 from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 
-from .fixtures import RecordingSink
+from .fixtures import RecordingSink, simulators_env
 
 
 def scan(port: int, unit_id: int = 1) -> SunSpecModbusClientDeviceTCP:
@@ -85,7 +85,7 @@ def test_cli_serves_a_device_that_pysunspec2_can_scan() -> None:
         [
             sys.executable,
             "-m",
-            "gridfleet_agent.field.simulator",
+            "gridfleet_agent_simulators.sunspec",
             "--port",
             "0",
             "--models",
@@ -95,6 +95,7 @@ def test_cli_serves_a_device_that_pysunspec2_can_scan() -> None:
         ],
         stdout=subprocess.PIPE,
         text=True,
+        env=simulators_env(),
     )
     try:
         assert process.stdout is not None
@@ -173,12 +174,13 @@ async def test_cli_console_drives_a_running_device() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gridfleet_agent.field.simulator",
+        "gridfleet_agent_simulators.sunspec",
         "--port",
         "0",
         "--console",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
+        env=simulators_env(),
     )
     assert process.stdin is not None and process.stdout is not None
     try:

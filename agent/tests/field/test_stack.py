@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from gridfleet_agent.field import ControlRejected, FieldConfigError, FieldStack, PowerLimit
-from gridfleet_agent.field.simulator import SunSpecSimulator
+from gridfleet_agent_simulators.sunspec import SunSpecSimulator
 
 from .fixtures import RecordingSink
 

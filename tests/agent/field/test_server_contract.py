@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from gridfleet_agent.field import FieldStack
-from gridfleet_agent.field.simulator import SunSpecSimulator
+from gridfleet_agent_simulators.sunspec import SunSpecSimulator
 
 from agent.tests.field.fixtures import RecordingSink
 from fleet.inventory.models import FieldDevice, Gateway

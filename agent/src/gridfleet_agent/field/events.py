@@ -166,7 +166,7 @@ VENDOR_EVENT_POINTS: tuple[tuple[int, str], ...] = (
 #: for the makes we have manuals for; a site adds its own in the field configuration's
 #: `vendor_events` (same shape), which wins over this table.
 VENDOR_EVENTS: Mapping[str, Mapping[str, Mapping[int, EventDefinition]]] = {
-    "gridfleet": {  # the simulator (python -m gridfleet_agent.field.simulator)
+    "gridfleet": {  # the simulator (python -m gridfleet_agent_simulators.sunspec)
         "103.EvtVnd1": _table(
             "vendor.gridfleet",
             (

@@ -23,11 +23,6 @@ from collections.abc import Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any, cast
 
-from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusSerialServer, ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
-from sunspec2 import device as sunspec_device
-
 from gridfleet_agent.errors import AgentError
 from gridfleet_agent.field.events import EVENT_SOURCES
 from gridfleet_agent.field.stack import CommandOutcome, FieldStack, Sink
@@ -39,6 +34,10 @@ from gridfleet_agent.field.sunspec import (
     INVERTER_MODELS,
     POWER_LIMIT_CONTROLS,
 )
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+from sunspec2 import device as sunspec_device
 
 logger = logging.getLogger(__name__)
 
@@ -796,7 +795,7 @@ class SimulatedSite:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m gridfleet_agent.field.simulator",
+        prog="python -m gridfleet_agent_simulators.sunspec",
         description="Serve a simulated SunSpec inverter over Modbus TCP or RTU (SunS at 40000).",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -138,7 +138,7 @@ class FaultySunSpecSite:
     FAULT_BITS = (7, 10, 4)  # over-temperature, AC over-voltage, grid disconnect
 
     def __init__(self, serial: str, sink: Sink, *, interval: float, rng: random.Random) -> None:
-        from gridfleet_agent.field.simulator import SimulatedSite
+        from gridfleet_agent_simulators.sunspec import SimulatedSite
 
         self._site = SimulatedSite(sink, name=serial, poll_interval=interval)
         self._interval = interval
