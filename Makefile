@@ -22,7 +22,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml agent/pyproject.toml agent/simulators/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]" -e "./agent[field,csip]" -e ./agent/simulators
+	$(PY) -m pip install --quiet -e ".[test]" -e "./agent[field,csip,scada,cloud]" -e ./agent/simulators
 	touch $(STAMP)
 
 demo: venv

@@ -25,6 +25,7 @@ from gridfleet_agent.config import AgentConfig
 from gridfleet_agent.errors import AgentError
 from gridfleet_agent.fsutil import atomic_write
 from gridfleet_agent.identity import Identity, IdentityError
+from gridfleet_agent.installers.config import ConfigInstaller
 from gridfleet_agent.installers.license import LicenseInstaller
 from gridfleet_agent.installers.registry import InstallerContext, load_installers
 from gridfleet_agent.installers.runner import InstallRunner, Step, command_defer_hook
@@ -173,6 +174,8 @@ class Agent:
         self._field: FieldDevices | None = None
         self._link: Any = None  # gridfleet_agent.csip.UtilityLink, when [csip] is configured
         self._link_alarm_raised = False
+        self._protocols: Any = None  # scada.services.ProtocolServices, when the signed config asks for any
+        self._protocols_config_version: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seen_commands_file = state / "commands-seen.json"
 
@@ -218,6 +221,7 @@ class Agent:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop_protocols()
             if self._field is not None:
                 await self._field.stop()
             self.outbox.put(RecordKind.EVENT, {"name": "agent.stopping", "message": "agent stopped"})
@@ -232,11 +236,58 @@ class Agent:
             self._field = FieldStack(self.config.field, self.field_record)
         if self._field is not None:
             await self._field.start()
+        await self._start_protocols()
+
+    async def _start_protocols(self) -> None:
+        """SCADA and cloud protocols, from the `scada` and `cloud` sections of the signed configuration.
+
+        An invalid section is reported (log and `protocols.config_invalid` event) and nothing of it
+        starts; the field stack and the uplink go on regardless.
+        """
+        installer = self.installers.get("config")
+        if not isinstance(installer, ConfigInstaller):  # configuration handled by a vendor installer
+            return
+        self._protocols_config_version = installer.active_version()
+        try:
+            from gridfleet_agent.scada.services import ProtocolServices, ProtocolsConfig, load_signed_config
+
+            config = ProtocolsConfig.from_config(load_signed_config(installer.config_file))
+        except ImportError as exc:  # the scada/cloud extras are not installed on this gateway
+            logger.info("SCADA and cloud protocols not available: %s", exc)
+            return
+        except AgentError as exc:
+            logger.error("SCADA/cloud configuration refused: %s", exc)
+            self.outbox.put(RecordKind.EVENT, {"name": "protocols.config_invalid", "message": str(exc)[:2000]})
+            return
+        if config.empty:
+            return
+        self._protocols = ProtocolServices(
+            config,
+            field=self._field if hasattr(self._field, "apply_setpoint") else None,  # type: ignore[arg-type]
+            field_config=self.config.field,
+            state_dir=self.config.state_dir,
+            gateway=self.serial,
+            emit=self.field_record,
+            report=self._protocol_report,
+            on_link_change=self._queue_inventory_if_changed,
+        )
+        await self._protocols.start()
+
+    async def _stop_protocols(self) -> None:
+        if self._protocols is not None:
+            await self._protocols.stop()
+            self._protocols = None
+
+    def _protocol_report(self, kind: str, payload: dict[str, Any]) -> None:
+        self.outbox.put(kind, payload)
+        self.uplink.wake()
 
     def field_record(self, record: dict[str, Any]) -> None:
         """Sink for records from the field stack: ``{"kind", "ts", "payload"}``."""
         if self._link is not None:
             self._link.observe(record)
+        if self._protocols is not None:
+            self._protocols.observe(record)
         if record["kind"] == "inventory":
             self._queue_inventory_if_changed()
             return
@@ -343,6 +394,10 @@ class Agent:
             await asyncio.to_thread(self.runner.recover)
         with contextlib.suppress(IdentityError):
             await asyncio.to_thread(self.identity.renew_if_due, self.config.server_url)
+        if self.installers["config"].active_version() != self._protocols_config_version:
+            # A new signed configuration was installed: the SCADA/cloud protocols follow it.
+            await self._stop_protocols()
+            await self._start_protocols()
         self._queue_inventory_if_changed()
         self.uplink.wake()
 
@@ -379,7 +434,7 @@ class Agent:
     def inventory(self) -> dict[str, Any]:
         licenses = self.installers["license"]
         license_ = licenses.active_license() if isinstance(licenses, LicenseInstaller) else None
-        return {
+        inventory: dict[str, Any] = {
             "hardware_model": self.config.agent.hardware_model[:100],
             "os": os_name(),
             "agent_version": __version__,
@@ -394,8 +449,14 @@ class Agent:
                 "disk_free_mb": disk_free_mb(self.config.state_dir),
                 "mem_total_mb": mem_total_mb(),
             },
-            "field_devices": self._field.field_devices() if self._field is not None else [],
+            "field_devices": [
+                *(self._field.field_devices() if self._field is not None else []),
+                *(self._protocols.field_devices() if self._protocols is not None else []),
+            ],
         }
+        if self._protocols is not None:
+            inventory["attributes"]["protocols"] = self._protocols.statuses()
+        return inventory
 
     def _queue_inventory_if_changed(self, *, force: bool = False) -> None:
         current = self.inventory()

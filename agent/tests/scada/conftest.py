@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +14,11 @@ from gridfleet_agent.field.simulator import SunSpecSimulator
 from gridfleet_agent.scada.site import SiteControls, SiteDevice, SiteImage
 from gridfleet_agent.scada.status import ProtocolService
 
-from tests.servers import free_port
 
-__all__ = ["free_port"]
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass
