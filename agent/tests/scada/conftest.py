@@ -72,10 +72,10 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> Non
     await asyncio.wait_for(until(), timeout)
 
 
-async def start(service: ProtocolService) -> asyncio.Task[None]:
+async def start(service: ProtocolService, timeout: float = 30.0) -> asyncio.Task[None]:
     """Run a protocol service in the background until it listens."""
     task = asyncio.create_task(service.run())
-    await wait_until(lambda: service.status.state in ("listening", "connected") or task.done())
+    await wait_until(lambda: service.status.state in ("listening", "connected") or task.done(), timeout)
     if task.done():
         task.result()
     return task

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from dnp3.application.fragment import ResponseFragment
 from dnp3.core.enums import CommandStatus, ControlCode, OperationType
+from dnp3.core.flags import IIN
 from dnp3.master import CommandBuilder, DefaultSOEHandler, Master, MasterConfig, MasterTcpRunner
 from dnp3.master.handler import ResponseInfo
 from gridfleet_agent.scada.dnp3_outstation import Dnp3Outstation, Dnp3OutstationConfig
@@ -88,7 +89,7 @@ async def test_power_limit_from_scada_reaches_the_inverter_registers_and_is_read
         assert site.simulator.get(704, "WMaxLimPctEna") == 0  # AO87 alone only sets the value (MESA)
         latch_on = ControlCode.from_fields(OperationType.LATCH_ON)
         assert await operate(runner, master, CommandBuilder().add_crob(17, latch_on)) == CommandStatus.SUCCESS
-        assert outstation.status.state == "connected"
+        await wait_until(lambda: outstation.status.state == "connected")
 
         # On the inverter: model 704 holds the limit (read from its Modbus registers).
         assert site.simulator.get(704, "WMaxLimPct") == 60.0
@@ -125,15 +126,18 @@ async def test_out_of_range_and_unknown_controls_are_refused_without_touching_th
     assert "BLOCKED" in outstation.status.last_error
 
 
-async def test_garbage_on_the_dnp3_port_is_counted_and_the_next_master_is_served(
+async def test_garbage_is_dropped_malformed_requests_get_iin_errors_and_the_next_master_is_served(
     site: Site, outstation: Dnp3Outstation
 ) -> None:
     with socket.create_connection(("127.0.0.1", outstation.config.port)) as raw:
-        # A valid-looking start (0x05 0x64) with a broken header CRC, then noise.
+        # A valid-looking start (0x05 0x64) with a broken header CRC, then noise: the data link
+        # layer discards it, as IEEE 1815 requires, and the connection stays usable.
         raw.sendall(b"\x05\x64\x05\xc0\x0a\x00\x01\x00\xff\xff" + bytes(range(256)))
         await asyncio.sleep(0.3)
     master, handler, runner = await connect(outstation)
     try:
+        (unknown,) = await runner.request(master.build_range_poll(group=99, variation=1, start=0, stop=1))
+        assert unknown.iin & IIN.OBJECT_UNKNOWN  # the master is told what it got wrong
         await runner.integrity_poll()
     finally:
         await runner.close()

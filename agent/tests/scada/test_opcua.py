@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -125,19 +126,18 @@ async def test_a_client_with_a_certificate_from_the_trusted_ca_reads_the_site_an
         ns = await client.get_namespace_index(NAMESPACE)
         power = client.get_node(ua.NodeId("inv-1.W", ns))
         await wait_until_value(power, 2500.0)
-        controls = client.get_node(ua.NodeId("Controls", ns)) if False else None
-        site_node = await client.nodes.objects.get_child([f"{ns}:Site", f"{ns}:Controls"])
-        readback = await site_node.call_method(f"{ns}:SetPowerLimit", 35.0)
+        controls = await client.nodes.objects.get_child([f"{ns}:Site", f"{ns}:Controls"])
+        set_power_limit = await controls.get_child(f"{ns}:SetPowerLimit")
+        readback = await controls.call_method(set_power_limit, 35.0)
         assert "WMaxLimPct" in readback
         assert site.simulator.get(704, "WMaxLimPct") == 35.0  # the inverter's registers
         assert site.simulator.get(704, "WMaxLimPctEna") == 1
         await wait_until_value(client.get_node(ua.NodeId("site.limit_pct", ns)), 35.0)
 
         with pytest.raises(BadOutOfRange):
-            await site_node.call_method(f"{ns}:SetPowerLimit", 120.0)
+            await controls.call_method(set_power_limit, 120.0)
         assert site.simulator.get(704, "WMaxLimPct") == 35.0
         assert server.status.state == "connected"
-        assert controls is None
     assert server.status.errors == 1
     assert "0..100" in server.status.last_error
     assert len(server.status.as_dict()["certificate_sha256"]) == 64
@@ -167,7 +167,5 @@ async def wait_until_value(node: object, expected: float) -> None:
     for _ in range(100):
         if await read() == expected:
             return
-        import asyncio
-
         await asyncio.sleep(0.05)
     assert await read() == expected

@@ -12,8 +12,7 @@ c104 runs its own threads and calls `on_receive` on one of them; the control is 
 agent's event loop and the callback waits for the outcome (bounded by `control_timeout`).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: c104 checks the callbacks' annotations as objects.
 import asyncio
 import math
 from collections.abc import Coroutine, Mapping
@@ -117,24 +116,30 @@ class Iec104Outstation:
             point.transmit(cause=c104.Cot.SPONTANEOUS)
 
     # -- control direction (c104's thread) -------------------------------------------------------
-    def _on_limit(self, point: Any, previous: Any, message: Any) -> Any:
+    def _on_limit(
+        self, point: c104.Point, previous_info: c104.Information, message: c104.IncomingMessage
+    ) -> c104.ResponseState:
         percent = float(point.value)
         if not math.isfinite(percent) or not 0 <= percent <= 100:
             return self._refused(f"IOA {IOA_LIMIT_SETPOINT}: {percent:g} is not a power limit of 0..100 %")
         self.limit_setting = percent
         return self._run(self.controls.set_power_limit(percent, source="iec104"))
 
-    def _on_limit_enable(self, point: Any, previous: Any, message: Any) -> Any:
+    def _on_limit_enable(
+        self, point: c104.Point, previous_info: c104.Information, message: c104.IncomingMessage
+    ) -> c104.ResponseState:
         if bool(point.value):
             if self.limit_setting is None:
                 return self._refused(f"IOA {IOA_LIMIT_ENABLE}: send a limit to IOA {IOA_LIMIT_SETPOINT} first")
             return self._run(self.controls.set_power_limit(self.limit_setting, source="iec104"))
         return self._run(self.controls.set_power_limit(None, source="iec104"))
 
-    def _on_connect_command(self, point: Any, previous: Any, message: Any) -> Any:
+    def _on_connect_command(
+        self, point: c104.Point, previous_info: c104.Information, message: c104.IncomingMessage
+    ) -> c104.ResponseState:
         return self._run(self.controls.set_connected(bool(point.value), source="iec104"))
 
-    def _run(self, work: Coroutine[Any, Any, Any]) -> Any:
+    def _run(self, work: Coroutine[Any, Any, Any]) -> c104.ResponseState:
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(work, self._loop)
         try:
@@ -146,13 +151,13 @@ class Iec104Outstation:
             return self._refused("the inverters did not answer in time")
         return c104.ResponseState.SUCCESS
 
-    def _refused(self, reason: str) -> Any:
+    def _refused(self, reason: str) -> c104.ResponseState:
         self.status.error(f"control refused: {reason}")
         return c104.ResponseState.FAILURE
 
-    def _on_client(self, server: Any, ip: str) -> bool:
+    def _on_client(self, server: c104.Server, ip: str) -> bool:
         self._peer = ip
         return True
 
-    def _on_unexpected(self, server: Any, message: Any, cause: Any) -> None:
+    def _on_unexpected(self, server: c104.Server, message: c104.IncomingMessage, cause: c104.Umc) -> None:
         self.status.error(f"unexpected {message.type.name} at IOA {message.io_address}: {cause}")

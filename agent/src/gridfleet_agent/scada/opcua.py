@@ -35,7 +35,6 @@ from asyncua.common.node import Node
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
-from asyncua.ua.uaerrors import UaStatusCodeError
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -165,7 +164,7 @@ class OpcUaServer:
                 folders[owner] = await root.add_object(ns, owner) if owner != "site" else root
             node = await folders[owner].add_variable(
                 ua.NodeId(point.key, ns),
-                name,
+                ua.QualifiedName(name, ns),
                 _data_value(self.site.values.get(point.key), point.binary),
                 varianttype=ua.VariantType.Boolean if point.binary else ua.VariantType.Double,
             )
@@ -175,54 +174,56 @@ class OpcUaServer:
         string_out = [ua.Argument(Name="readback", DataType=ua.NodeId(ua.ObjectIds.String), ValueRank=-1)]
         await controls.add_method(
             ua.NodeId("Controls.SetPowerLimit", ns),
-            "SetPowerLimit",
+            ua.QualifiedName("SetPowerLimit", ns),
             self._set_power_limit,
             [ua.Argument(Name="percent", DataType=ua.NodeId(ua.ObjectIds.Double), ValueRank=-1)],
             string_out,
         )
         await controls.add_method(
-            ua.NodeId("Controls.ClearPowerLimit", ns), "ClearPowerLimit", self._clear_power_limit, [], string_out
+            ua.NodeId("Controls.ClearPowerLimit", ns), ua.QualifiedName("ClearPowerLimit", ns), self._clear_power_limit, [], string_out
         )
         await controls.add_method(
             ua.NodeId("Controls.SetConnected", ns),
-            "SetConnected",
+            ua.QualifiedName("SetConnected", ns),
             self._set_connected,
             [ua.Argument(Name="connected", DataType=ua.NodeId(ua.ObjectIds.Boolean), ValueRank=-1)],
             string_out,
         )
 
-    async def _set_power_limit(self, parent: ua.NodeId, percent: ua.Variant) -> list[ua.Variant]:
+    async def _set_power_limit(self, parent: ua.NodeId, percent: ua.Variant) -> list[ua.Variant] | ua.StatusCode:
         value = percent.Value
         if not isinstance(value, float | int) or isinstance(value, bool):
-            raise self._refused(ua.StatusCodes.BadTypeMismatch, f"SetPowerLimit: {value!r} is not a number")
+            return self._refused(ua.StatusCodes.BadTypeMismatch, f"SetPowerLimit: {value!r} is not a number")
         return await self._control(self.controls.set_power_limit(float(value), source="opcua"))
 
-    async def _clear_power_limit(self, parent: ua.NodeId) -> list[ua.Variant]:
+    async def _clear_power_limit(self, parent: ua.NodeId) -> list[ua.Variant] | ua.StatusCode:
         return await self._control(self.controls.set_power_limit(None, source="opcua"))
 
-    async def _set_connected(self, parent: ua.NodeId, connected: ua.Variant) -> list[ua.Variant]:
+    async def _set_connected(self, parent: ua.NodeId, connected: ua.Variant) -> list[ua.Variant] | ua.StatusCode:
         if not isinstance(connected.Value, bool):
-            raise self._refused(ua.StatusCodes.BadTypeMismatch, f"SetConnected: {connected.Value!r} is not a Boolean")
+            return self._refused(ua.StatusCodes.BadTypeMismatch, f"SetConnected: {connected.Value!r} is not a Boolean")
         return await self._control(self.controls.set_connected(connected.Value, source="opcua"))
 
-    async def _control(self, work: Any) -> list[ua.Variant]:
+    async def _control(self, work: Any) -> list[ua.Variant] | ua.StatusCode:
         try:
             outcome = await work
         except ControlRejected as exc:
-            raise self._refused(ua.StatusCodes.BadOutOfRange, str(exc)) from exc
+            return self._refused(ua.StatusCodes.BadOutOfRange, str(exc))
         except ControlError as exc:
-            raise self._refused(ua.StatusCodes.BadDeviceFailure, str(exc)) from exc
+            return self._refused(ua.StatusCodes.BadDeviceFailure, str(exc))
         return [ua.Variant(outcome.message, ua.VariantType.String)]
 
-    def _refused(self, code: int, reason: str) -> UaStatusCodeError:
+    def _refused(self, code: int, reason: str) -> ua.StatusCode:
+        """asyncua answers a method call with the status code its callback returns (a raise would be BadUnexpectedError)."""
         self.status.error(f"control refused: {reason}")
-        return UaStatusCodeError(code)
+        return ua.StatusCode(code)
 
 
 def _data_value(value: Value, binary: bool) -> ua.DataValue:
     kind = ua.VariantType.Boolean if binary else ua.VariantType.Double
-    if value is None:
-        return ua.DataValue(ua.Variant(None, kind), StatusCode_=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData))
+    if value is None:  # no reading yet (or the device is silent): a typed placeholder with a Bad status
+        placeholder = ua.Variant(False if binary else 0.0, kind)
+        return ua.DataValue(placeholder, StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData))
     return ua.DataValue(ua.Variant(bool(value) if binary else float(value), kind))
 
 
