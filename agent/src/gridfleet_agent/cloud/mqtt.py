@@ -179,19 +179,32 @@ class CloudLink:
             online = self.conventions.online(True)
             if online is not None:
                 await self._publish(client, online)
-            loop = asyncio.get_running_loop()
-            next_state = loop.time()
-            while True:
-                if loop.time() >= next_state:
-                    await self._publish(client, self.conventions.state(self.site.values))
-                    next_state = loop.time() + self.config.state_interval
-                await self._drain(client)
-                self._wake.clear()
-                if not self.queue.pending(limit=1):
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), max(0.0, next_state - loop.time()))
-                    except TimeoutError:
-                        pass
+            # aiomqtt reports a lost connection through its message iterator (even with no
+            # subscription), so a watcher ends the session as soon as the broker goes away.
+            watcher = asyncio.create_task(_until_disconnected(client))
+            try:
+                await self._serve(client, watcher)
+            finally:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _serve(self, client: aiomqtt.Client, watcher: asyncio.Task[None]) -> None:
+        loop = asyncio.get_running_loop()
+        next_state = loop.time()
+        while True:
+            if loop.time() >= next_state:
+                await self._publish(client, self.conventions.state(self.site.values))
+                next_state = loop.time() + self.config.state_interval
+            await self._drain(client)
+            self._wake.clear()
+            if self.queue.pending(limit=1):
+                continue
+            woken = asyncio.create_task(self._wake.wait())
+            await asyncio.wait({woken, watcher}, timeout=max(0.0, next_state - loop.time()), return_when=asyncio.FIRST_COMPLETED)
+            woken.cancel()
+            if watcher.done():
+                watcher.result()  # raises the MqttError that ended the connection
+                raise aiomqtt.MqttError("the broker closed the connection")
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while batch := self.queue.pending(limit=SEND_BATCH):
@@ -205,3 +218,8 @@ class CloudLink:
         await client.publish(
             message.topic, message.payload, qos=1, retain=message.retain, timeout=self.config.publish_timeout
         )
+
+
+async def _until_disconnected(client: aiomqtt.Client) -> None:
+    async for _message in client.messages:  # nothing is subscribed; this only waits for the end
+        pass
