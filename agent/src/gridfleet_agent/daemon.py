@@ -249,7 +249,7 @@ class Agent:
             return
         self._protocols_config_version = installer.active_version()
         try:
-            from gridfleet_agent.scada.services import ProtocolServices, ProtocolsConfig, load_signed_config
+            from gridfleet_agent.scada.services import ProtocolsConfig, ProtocolServices, load_signed_config
 
             config = ProtocolsConfig.from_config(load_signed_config(installer.config_file))
         except ImportError as exc:  # the scada/cloud extras are not installed on this gateway

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import json
 import ipaddress
+import json
 import signal
 import socket
 import ssl
@@ -28,7 +28,9 @@ from gridfleet_agent.scada.site import SiteDevice, SiteImage
 
 GATEWAY = "GW-CLOUD-1"
 NOW = datetime.now(UTC).replace(microsecond=0)  # certificates valid around the test run
-pytestmark = pytest.mark.skipif(subprocess.run(["which", "mosquitto"], capture_output=True).returncode != 0, reason="mosquitto is not installed")
+pytestmark = pytest.mark.skipif(
+    subprocess.run(["which", "mosquitto"], capture_output=True).returncode != 0, reason="mosquitto is not installed"
+)
 
 
 def free_port() -> int:
@@ -40,7 +42,9 @@ def free_port() -> int:
 def pem(obj: Any) -> bytes:
     if isinstance(obj, x509.Certificate):
         return obj.public_bytes(serialization.Encoding.PEM)
-    return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return obj.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 class Authority:
@@ -51,7 +55,9 @@ class Authority:
         self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         self.certificate = self._sign(self.name, self.key.public_key(), ca=True, extra=[])
 
-    def _sign(self, subject: x509.Name, public_key: Any, *, ca: bool, extra: list[x509.ExtensionType]) -> x509.Certificate:
+    def _sign(
+        self, subject: x509.Name, public_key: Any, *, ca: bool, extra: list[x509.ExtensionType]
+    ) -> x509.Certificate:
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -73,7 +79,9 @@ class Authority:
         ]
         if server:
             extra.append(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]))
-        cert = self._sign(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]), key.public_key(), ca=False, extra=extra)
+        cert = self._sign(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]), key.public_key(), ca=False, extra=extra
+        )
         return pem(cert), pem(key)
 
 
@@ -112,9 +120,9 @@ class Mosquitto:
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
                 return
-            except OSError:
+            except OSError as exc:
                 if self.process.poll() is not None:
-                    raise RuntimeError("mosquitto exited at start")
+                    raise RuntimeError("mosquitto exited at start") from exc
                 time.sleep(0.05)
         raise TimeoutError("mosquitto did not listen")
 
@@ -250,8 +258,16 @@ async def test_generic_broker_gets_telemetry_alarms_state_and_presence_over_mutu
         link.observe({"kind": "log", "ts": "2026-12-02T08:00:01.000Z", "payload": {"message": "not forwarded"}})
 
         sent = await consumer.wait_for(f"gridfleet/{GATEWAY}/telemetry/inv-1")
-        assert sent == {"ts": "2026-12-02T08:00:00.000Z", "gateway": GATEWAY, "kind": "telemetry", "device": "inv-1", "points": {"W": 4100.0}}
-        assert (await consumer.wait_for(f"gridfleet/{GATEWAY}/alarm/inv-1/sunspec.evt1.ground_fault"))["state"] == "raised"
+        assert sent == {
+            "ts": "2026-12-02T08:00:00.000Z",
+            "gateway": GATEWAY,
+            "kind": "telemetry",
+            "device": "inv-1",
+            "points": {"W": 4100.0},
+        }
+        assert (await consumer.wait_for(f"gridfleet/{GATEWAY}/alarm/inv-1/sunspec.evt1.ground_fault"))[
+            "state"
+        ] == "raised"
         state = await consumer.wait_for(f"gridfleet/{GATEWAY}/state")
         assert state["limit_pct"] == 100.0 and state["connected"] is True
         assert (await consumer.wait_for(f"gridfleet/{GATEWAY}/online")) == {"raw": "true"}
@@ -325,6 +341,9 @@ def test_conventions_name_topics_per_platform() -> None:
     generic = Conventions(BrokerConfig(name="g", platform="generic", host="h", ca_pem=""), "GW")
     assert generic.record(record).topic == "gridfleet/GW/alarm/inv 1/x"
     azure = Conventions(BrokerConfig(name="a", platform="azure-iot-hub", host="hub.azure-devices.net", ca_pem=""), "GW")
-    assert azure.record(record).topic == "devices/GW/messages/events/kind=alarm&device=inv%201&$.ct=application%2Fjson&$.ce=utf-8"
+    assert (
+        azure.record(record).topic
+        == "devices/GW/messages/events/kind=alarm&device=inv%201&$.ct=application%2Fjson&$.ce=utf-8"
+    )
     assert azure.username == "hub.azure-devices.net/GW/?api-version=2021-04-12"
     assert azure.online(True) is None

@@ -65,7 +65,7 @@ async def operate(runner: MasterTcpRunner, master: RecordingMaster, builder: Com
 async def test_integrity_poll_serves_the_site_at_mesa_indices(site: Site, outstation: Dnp3Outstation) -> None:
     site.simulator.update(103, {"W": 4321, "VAr": -250})
     await site.wait_for_value("inv-1.W", lambda v: v == 4321)
-    master, handler, runner = await connect(outstation)
+    _master, handler, runner = await connect(outstation)
     try:
         await runner.integrity_poll()
     finally:
@@ -94,6 +94,7 @@ async def test_power_limit_from_scada_reaches_the_inverter_registers_and_is_read
         # On the inverter: model 704 holds the limit (read from its Modbus registers).
         assert site.simulator.get(704, "WMaxLimPct") == 60.0
         assert site.simulator.get(704, "WMaxLimPctEna") == 1
+
         # Toward SCADA: the read-back arrives as unsolicited events (AI148, BI69).
         async def events_arrived() -> None:
             while handler.analog_inputs.get(148) is None or handler.analog_inputs[148].value != 600:

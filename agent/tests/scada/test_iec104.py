@@ -65,7 +65,9 @@ async def scada(outstation: Iec104Outstation) -> AsyncIterator[Scada]:
     await asyncio.to_thread(scada.client.stop)
 
 
-async def test_general_interrogation_returns_the_site_points(site: Site, outstation: Iec104Outstation, scada: Scada) -> None:
+async def test_general_interrogation_returns_the_site_points(
+    site: Site, outstation: Iec104Outstation, scada: Scada
+) -> None:
     site.simulator.update(103, {"W": 3210})
     await site.wait_for_value("inv-1.W", lambda v: v == 3210)
     await scada.interrogate()

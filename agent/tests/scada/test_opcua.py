@@ -104,7 +104,7 @@ async def server(site: Site, gridfleet_ca: Authority, tmp_path: Path) -> AsyncIt
 
 
 async def secure_client(server: OpcUaServer, cert: Path, key: Path) -> Client:
-    client = Client(server.status.endpoint.replace("0.0.0.0", "127.0.0.1"), timeout=10)
+    client = Client(server.status.endpoint, timeout=10)
     client.application_uri = CLIENT_URI
     await client.set_security(
         SecurityPolicyBasic256Sha256,
@@ -154,7 +154,7 @@ async def test_a_client_certificate_from_another_ca_is_refused(server: OpcUaServ
 
 
 async def test_no_endpoint_without_security(server: OpcUaServer) -> None:
-    client = Client(server.status.endpoint.replace("0.0.0.0", "127.0.0.1"), timeout=5)
+    client = Client(server.status.endpoint, timeout=5)
     endpoints = await client.connect_and_get_server_endpoints()
     assert {e.SecurityPolicyUri.rsplit("#", 1)[-1] for e in endpoints} == {"Basic256Sha256"}
     assert {e.SecurityMode for e in endpoints} == {ua.MessageSecurityMode.SignAndEncrypt}

@@ -112,7 +112,9 @@ class Conventions:
         """Generic brokers get a retained online flag (the will says false); platforms have their own presence."""
         if self.config.platform != "generic":
             return None
-        return Message(f"{self.config.topic_prefix}/{self.gateway}/online", b"true" if online else b"false", retain=True)
+        return Message(
+            f"{self.config.topic_prefix}/{self.gateway}/online", b"true" if online else b"false", retain=True
+        )
 
 
 class CloudLink:
@@ -200,7 +202,9 @@ class CloudLink:
             if self.queue.pending(limit=1):
                 continue
             woken = asyncio.create_task(self._wake.wait())
-            await asyncio.wait({woken, watcher}, timeout=max(0.0, next_state - loop.time()), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {woken, watcher}, timeout=max(0.0, next_state - loop.time()), return_when=asyncio.FIRST_COMPLETED
+            )
             woken.cancel()
             if watcher.done():
                 watcher.result()  # raises the MqttError that ended the connection

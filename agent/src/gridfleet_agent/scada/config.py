@@ -68,12 +68,16 @@ class _Parser:
             for i, raw in enumerate(self._list("cloud.brokers", cloud.get("brokers", [])))
         ]
         for what, items in (("scada.dnp3_master", masters), ("cloud.brokers", brokers)):
-            names = [getattr(item, "id", None) or getattr(item, "name", None) for item in items if item]
+            names = [str(getattr(item, "id", None) or getattr(item, "name", "")) for item in items if item]
             for name in sorted({n for n in names if names.count(n) > 1}):
                 self.problems.append(f"{what}: {name!r} is used more than once")
-        ports = [(c.host, c.port, what) for what, c in (("dnp3_outstation", outstation), ("iec104", iec104), ("opcua", opcua)) if c]
-        for host, port, what in ports:
-            if sum(1 for h, p, _ in ports if p == port) > 1:
+        ports = [
+            (c.host, c.port, what)
+            for what, c in (("dnp3_outstation", outstation), ("iec104", iec104), ("opcua", opcua))
+            if c
+        ]
+        for _host, port, what in ports:
+            if sum(1 for _h, p, _w in ports if p == port) > 1:
                 self.problems.append(f"scada.{what}.port: {port} is used by another protocol")
         if self.problems:
             raise ProtocolConfigError(self.problems)
@@ -115,7 +119,8 @@ class _Parser:
             self.problems.append(f"{path}.id: required, 1-64 letters, digits, '.', '_' or '-'")
         if not values.get("host"):
             self.problems.append(f"{path}.host: required, the outstation's address")
-        return self._build(path, Dnp3DeviceConfig, values)
+        device: Dnp3DeviceConfig | None = self._build(path, Dnp3DeviceConfig, values)
+        return device
 
     def _broker(self, path: str, raw: Any) -> BrokerConfig | None:
         raw = self._object(path, raw)
@@ -128,7 +133,8 @@ class _Parser:
             self.problems.append(f"{path}.ca_pem: required, the PEM CA certificate the broker's certificate chains to")
         if not _TOPIC.match(str(values.get("topic_prefix", "gridfleet"))):
             self.problems.append(f"{path}.topic_prefix: a topic without wildcards or spaces")
-        return self._build(path, BrokerConfig, values)
+        broker: BrokerConfig | None = self._build(path, BrokerConfig, values)
+        return broker
 
     # -- values ----------------------------------------------------------------------------------
     def _values(self, path: str, raw: Mapping[str, Any], cls: type[Any], *, skip: set[str]) -> dict[str, Any]:
@@ -150,7 +156,12 @@ class _Parser:
                     self.problems.append(f"{where}: true or false")
                 values[name] = value
             elif isinstance(default, int | float) and not isinstance(default, bool):
-                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, int | float)
+                    or not math.isfinite(value)
+                    or value <= 0
+                ):
                     self.problems.append(f"{where}: a positive number (got {value!r})")
                 values[name] = type(default)(value) if isinstance(value, int | float) else default
             elif isinstance(default, tuple):

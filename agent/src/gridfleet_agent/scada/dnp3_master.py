@@ -97,7 +97,12 @@ class Dnp3FieldDevice:
         self.unsolicited_received = 0
 
     def inventory_entry(self) -> dict[str, Any]:
-        return {"key": self.config.id, "kind": self.config.kind, "protocol": "dnp3-tcp", "address": self.config.endpoint}
+        return {
+            "key": self.config.id,
+            "kind": self.config.kind,
+            "protocol": "dnp3-tcp",
+            "address": self.config.endpoint,
+        }
 
     async def run(self) -> None:
         backoff = Backoff(base=1.0, cap=max(5.0, self.config.event_interval * 4))
@@ -113,7 +118,9 @@ class Dnp3FieldDevice:
         cfg = self.config
         collector = _Collector(cfg)
         master = Master(
-            config=MasterConfig(address=cfg.master_address, outstation_address=cfg.address, response_timeout=cfg.timeout),
+            config=MasterConfig(
+                address=cfg.master_address, outstation_address=cfg.address, response_timeout=cfg.timeout
+            ),
             handler=collector,
         )
         runner = MasterTcpRunner(master=master, host=cfg.host, port=cfg.port, response_timeout=cfg.timeout)

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from dnp3.core.enums import ControlCode, OperationType, TripCloseCode
+from dnp3.core.flags import AnalogQuality, BinaryQuality
 from dnp3.database import AnalogInputConfig, AnalogOutputConfig, BinaryInputConfig, BinaryOutputConfig, Database
 from dnp3.database.point import EventClass
-from dnp3.core.flags import AnalogQuality, BinaryQuality
 from dnp3.datalink.builder import build_unconfirmed_user_data
 from dnp3.mesa.scaling import ScalingError, engineering_to_transmission
 from dnp3.outstation import CommandResult, DefaultCommandHandler, Outstation, OutstationConfig, OutstationTcpRunner
@@ -52,7 +52,7 @@ STATUS_CHECK = 0.2
 
 @dataclass(frozen=True)
 class Dnp3OutstationConfig:
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # set to the SCADA-facing interface; loopback keeps a bare config closed
     port: int = 20000
     address: int = 10
     master_address: int = 1
@@ -155,7 +155,9 @@ class SiteCommandHandler(DefaultCommandHandler):
         return percent, CommandResult.success()
 
     # -- binary outputs --------------------------------------------------------------------------
-    def select_binary_output(self, index: int, code: ControlCode, count: int, on_time: int, off_time: int) -> CommandResult:
+    def select_binary_output(
+        self, index: int, code: ControlCode, count: int, on_time: int, off_time: int
+    ) -> CommandResult:
         return self._check_binary(index, code)[1]
 
     def operate_binary_output(

@@ -37,7 +37,7 @@ STATUS_CHECK = 0.2
 
 @dataclass(frozen=True)
 class Iec104Config:
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # set to the SCADA-facing interface; loopback keeps a bare config closed
     port: int = 2404
     common_address: int = 1
     control_timeout: float = 8.0
@@ -67,6 +67,8 @@ class Iec104Outstation:
         self._loop = asyncio.get_running_loop()
         server = c104.Server(ip=self.config.host, port=self.config.port)
         station = server.add_station(common_address=self.config.common_address)
+        if station is None:
+            raise ValueError(f"c104 refused common address {self.config.common_address}")
         for point in self.site.points:
             kind = c104.Type.M_SP_NA_1 if point.binary else c104.Type.M_ME_NC_1
             self._points[point.key] = station.add_point(io_address=point.ioa, type=kind)
@@ -77,6 +79,7 @@ class Iec104Outstation:
             (IOA_CONNECT, c104.Type.C_SC_NA_1, self._on_connect_command),
         ):
             command = station.add_point(io_address=ioa, type=kind)
+            assert command is not None, f"c104 refused command point {ioa}"
             command.on_receive(callable=callback)
         server.on_connect(callable=self._on_client)
         server.on_unexpected_message(callable=self._on_unexpected)
@@ -119,7 +122,7 @@ class Iec104Outstation:
     def _on_limit(
         self, point: c104.Point, previous_info: c104.Information, message: c104.IncomingMessage
     ) -> c104.ResponseState:
-        percent = float(point.value)
+        percent = float(point.value)  # type: ignore[arg-type]  # C_SE_NC_1 carries a float
         if not math.isfinite(percent) or not 0 <= percent <= 100:
             return self._refused(f"IOA {IOA_LIMIT_SETPOINT}: {percent:g} is not a power limit of 0..100 %")
         self.limit_setting = percent

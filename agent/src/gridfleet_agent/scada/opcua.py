@@ -49,7 +49,7 @@ STATUS_CHECK = 0.2
 
 @dataclass(frozen=True)
 class OpcUaConfig:
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # set to the SCADA-facing interface; loopback keeps a bare config closed
     port: int = 4840
     trusted_ca_pem: tuple[str, ...] = ()
     allow_sign_only: bool = False
@@ -163,32 +163,24 @@ class OpcUaServer:
             if owner not in folders:
                 folders[owner] = await root.add_object(ns, owner) if owner != "site" else root
             node = await folders[owner].add_variable(
-                ua.NodeId(point.key, ns),
+                _node_id(point.key, ns),
                 ua.QualifiedName(name, ns),
                 _data_value(self.site.values.get(point.key), point.binary),
                 varianttype=ua.VariantType.Boolean if point.binary else ua.VariantType.Double,
             )
-            await node.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.LocalizedText(point.description)))
+            description = ua.DataValue(ua.Variant(ua.LocalizedText(point.description)))
+            await node.write_attribute(ua.AttributeIds.Description, description)
             self._nodes[point.key] = node
         controls = await root.add_object(ns, "Controls")
-        string_out = [ua.Argument(Name="readback", DataType=ua.NodeId(ua.ObjectIds.String), ValueRank=-1)]
-        await controls.add_method(
-            ua.NodeId("Controls.SetPowerLimit", ns),
-            ua.QualifiedName("SetPowerLimit", ns),
-            self._set_power_limit,
-            [ua.Argument(Name="percent", DataType=ua.NodeId(ua.ObjectIds.Double), ValueRank=-1)],
-            string_out,
-        )
-        await controls.add_method(
-            ua.NodeId("Controls.ClearPowerLimit", ns), ua.QualifiedName("ClearPowerLimit", ns), self._clear_power_limit, [], string_out
-        )
-        await controls.add_method(
-            ua.NodeId("Controls.SetConnected", ns),
-            ua.QualifiedName("SetConnected", ns),
-            self._set_connected,
-            [ua.Argument(Name="connected", DataType=ua.NodeId(ua.ObjectIds.Boolean), ValueRank=-1)],
-            string_out,
-        )
+        readback = [_argument("readback", ua.ObjectIds.String)]
+        for method, callback, arguments in (
+            ("SetPowerLimit", self._set_power_limit, [_argument("percent", ua.ObjectIds.Double)]),
+            ("ClearPowerLimit", self._clear_power_limit, []),
+            ("SetConnected", self._set_connected, [_argument("connected", ua.ObjectIds.Boolean)]),
+        ):
+            await controls.add_method(
+                _node_id(f"Controls.{method}", ns), ua.QualifiedName(method, ns), callback, arguments, readback
+            )
 
     async def _set_power_limit(self, parent: ua.NodeId, percent: ua.Variant) -> list[ua.Variant] | ua.StatusCode:
         value = percent.Value
@@ -214,16 +206,24 @@ class OpcUaServer:
         return [ua.Variant(outcome.message, ua.VariantType.String)]
 
     def _refused(self, code: int, reason: str) -> ua.StatusCode:
-        """asyncua answers a method call with the status code its callback returns (a raise would be BadUnexpectedError)."""
+        """asyncua answers a method call with the status code its callback returns (a raise: BadUnexpectedError)."""
         self.status.error(f"control refused: {reason}")
-        return ua.StatusCode(code)
+        return ua.StatusCode(ua.UInt32(code))
+
+
+def _node_id(name: str, ns: int) -> ua.NodeId:
+    return ua.NodeId(ua.String(name), ua.Int16(ns))
+
+
+def _argument(name: str, data_type: int) -> ua.Argument:
+    return ua.Argument(Name=name, DataType=ua.NodeId(ua.Int32(data_type)), ValueRank=-1)
 
 
 def _data_value(value: Value, binary: bool) -> ua.DataValue:
     kind = ua.VariantType.Boolean if binary else ua.VariantType.Double
     if value is None:  # no reading yet (or the device is silent): a typed placeholder with a Bad status
         placeholder = ua.Variant(False if binary else 0.0, kind)
-        return ua.DataValue(placeholder, StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData))
+        return ua.DataValue(placeholder, StatusCode=ua.StatusCode(ua.UInt32(ua.StatusCodes.BadWaitingForInitialData)))
     return ua.DataValue(ua.Variant(bool(value) if binary else float(value), kind))
 
 

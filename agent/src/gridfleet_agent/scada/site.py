@@ -115,7 +115,9 @@ def site_points(devices: Sequence[SiteDevice]) -> list[SitePoint]:
         for offset, (name, description, unit, inv_ai, meter_ai, multiplier) in enumerate(DEVICE_ANALOGS, start=1):
             index = inv_ai if device.kind == "inverter" else meter_ai if device.kind == "meter" else None
             dnp3: Dnp3Address | None = ("AI", index + shift, multiplier) if index is not None else None
-            points.append(SitePoint(f"{device.id}.{name}", f"{device.id}: {description}", unit, False, ioa_base + offset, dnp3))
+            points.append(
+                SitePoint(f"{device.id}.{name}", f"{device.id}: {description}", unit, False, ioa_base + offset, dnp3)
+            )
         for offset, (name, description, _code, bi) in enumerate(DEVICE_BINARIES):
             dnp3 = ("BI", bi + shift, 1.0) if device.kind == "inverter" else None
             ioa = ioa_base + DEVICE_BINARY_IOA_OFFSET + offset
@@ -145,7 +147,9 @@ class SiteImage:
         payload = record.get("payload") or {}
         if record.get("kind") == "telemetry":
             device, points = payload.get("device"), payload.get("points") or {}
-            self.update({f"{device}.{name}": value for name, value in points.items() if f"{device}.{name}" in self.values})
+            self.update(
+                {f"{device}.{name}": value for name, value in points.items() if f"{device}.{name}" in self.values}
+            )
         elif record.get("kind") == "alarm":
             device, code, raised = payload.get("device"), payload.get("code"), payload.get("state") == "raised"
             changes: dict[str, Value] = {}
@@ -223,8 +227,10 @@ class SiteControls:
         applied = [v.get("WMaxLimPct") for v in outcome.readback.values()]
         numbers = [float(a) for a in applied if isinstance(a, int | float)]
         self.site.update(
-            {"site.limit_pct": min(numbers) if numbers else None if percent is not None else 100.0,
-             "site.limit_enabled": percent is not None}
+            {
+                "site.limit_pct": min(numbers) if numbers else None if percent is not None else 100.0,
+                "site.limit_enabled": percent is not None,
+            }
         )
         return outcome
 

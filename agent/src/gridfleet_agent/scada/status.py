@@ -116,7 +116,9 @@ class Supervisor:
         return [s.status.as_dict() for s in self.services]
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._keep_running(s), name=f"protocol-{s.status.name}") for s in self.services]
+        self._tasks = [
+            asyncio.create_task(self._keep_running(s), name=f"protocol-{s.status.name}") for s in self.services
+        ]
         self._tasks.append(asyncio.create_task(self._watch_links(), name="protocol-links"))
 
     async def stop(self) -> None:
