@@ -109,7 +109,7 @@ class Supervisor:
     def __init__(self, services: list[ProtocolService], *, report: Report, check_interval: float = 1.0) -> None:
         self.services = services
         self._report = report
-        self._check_interval = check_interval
+        self.check_interval = check_interval
         self._tasks: list[asyncio.Task[None]] = []
 
     def statuses(self) -> list[dict[str, Any]]:
@@ -147,7 +147,7 @@ class Supervisor:
     async def _watch_links(self) -> None:
         while True:
             self.check_links()
-            await asyncio.sleep(self._check_interval)
+            await asyncio.sleep(self.check_interval)
 
     def check_links(self, now: float | None = None) -> None:
         """Raise the comms-lost alarm of a link down too long; clear it when the link is back."""
