@@ -192,6 +192,7 @@ class FieldDevice(models.Model):
         MODBUS_TCP = "modbus-tcp", "Modbus TCP"
         MODBUS_RTU = "modbus-rtu", "Modbus RTU"
         IEEE2030_5 = "ieee2030.5", "IEEE 2030.5"
+        DNP3_TCP = "dnp3-tcp", "DNP3 TCP"
         OTHER = "other", "Other"
 
     gateway = models.ForeignKey(Gateway, on_delete=models.CASCADE, related_name="field_devices")

@@ -153,7 +153,7 @@ STATUS_STEPS = [
     "rolled_back",
 ]
 FIELD_DEVICE_KINDS = ["inverter", "meter", "battery", "weather_station"]
-FIELD_DEVICE_PROTOCOLS = ["sunspec-tcp", "sunspec-rtu", "modbus-tcp", "modbus-rtu", "ieee2030.5", "other"]
+FIELD_DEVICE_PROTOCOLS = ["sunspec-tcp", "sunspec-rtu", "modbus-tcp", "modbus-rtu", "ieee2030.5", "dnp3-tcp", "other"]
 
 PAYLOAD_SCHEMAS: dict[Kind, dict[str, Any]] = {
     Kind.LOG: {
