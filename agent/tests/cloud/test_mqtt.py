@@ -28,9 +28,6 @@ from gridfleet_agent.scada.site import SiteDevice, SiteImage
 
 GATEWAY = "GW-CLOUD-1"
 NOW = datetime.now(UTC).replace(microsecond=0)  # certificates valid around the test run
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["which", "mosquitto"], capture_output=True).returncode != 0, reason="mosquitto is not installed"
-)
 
 
 def free_port() -> int:

@@ -33,8 +33,12 @@ from dnp3.outstation import CommandResult, DefaultCommandHandler, Outstation, Ou
 from dnp3.transport.segmenter import Segmenter
 
 from gridfleet_agent.field.errors import ControlError, ControlRejected
+from gridfleet_agent.field.setpoints import PowerLimit
 from gridfleet_agent.scada.site import (
+    AO87_MULTIPLIER,
     DNP3_AO_LIMIT,
+    DNP3_BI_CONNECTED,
+    DNP3_BI_LIMIT_ENABLED,
     DNP3_BO_CONNECT,
     DNP3_BO_LIMIT_ENABLE,
     SiteControls,
@@ -147,11 +151,11 @@ class SiteCommandHandler(DefaultCommandHandler):
     def _check_analog(self, index: int, value: float) -> tuple[float | None, CommandResult]:
         if index != DNP3_AO_LIMIT:
             return None, self._refused(CommandResult.not_supported(f"AO{index} is not a control of this outstation"))
-        percent = value * 0.1
-        if not 0 <= percent <= 100:
-            return None, self._refused(
-                CommandResult.out_of_range(f"AO87 {value} is {percent:g} % of WMax; allowed 0..1000 (0..100 %)")
-            )
+        percent = value * AO87_MULTIPLIER
+        try:
+            PowerLimit(percent)  # the setpoint's own range check, also for a SELECT that changes nothing yet
+        except ControlRejected as exc:
+            return None, self._refused(CommandResult.out_of_range(f"AO87 {value:g} (0.1 % units): {exc}"))
         return percent, CommandResult.success()
 
     # -- binary outputs --------------------------------------------------------------------------
@@ -160,7 +164,7 @@ class SiteCommandHandler(DefaultCommandHandler):
     ) -> CommandResult:
         return self._check_binary(index, code)[1]
 
-    def operate_binary_output(
+    def operate_binary_output(  # noqa: PLR0917 - dnp3py's CommandHandler signature
         self, index: int, code: ControlCode, count: int, on_time: int, off_time: int, select_sequence: int = 0
     ) -> CommandResult:
         return self.direct_operate_binary_output(index, code, count, on_time, off_time)
@@ -323,9 +327,9 @@ class Dnp3Outstation:
                 database.update_binary_input(index, False, quality=BinaryQuality.COMM_LOST)
             else:
                 database.update_binary_input(index, bool(value), quality=BinaryQuality.ONLINE)
-            if index == 69 and value is not None:
+            if index == DNP3_BI_LIMIT_ENABLED and value is not None:
                 database.update_binary_output(DNP3_BO_LIMIT_ENABLE, bool(value))
-            if index == 16 and value is not None:
+            if index == DNP3_BI_CONNECTED and value is not None:
                 database.update_binary_output(DNP3_BO_CONNECT, bool(value))
             return
         if value is None:

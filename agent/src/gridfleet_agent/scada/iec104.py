@@ -14,7 +14,6 @@ agent's event loop and the callback waits for the outcome (bounded by `control_t
 
 # No `from __future__ import annotations`: c104 checks the callbacks' annotations as objects.
 import asyncio
-import math
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -123,10 +122,10 @@ class Iec104Outstation:
         self, point: c104.Point, previous_info: c104.Information, message: c104.IncomingMessage
     ) -> c104.ResponseState:
         percent = float(point.value)  # type: ignore[arg-type]  # C_SE_NC_1 carries a float
-        if not math.isfinite(percent) or not 0 <= percent <= 100:
-            return self._refused(f"IOA {IOA_LIMIT_SETPOINT}: {percent:g} is not a power limit of 0..100 %")
-        self.limit_setting = percent
-        return self._run(self.controls.set_power_limit(percent, source="iec104"))
+        answer = self._run(self.controls.set_power_limit(percent, source="iec104"))
+        if answer == c104.ResponseState.SUCCESS:
+            self.limit_setting = percent
+        return answer
 
     def _on_limit_enable(
         self, point: c104.Point, previous_info: c104.Information, message: c104.IncomingMessage

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -87,12 +86,22 @@ DEVICE_BINARIES: tuple[tuple[str, str, str, int], ...] = (
 )
 _MESA_BLOCK_BI = {"inverter": 0, "meter": None}  # meters have no alarm bits in our map
 
+#: MESA status points that mirror the controls (BI69 DWMX.Mod, BI16 DGEN.PrmConn); AO87 is in 0.1 %.
+DNP3_BI_LIMIT_ENABLED, DNP3_BI_CONNECTED, AO87_MULTIPLIER = 69, 16, 0.1
+
 SITE_POINTS: tuple[SitePoint, ...] = (
     SitePoint("site.W", "active power of all inverters", "W", False, 1, ("AI", 900, 1.0)),
     SitePoint("site.VAr", "reactive power of all inverters", "var", False, 2, ("AI", 901, 1.0)),
     SitePoint("site.limit_pct", "active power limit in force (DWMX.WLimPct)", "%", False, 3, ("AI", 148, 0.1)),
-    SitePoint("site.limit_enabled", "active power limit mode enabled (DWMX.Mod)", "", True, 4, ("BI", 69, 1.0)),
-    SitePoint("site.connected", "permission to connect (DGEN.PrmConn)", "", True, 5, ("BI", 16, 1.0)),
+    SitePoint(
+        "site.limit_enabled",
+        "active power limit mode enabled (DWMX.Mod)",
+        "",
+        True,
+        4,
+        ("BI", DNP3_BI_LIMIT_ENABLED, 1.0),
+    ),
+    SitePoint("site.connected", "permission to connect (DGEN.PrmConn)", "", True, 5, ("BI", DNP3_BI_CONNECTED, 1.0)),
     SitePoint("site.comms_error", "a field device does not answer (LCCH1.ChLiv)", "", True, 6, ("BI", 0, 1.0)),
     SitePoint("site.critical_alarm", "a critical alarm is active (CALH.GrAlm)", "", True, 7, ("BI", 1, 1.0)),
 )
@@ -221,8 +230,6 @@ class SiteControls:
         self._lock = asyncio.Lock()
 
     async def set_power_limit(self, percent: float | None, *, source: str) -> ControlOutcome:
-        if percent is not None and (isinstance(percent, bool) or not math.isfinite(percent) or not 0 <= percent <= 100):
-            raise ControlRejected(f"power limit must be 0..100 % of WMax (got {percent})")
         outcome = await self._apply(PowerLimit(percent), source)
         applied = [v.get("WMaxLimPct") for v in outcome.readback.values()]
         numbers = [float(a) for a in applied if isinstance(a, int | float)]

@@ -26,6 +26,7 @@ UP_STATES = frozenset({"connected"})
 #: Alarm code of a protocol link that stayed down (uplink alarm record, per protocol source).
 COMMS_LOST = "protocol.comms_lost"
 ERROR_CHARS = 300
+STABLE_RUN = 60.0  # seconds a service must have run for its restart backoff to start over
 
 Report = Callable[[str, dict[str, Any]], None]  # (record kind, payload)
 
@@ -140,7 +141,7 @@ class Supervisor:
                 logger.exception("protocol service %s failed", service.status.name)
                 service.status.error(f"service failed: {exc}")
                 service.status.set_state("failed")
-            if time.monotonic() - started > 60:
+            if time.monotonic() - started > STABLE_RUN:
                 backoff.reset()
             await asyncio.sleep(backoff.next_delay())
 
