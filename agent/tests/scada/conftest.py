@@ -14,6 +14,8 @@ from gridfleet_agent.field.simulator import SunSpecSimulator
 from gridfleet_agent.scada.site import SiteControls, SiteDevice, SiteImage
 from gridfleet_agent.scada.status import ProtocolService
 
+from ..field.fixtures import device_entry, simulator  # noqa: F401 - fixtures shared with the field tests
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -39,7 +41,7 @@ class Site:
 
 
 @pytest.fixture
-async def site() -> AsyncIterator[Site]:
+async def site(simulator: SunSpecSimulator, device_entry: Any) -> AsyncIterator[Site]:  # noqa: F811 - fixtures
     records: list[dict[str, Any]] = []
     image = SiteImage([SiteDevice("inv-1", "inverter")])
 
@@ -47,21 +49,10 @@ async def site() -> AsyncIterator[Site]:
         records.append(record)
         image.observe(record)
 
-    async with SunSpecSimulator(port=0) as sim:
-        device = {
-            "id": "inv-1",
-            "kind": "inverter",
-            "protocol": "sunspec-tcp",
-            "host": sim.host,
-            "port": sim.port,
-            "unit_id": sim.unit_id,
-            "poll_interval": 0.05,
-            "timeout": 1.0,
-        }
-        async with FieldStack({"devices": [device]}, sink) as stack:
-            site = Site(sim, stack, image, SiteControls(stack, image), records)
-            await site.wait_for_value("inv-1.W", lambda v: v is not None)
-            yield site
+    async with FieldStack({"devices": [device_entry(simulator)]}, sink) as stack:
+        site = Site(simulator, stack, image, SiteControls(stack, image), records)
+        await site.wait_for_value("inv-1.W", lambda v: v is not None)
+        yield site
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
