@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from gridfleet_agent.field import FieldStack
-from gridfleet_agent.field.simulator import SunSpecSimulator
 from gridfleet_agent.scada.site import SiteControls, SiteDevice, SiteImage
 from gridfleet_agent.scada.status import ProtocolService
+from gridfleet_agent_simulators.sunspec import SunSpecSimulator
 
 from ..field.fixtures import device_entry, simulator  # noqa: F401 - fixtures shared with the field tests
 
