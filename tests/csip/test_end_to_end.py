@@ -125,3 +125,43 @@ def test_agent_follows_an_export_limit_from_the_headend_and_mirrors_readings(
     watts = Reading.objects.filter(meter_reading__mirror_usage_point=mup, meter_reading__uom=38)
     assert watts.exists(), "active power (uom 38) is mirrored"
     assert "registered" in states and "following" in states
+
+
+def test_the_agent_does_not_follow_a_server_whose_registration_pin_is_not_the_installers(
+    headend: Any, enroll_utility_identity: Any
+) -> None:
+    gateway = GatewayFactory()
+    identity = enroll_utility_identity(gateway)
+    admin = UserFactory(is_superuser=True)
+    services.create_program(
+        organization=gateway.organization, name="Defaults", user=admin, default_max_lim_pct=Decimal(50)
+    )
+    wrong_pin = 111115 if identity.end_device.pin != 111115 else 222220
+    config = CsipConfig(
+        server_url=headend.url,
+        certificate=identity.certificate,
+        key=identity.key,
+        ca_bundle=identity.ca_bundle,
+        der=(DerDevice("inv-1", RATED_W),),
+        dcap_path="/sep2/dcap",
+        pin=wrong_pin,
+    )
+
+    async def scenario() -> tuple[LinkState, float | None]:
+        async with SunSpecSimulator(rated_w=RATED_W) as sim:
+            device = {"id": "inv-1", "protocol": "sunspec-tcp", "host": sim.host, "port": sim.port, "poll_interval": 1}
+            async with FieldStack({"devices": [device]}, lambda record: None) as stack:
+                link = UtilityLink(config, stack)
+                task = asyncio.create_task(link.run())
+                try:
+                    await until(lambda: link.state is LinkState.PIN_MISMATCH, 30, "the PIN mismatch")
+                    await asyncio.sleep(2)  # time in which a default control would have been written
+                    return link.state, sim.power_limit_pct()
+                finally:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+
+    state, limit = asyncio.run(scenario())
+    assert state is LinkState.PIN_MISMATCH
+    assert limit is None, "no limit was written to the inverter"
+    assert not DerControlResponse.objects.exists()
