@@ -79,6 +79,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/bandit -c pyproject.toml -r fleet pki firmware agent/src agent/simulators/src -ll -q
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy fleet pki firmware
 	cd agent && ../$(VENV)/bin/mypy src simulators/src
 

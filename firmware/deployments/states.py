@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fleet.core import protocol_schemas
+from fleet.core.protocol_schemas import check_vocabulary
+
 from .models import ActionState as S
 
 TERMINAL = frozenset({S.SUCCESS, S.FAILED, S.ROLLED_BACK, S.CANCELED, S.TIMED_OUT})
@@ -37,6 +40,9 @@ STEPS: dict[str, tuple[S | None, frozenset[S]]] = {
     "failure": (S.FAILED, IN_FLIGHT),
     "rolled_back": (S.ROLLED_BACK, frozenset({S.INSTALLING, S.REBOOTING})),
 }
+
+
+check_vocabulary("update status steps", STEPS, protocol_schemas.STATUS_STEPS, ordered=False)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from firmware.models import (
 from firmware.repo import get_repository
 from firmware.tuf.layout import FIRMWARE, device_target_path
 from fleet.audit.services import record, snapshot
+from fleet.core.timestamps import rfc3339
 from fleet.inventory.models import Gateway
 
 from ._common import ASSIGNMENT_FORMAT
@@ -82,7 +83,7 @@ def _rebuild_device_targets(gateways: list[Gateway]) -> None:
         "artifact__organization", "artifact__blob", "bundle__blob"
     ):
         assignments[a.gateway_id][a.artifact_type] = a
-    issued_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    issued_at = rfc3339(datetime.now(UTC), timespec="seconds")
     documents = []
     for gateway_id, channel in channels.items():
         mine = assignments[gateway_id]

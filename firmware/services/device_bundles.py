@@ -26,6 +26,7 @@ from firmware.models import (
 )
 from firmware.repo import license_signer
 from fleet.audit.services import record, snapshot
+from fleet.core.timestamps import rfc3339
 from fleet.inventory.models import Gateway, Organization
 
 from ._common import LICENSE_FORMAT
@@ -134,8 +135,8 @@ def issue_license(
         "token": channel.token,
         "serial": gateway.serial,
         "version": _next_bundle_version(gateway, DeviceBundle.Kind.LICENSE),
-        "not_before": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "not_after": (now + timedelta(days=valid_days)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "not_before": rfc3339(now, timespec="seconds"),
+        "not_after": rfc3339(now + timedelta(days=valid_days), timespec="seconds"),
         "limits": limits,
         "features": sorted(features),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.apps import apps
 from django.db.models import QuerySet
 
 from .roles import Capability, roles_with
@@ -16,14 +17,18 @@ def organizations_visible_to(user: Any) -> QuerySet[Organization]:
     return organizations_where(user, Capability.VIEW)
 
 
-def organizations_where(user: Any, capability: Capability) -> QuerySet[Organization]:
-    from fleet.inventory.models import Organization
+def _organizations() -> QuerySet[Organization]:
+    # Organization belongs to inventory, a layer above accounts: reach it through the app registry,
+    # as Membership's foreign key does, instead of importing upward.
+    return apps.get_model("inventory", "Organization").objects.all()
 
+
+def organizations_where(user: Any, capability: Capability) -> QuerySet[Organization]:
     if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
-        return Organization.objects.none()
+        return _organizations().none()
     if user.is_superuser:
-        return Organization.objects.all()
-    return Organization.objects.filter(memberships__user=user, memberships__role__in=roles_with(capability)).distinct()
+        return _organizations()
+    return _organizations().filter(memberships__user=user, memberships__role__in=roles_with(capability)).distinct()
 
 
 def user_can(user: Any, capability: Capability, organization: Organization | int | None) -> bool:
@@ -31,7 +36,3 @@ def user_can(user: Any, capability: Capability, organization: Organization | int
         return bool(getattr(user, "is_superuser", False))
     organization_id = organization if isinstance(organization, int) else organization.pk
     return organizations_where(user, capability).filter(pk=organization_id).exists()
-
-
-def capabilities_of(user: Any, organization: Organization) -> set[Capability]:
-    return {capability for capability in Capability if user_can(user, capability, organization)}

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import django_filters
 from django.db.models import Q, QuerySet
 
 from .models import FieldDevice, Gateway, GatewayGroup, Site
+
+# Apps above inventory add ways to find a gateway by an identifier they own (pki: the LFDI or
+# SFDI of its certificate), registered in their AppConfig.ready(). A lookup returns the matching
+# gateway ids (a list or a values("gateway_id") queryset); it is not tenancy-filtered, the
+# search applies it to a queryset already scoped to the user.
+GatewayLookup = Callable[[str], Any]
+_gateway_lookups: list[GatewayLookup] = []
+
+
+def register_gateway_lookup(lookup: GatewayLookup) -> GatewayLookup:
+    if lookup not in _gateway_lookups:
+        _gateway_lookups.append(lookup)
+    return lookup
+
+
+def gateways_matching_identity(value: str) -> Q:
+    """Gateways some registered lookup finds by `value`."""
+    matches = Q(pk__in=[])
+    for lookup in _gateway_lookups:
+        matches |= Q(pk__in=lookup(value))
+    return matches
 
 
 class GatewayFilterSet(django_filters.FilterSet):
@@ -33,7 +55,7 @@ class GatewayFilterSet(django_filters.FilterSet):
             | Q(name__icontains=value)
             | Q(hardware_model__icontains=value)
             | Q(site__name__icontains=value)
-            | Q(pk__in=gateway_ids_matching_identity(value))
+            | gateways_matching_identity(value)
         )
 
     def in_group(self, queryset: QuerySet[Gateway], name: str, value: int) -> QuerySet[Gateway]:
@@ -43,13 +65,6 @@ class GatewayFilterSet(django_filters.FilterSet):
         if group is None:
             return queryset.none()
         return queryset.filter(pk__in=group_members(group).values("pk"))
-
-
-def gateway_ids_matching_identity(value: str) -> Any:
-    """Gateways whose certificate LFDI or SFDI is `value` (PKI owns the fingerprints)."""
-    from pki.selectors import gateway_ids_by_fingerprint
-
-    return gateway_ids_by_fingerprint(value)
 
 
 class SiteFilterSet(django_filters.FilterSet):

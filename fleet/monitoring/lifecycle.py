@@ -22,6 +22,9 @@ from typing import Any
 
 from django.db import models
 
+from fleet.core import protocol_schemas
+from fleet.core.protocol_schemas import check_vocabulary
+
 
 class AlarmState(models.TextChoices):
     ACTIVE_UNACKNOWLEDGED = "active_unacknowledged", "Active, unacknowledged"
@@ -45,6 +48,7 @@ class Severity(models.TextChoices):
     INDETERMINATE = "indeterminate", "Indeterminate"
 
 
+check_vocabulary("alarm severities", Severity, protocol_schemas.SEVERITIES)
 # Most urgent first; used for sorting and "at least this severe" filters.
 SEVERITY_RANK = {severity.value: rank for rank, severity in enumerate(Severity)}
 

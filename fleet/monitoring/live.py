@@ -16,6 +16,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from rest_framework.renderers import JSONRenderer
 
+from fleet.core.timestamps import rfc3339
+
 logger = logging.getLogger(__name__)
 
 
@@ -48,7 +50,7 @@ def log_line(*, gateway_id: int, ts: datetime, payload: dict[str, Any]) -> dict[
     """A log record as the live tail shows it."""
     return {
         "gateway": gateway_id,
-        "ts": ts.isoformat(),
+        "ts": rfc3339(ts),
         "level": payload["level"],
         "logger": payload.get("logger", ""),
         "message": payload["message"],

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import models
 
+from fleet.core import protocol_schemas
+from fleet.core.protocol_schemas import check_vocabulary
 from fleet.inventory.models import Gateway, Organization, Site
 
 from .lifecycle import AlarmState, AlarmStatus, Severity
@@ -51,6 +53,7 @@ class LogLevel(models.TextChoices):
     CRITICAL = "critical", "Critical"
 
 
+check_vocabulary("log levels", LogLevel, protocol_schemas.LOG_LEVELS)
 LOG_LEVEL_RANK = {level.value: rank for rank, level in enumerate(LogLevel)}
 
 

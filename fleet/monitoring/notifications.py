@@ -22,6 +22,8 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.core.timestamps import rfc3339
+
 from .lifecycle import AlarmState
 from .models import Alarm, NotificationDelivery, NotificationGroup, NotificationRoute, Silence
 
@@ -129,7 +131,7 @@ def _alarm_summary(alarm: Alarm) -> dict[str, Any]:
         "labels": alarm.labels,
         "state": alarm.state,
         "message": alarm.message,
-        "raised_at": alarm.raised_at.isoformat(),
+        "raised_at": rfc3339(alarm.raised_at),
         "occurrences": alarm.occurrences,
     }
 
@@ -145,7 +147,7 @@ def notification_body(
         "group_labels": group.labels,
         "firing": [_alarm_summary(a) for a in firing],
         "resolved": [_alarm_summary(a) for a in resolved],
-        "sent_at": now.isoformat(),
+        "sent_at": rfc3339(now),
     }
 
 

@@ -23,6 +23,7 @@ from fleet.accounts.roles import Capability
 from fleet.audit.services import record as audit
 from fleet.errors import DomainError
 from fleet.inventory.models import Gateway
+from fleet.inventory.presence import tracker
 
 from . import live, notifications
 from .bulk import db_datetime, db_json, insert_rows
@@ -440,8 +441,6 @@ def gateway_came_online(*, gateway: Gateway, now: datetime | None = None) -> Non
 
 def detect_offline_gateways(*, now: datetime | None = None) -> list[Gateway]:
     """Raise 'gateway offline' for active gateways silent longer than their organization allows."""
-    from fleet.uplink.presence import tracker
-
     now = now or timezone.now()
     tracker.flush()
     offline_after = {row.organization_id: row.offline_after for row in MonitoringSettings.objects.all()}

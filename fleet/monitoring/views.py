@@ -244,14 +244,9 @@ def telemetry_context(request: HttpRequest, gateway: Gateway) -> dict[str, Any]:
 
 def gateway_monitoring_panel(request: HttpRequest, gateway: Gateway) -> tuple[str, dict[str, Any]] | None:
     """The gateway page's monitoring section (registered with fleet.inventory.panels)."""
-    from fleet.uplink.selectors import commands_visible_to
-    from fleet.uplink.views import BUTTON_COMMANDS
-
     alarms = selectors.alarms_visible_to(request.user).filter(gateway=gateway, state__in=OPEN_STATES)
     return "monitoring/_gateway_panel.html", {
         "gateway": gateway,
         "alarms": alarms.order_by(*CONSOLE_SORTS["severity"])[:20],
-        "commands": commands_visible_to(request.user).filter(gateway=gateway)[:10],
-        "command_buttons": [(name.value, label) for name, label in BUTTON_COMMANDS.items()],
         **telemetry_context(request, gateway),
     }

@@ -17,15 +17,17 @@ from channels.layers import InMemoryChannelLayer
 from django.conf import settings
 from django.utils import timezone
 
+from fleet.core.timestamps import rfc3339
 from fleet.inventory.models import Gateway
+from fleet.inventory.presence import tracker
 
 from . import services
 from .auth import gateway_from_scope
 from .models import Command
-from .presence import tracker
 from .protocol import (
     CLOSE_PROTOCOL_VIOLATION,
     CLOSE_SUPERSEDED,
+    CLOSE_UNAUTHENTICATED,
     HEARTBEAT_INTERVAL_S,
     MAX_BATCH_RECORDS,
     MAX_FRAME_BYTES,
@@ -42,12 +44,6 @@ from .protocol import (
 )
 
 logger = logging.getLogger(__name__)
-
-CLOSE_UNAUTHENTICATED = 4401
-
-
-def utc_text(moment: Any) -> str:
-    return str(moment.isoformat()).replace("+00:00", "Z")
 
 
 class GatewayConsumer(AsyncWebsocketConsumer):
@@ -122,7 +118,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
                     "max_record_bytes": MAX_RECORD_BYTES,
                     "max_inflight_batches": MAX_INFLIGHT_BATCHES,
                 },
-                "server_time": utc_text(timezone.now()),
+                "server_time": rfc3339(timezone.now()),
             }
         )
         await self._deliver_open_commands()

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import datetime, timedelta
+from enum import IntEnum, StrEnum
 from typing import Any, TypeGuard
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
+
+from fleet.core import protocol_schemas
+from fleet.core.protocol_schemas import check_vocabulary
+from fleet.core.timestamps import parse_rfc3339
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1_048_576
@@ -25,13 +29,20 @@ HEARTBEAT_INTERVAL_S = 30
 MAX_CLOCK_AHEAD = timedelta(hours=24)
 MAX_LOG_MESSAGE_CHARS = 16_384
 MAX_SEQ = 2**63 - 1
-# Field limits shared by the payload schemas and the hand-written fast path below.
-MAX_ID_CHARS = 64  # batch ids, deployment ids, point names
-MAX_NAME_CHARS = 200  # device keys, alarm sources and codes, logger names
-MAX_POINTS = 256  # telemetry points in one record
+MAX_BATCH_ID_CHARS = 64
 
-CLOSE_PROTOCOL_VIOLATION = 4400
-CLOSE_SUPERSEDED = 4409
+
+class CloseCode(IntEnum):
+    """WebSocket close codes of the uplink (docs/protocol/uplink.md, close codes)."""
+
+    PROTOCOL_VIOLATION = 4400
+    UNAUTHENTICATED = 4401
+    SUPERSEDED = 4409
+
+
+CLOSE_PROTOCOL_VIOLATION = CloseCode.PROTOCOL_VIOLATION
+CLOSE_UNAUTHENTICATED = CloseCode.UNAUTHENTICATED
+CLOSE_SUPERSEDED = CloseCode.SUPERSEDED
 
 
 class ErrorCode(StrEnum):
@@ -135,128 +146,24 @@ class ParsedRecords:
     rejected: list[Rejection] = field(default_factory=list)
 
 
-def _string(max_length: int, min_length: int = 0) -> dict[str, Any]:
-    return {"type": "string", "minLength": min_length, "maxLength": max_length}
-
-
-SEVERITIES = ["critical", "major", "minor", "warning", "indeterminate"]
-LOG_LEVELS = ["debug", "info", "warning", "error", "critical"]
-STATUS_STEPS = [
-    "deferred",
-    "downloading",
-    "downloaded",
-    "installing",
-    "rebooting",
-    "committing",
-    "success",
-    "failure",
-    "rolled_back",
-]
-FIELD_DEVICE_KINDS = ["inverter", "meter", "battery", "weather_station"]
-FIELD_DEVICE_PROTOCOLS = ["sunspec-tcp", "sunspec-rtu", "modbus-tcp", "modbus-rtu", "ieee2030.5", "dnp3-tcp", "other"]
-
-PAYLOAD_SCHEMAS: dict[Kind, dict[str, Any]] = {
-    Kind.LOG: {
-        "type": "object",
-        "required": ["level", "message"],
-        "properties": {
-            "level": {"enum": LOG_LEVELS},
-            "message": {"type": "string"},
-            "logger": _string(MAX_NAME_CHARS),
-            "fields": {"type": "object"},
-        },
-    },
-    Kind.ALARM: {
-        "type": "object",
-        "required": ["source", "code", "severity", "state", "message"],
-        "properties": {
-            "source": _string(200, 1),
-            "code": _string(200, 1),
-            "severity": {"enum": SEVERITIES},
-            "state": {"enum": ["raised", "cleared"]},
-            "message": _string(2000),
-            "device": _string(200),
-            "details": {"type": "object"},
-        },
-    },
-    Kind.TELEMETRY: {
-        "type": "object",
-        "required": ["device", "points"],
-        "properties": {
-            "device": _string(MAX_NAME_CHARS, 1),
-            "points": {
-                "type": "object",
-                "minProperties": 1,
-                "maxProperties": MAX_POINTS,
-                "propertyNames": {"minLength": 1, "maxLength": MAX_ID_CHARS},
-                "additionalProperties": {"type": ["number", "null"]},
-            },
-        },
-    },
-    Kind.STATUS: {
-        "type": "object",
-        "required": ["deployment", "step"],
-        "properties": {
-            "deployment": {"anyOf": [_string(64, 1), {"type": "integer"}]},
-            "step": {"enum": STATUS_STEPS},
-            "bundle": _string(500),
-            "version": _string(100),
-            "code": _string(100),
-            "message": _string(2000),
-            "log_excerpt": _string(16_384),
-            "progress": {"anyOf": [{"type": "number", "minimum": 0, "maximum": 100}, {"type": "null"}]},
-        },
-    },
-    Kind.EVENT: {
-        "type": "object",
-        "required": ["name"],
-        "properties": {"name": _string(100, 1), "message": _string(2000), "data": {"type": "object"}},
-    },
-    Kind.INVENTORY: {
-        "type": "object",
-        "properties": {
-            "hardware_model": _string(100),
-            "os": _string(100),
-            "agent_version": _string(100),
-            "firmware_version": _string(100),
-            "attributes": {"type": "object"},
-            "field_devices": {
-                "type": "array",
-                "maxItems": 256,
-                "items": {
-                    "type": "object",
-                    "required": ["key", "kind", "protocol", "address"],
-                    "properties": {
-                        "key": _string(200, 1),
-                        "kind": {"enum": FIELD_DEVICE_KINDS},
-                        "protocol": {"enum": FIELD_DEVICE_PROTOCOLS},
-                        "address": _string(100, 1),
-                        "make": _string(64),
-                        "model": _string(64),
-                        "serial": _string(64),
-                        "firmware_version": _string(64),
-                    },
-                },
-            },
-        },
-    },
-}
+# The payload schemas are the published files (docs/protocol/schemas/<kind>.json), one per kind.
+PAYLOAD_SCHEMAS: dict[Kind, dict[str, Any]] = {kind: protocol_schemas.schema(kind.value) for kind in Kind}
+check_vocabulary("record kinds", Kind, protocol_schemas.RECORD_KINDS)
+SEVERITIES = protocol_schemas.SEVERITIES
+LOG_LEVELS = protocol_schemas.LOG_LEVELS
+STATUS_STEPS = protocol_schemas.STATUS_STEPS
+FIELD_DEVICE_KINDS = protocol_schemas.FIELD_DEVICE_KINDS
+FIELD_DEVICE_PROTOCOLS = protocol_schemas.FIELD_DEVICE_PROTOCOLS
 
 _VALIDATORS = {kind: Draft202012Validator(schema) for kind, schema in PAYLOAD_SCHEMAS.items()}
+_HELLO_VALIDATOR = Draft202012Validator(protocol_schemas.schema("hello"))
 
-STREAM_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
-_HELLO_VALIDATOR = Draft202012Validator(
-    {
-        "type": "object",
-        "required": ["protocol", "agent_version", "stream"],
-        "properties": {
-            "protocol": {"type": "integer"},
-            "agent_version": _string(64, 1),
-            "stream": STREAM_SCHEMA,
-            "last_acked_seq": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
-        },
-    }
-)
+# Limits of the hand-written fast path (_plainly_valid), read from the schemas it mirrors.
+_TELEMETRY = PAYLOAD_SCHEMAS[Kind.TELEMETRY]["properties"]
+MAX_DEVICE_CHARS = _TELEMETRY["device"]["maxLength"]
+MAX_POINTS = _TELEMETRY["points"]["maxProperties"]
+MAX_POINT_NAME_CHARS = _TELEMETRY["points"]["propertyNames"]["maxLength"]
+MAX_LOGGER_CHARS = PAYLOAD_SCHEMAS[Kind.LOG]["properties"]["logger"]["maxLength"]
 
 
 class CommandName(StrEnum):
@@ -267,37 +174,10 @@ class CommandName(StrEnum):
     SET_POWER_LIMIT = "set_power_limit"
 
 
-_TS = {"type": "string"}  # RFC 3339, checked by command_args_error
 COMMAND_ARG_SCHEMAS: dict[CommandName, dict[str, Any]] = {
-    CommandName.CHECK_UPDATES: {"type": "object", "additionalProperties": False},
-    CommandName.UPLOAD_LOGS: {
-        "type": "object",
-        "required": ["upload_url"],
-        "additionalProperties": False,
-        "properties": {"upload_url": _string(2000, 1), "since": _TS, "until": _TS},
-    },
-    CommandName.REBOOT: {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {"delay_s": {"type": "integer", "minimum": 0, "maximum": 3600}, "reason": _string(200)},
-    },
-    CommandName.OPEN_TUNNEL: {
-        "type": "object",
-        "required": ["url", "expires_at"],
-        "additionalProperties": False,
-        "properties": {"url": _string(2000, 1), "expires_at": _TS},
-    },
-    CommandName.SET_POWER_LIMIT: {
-        "type": "object",
-        "required": ["device", "limit_pct"],
-        "additionalProperties": False,
-        "properties": {
-            "device": _string(200, 1),
-            "limit_pct": {"type": "number", "minimum": 0, "maximum": 100},
-            "revert_after_s": {"type": "integer", "minimum": 1},
-        },
-    },
+    name: protocol_schemas.command_args_schema(name.value) for name in CommandName
 }
+check_vocabulary("commands", CommandName, protocol_schemas.COMMAND_NAMES, ordered=False)
 _COMMAND_VALIDATORS = {name: Draft202012Validator(schema) for name, schema in COMMAND_ARG_SCHEMAS.items()}
 _TIMESTAMP_ARGS = ("since", "until", "expires_at")
 
@@ -318,7 +198,7 @@ def command_args_error(name: CommandName, args: Any) -> str | None:
     for key in _TIMESTAMP_ARGS:
         if key in args:
             try:
-                parse_timestamp(args[key])
+                parse_rfc3339(args[key])
             except ValueError as exc:
                 return f"args.{key}: {exc}."
     return None
@@ -381,9 +261,9 @@ def _parse_hello(message: dict[str, Any]) -> Hello:
 
 def _parse_batch(message: dict[str, Any]) -> Batch:
     batch_id = message.get("batch")
-    if not _short_string(batch_id, MAX_ID_CHARS, 1):
+    if not _short_string(batch_id, MAX_BATCH_ID_CHARS, 1):
         raise ProtocolError(
-            ErrorCode.MALFORMED_FRAME, f"batch.batch must be a string of 1 to {MAX_ID_CHARS} characters."
+            ErrorCode.MALFORMED_FRAME, f"batch.batch must be a string of 1 to {MAX_BATCH_ID_CHARS} characters."
         )
     records = message.get("records")
     if not isinstance(records, list) or not records:
@@ -395,16 +275,6 @@ def _parse_batch(message: dict[str, Any]) -> Batch:
             batch=batch_id,
         )
     return Batch(batch=batch_id, records=records)
-
-
-def parse_timestamp(value: Any) -> datetime:
-    """An RFC 3339 timestamp with an offset, as an aware UTC datetime; ValueError otherwise."""
-    if not isinstance(value, str):
-        raise ValueError("must be an RFC 3339 string")
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError("has no UTC offset; use e.g. 2026-11-26T13:00:00Z")
-    return parsed.astimezone(UTC)
 
 
 class _Rejected(Exception):
@@ -427,11 +297,11 @@ def _plainly_valid(kind: Kind, payload: dict[str, Any]) -> bool:
     if kind == Kind.TELEMETRY:
         points = payload.get("points")
         return (
-            _short_string(payload.get("device"), MAX_NAME_CHARS, 1)
+            _short_string(payload.get("device"), MAX_DEVICE_CHARS, 1)
             and isinstance(points, dict)
             and 1 <= len(points) <= MAX_POINTS
             and all(
-                1 <= len(name) <= MAX_ID_CHARS
+                1 <= len(name) <= MAX_POINT_NAME_CHARS
                 and (value is None or (isinstance(value, int | float) and not isinstance(value, bool)))
                 for name, value in points.items()
             )
@@ -440,7 +310,7 @@ def _plainly_valid(kind: Kind, payload: dict[str, Any]) -> bool:
         return (
             payload.get("level") in LOG_LEVELS
             and isinstance(payload.get("message"), str)
-            and ("logger" not in payload or _short_string(payload["logger"], MAX_NAME_CHARS))
+            and ("logger" not in payload or _short_string(payload["logger"], MAX_LOGGER_CHARS))
             and ("fields" not in payload or isinstance(payload["fields"], dict))
         )
     return False
@@ -459,7 +329,7 @@ def _parse_record(raw: Any, *, now: datetime) -> Record:
             ErrorCode.UNKNOWN_KIND, f"kind: '{kind_value}' is not one of {', '.join(k.value for k in Kind)}."
         ) from None
     try:
-        ts = parse_timestamp(raw.get("ts"))
+        ts = parse_rfc3339(raw.get("ts"))
     except ValueError as exc:
         raise _Rejected(ErrorCode.INVALID_RECORD, f"ts: {exc}.") from None
     if ts > now + MAX_CLOCK_AHEAD:

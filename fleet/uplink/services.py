@@ -23,14 +23,15 @@ from django.utils import timezone
 from fleet.accounts.permissions import ensure_can
 from fleet.accounts.roles import Capability
 from fleet.audit.services import record as audit
+from fleet.core.timestamps import rfc3339
 from fleet.errors import DomainError
 from fleet.inventory.models import FieldDevice, Gateway
+from fleet.inventory.presence import tracker
 from fleet.inventory.services import activate_gateway, report_gateway_attributes
 from fleet.monitoring import services as monitoring
 from fleet.monitoring.services import IncomingRecord
 
 from .models import Command, UplinkStream
-from .presence import tracker
 from .protocol import CommandName, ErrorCode, Hello, Kind, ParsedRecords, Rejection, command_args_error
 from .signals import command_result_received, events_received, status_reported
 
@@ -331,5 +332,5 @@ def command_frame(command: Command) -> dict[str, Any]:
         "id": str(command.pk),
         "name": command.name,
         "args": command.args,
-        "expires_at": command.expires_at.isoformat().replace("+00:00", "Z"),
+        "expires_at": rfc3339(command.expires_at),
     }

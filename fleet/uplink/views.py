@@ -1,4 +1,4 @@
-"""Operator UI for gateway commands: the buttons on the gateway page's monitoring panel."""
+"""Operator UI for gateway commands: the buttons of the gateway page's commands section (panels.py)."""
 
 from __future__ import annotations
 

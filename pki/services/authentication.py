@@ -174,7 +174,7 @@ def _authenticate(
             AuthNonce.objects.create(nonce=payload["nonce"], expires_at=now + timedelta(seconds=2 * skew))
     except IntegrityError as e:
         raise ReplayedRequest("This signed request was already used; sign a new one with a fresh nonce.") from e
-    # last_seen is the uplink's business (fleet.uplink.presence); a token exchange is not traffic.
+    # last_seen is written from uplink traffic (fleet.inventory.presence); a token exchange is not traffic.
     return _create_access_token(certificate)
 
 

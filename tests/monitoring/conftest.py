@@ -20,7 +20,7 @@ __all__ = ["asgi_server", "enroll_gateway", "enrolled_gateway", "pki_ca"]
 def fresh_presence(monkeypatch: pytest.MonkeyPatch) -> None:
     """Sightings are per process; one left by an earlier test must not touch this test's gateways
     (database ids are reused between tests)."""
-    from fleet.uplink.presence import tracker
+    from fleet.inventory.presence import tracker
 
     monkeypatch.setattr(tracker, "_seen", {})
 

@@ -459,7 +459,7 @@ def test_presence_flush_writes_many_sightings_in_few_statements_and_never_backwa
 ) -> None:
     from datetime import UTC, datetime
 
-    from fleet.uplink.presence import PresenceTracker
+    from fleet.inventory.presence import PresenceTracker
 
     gateways = Gateway.objects.bulk_create(
         [Gateway(organization=organization, serial=f"P-{n:05d}", hardware_model="GF-100") for n in range(1200)]

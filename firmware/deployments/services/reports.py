@@ -12,6 +12,7 @@ from django.db import transaction
 
 from firmware.deployments.models import ActionEvent, GatewayAction
 from firmware.deployments.states import TERMINAL, apply_step
+from fleet.core import protocol_schemas
 from fleet.inventory.models import Gateway
 
 from ._common import WINDOW_GRACE, S
@@ -20,19 +21,12 @@ from .rollout import _check_failure_threshold
 
 logger = logging.getLogger(__name__)
 
+# The published status schema, except that any short `step` passes it: the state machine refuses
+# a step it does not know as out of order, naming the steps it does (states.apply_step).
+_STATUS_SCHEMA = protocol_schemas.schema("status")
 REPORT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["deployment", "step"],
-    "properties": {
-        "deployment": {"anyOf": [{"type": "string", "minLength": 1, "maxLength": 64}, {"type": "integer"}]},
-        "step": {"type": "string", "maxLength": 32},
-        "bundle": {"type": "string", "maxLength": 500},
-        "version": {"type": "string", "maxLength": 100},
-        "code": {"type": "string", "maxLength": 100},
-        "message": {"type": "string", "maxLength": 2000},
-        "log_excerpt": {"type": "string", "maxLength": 16384},
-        "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 100},
-    },
+    **_STATUS_SCHEMA,
+    "properties": {**_STATUS_SCHEMA["properties"], "step": {"type": "string", "maxLength": 32}},
 }
 
 

@@ -17,11 +17,11 @@ from rest_framework.views import APIView
 from fleet.accounts.roles import Capability
 from fleet.api import AuditedModelViewSet
 from fleet.audit.services import request_ip
+from fleet.core.timestamps import parse_rfc3339, rfc3339
 from fleet.inventory.selectors import gateways_visible_to
 from fleet.monitoring import selectors, services
 from fleet.monitoring.filtersets import AlarmFilterSet, LogEntryFilterSet
 from fleet.monitoring.models import Alarm
-from fleet.uplink.protocol import parse_timestamp
 
 from .serializers import (
     AlarmActionSerializer,
@@ -176,12 +176,12 @@ class TimestampField(serializers.Field[datetime, str, str, Any]):
 
     def to_internal_value(self, data: Any) -> datetime:
         try:
-            return parse_timestamp(data)
+            return parse_rfc3339(data)
         except ValueError as exc:
             raise serializers.ValidationError(f"{exc} (RFC 3339, e.g. 2026-11-26T13:00:00Z)") from None
 
     def to_representation(self, value: datetime) -> str:
-        return value.isoformat()
+        return rfc3339(value)
 
 
 class SeriesQuerySerializer(serializers.Serializer[Any]):
