@@ -24,6 +24,8 @@ from typing import Any
 
 from gridfleet_agent.errors import AgentError
 
+__all__ = ["BUNDLE_TYPES", "BundleError", "Manifest", "extract", "read_manifest"]
+
 BUNDLE_TYPES = ("firmware", "patch", "config", "license")
 """The bundle types of the update protocol (docs/protocol/updates.md, section 5)."""
 
