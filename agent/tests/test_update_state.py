@@ -19,6 +19,11 @@ from .reports import Reports
 HEALTHY, UNHEALTHY = "exit 0\n", "echo 'inverter bridge down'\nexit 1\n"
 
 
+def firmware_runner(tmp_path: Path, reports: Reports) -> InstallRunner:
+    firmware = FirmwareInstaller(tmp_path / "firmware", factory_version="1.0.0")
+    return InstallRunner(tmp_path / "update-state.json", {"firmware": firmware}, report=reports)
+
+
 class RollbackFailsOnce(FirmwareInstaller):
     """A/B firmware whose first rollback fails, as when the disk is briefly read-only."""
 
@@ -124,11 +129,7 @@ def test_the_loop_guard_stops_a_job_whose_step_kills_the_agent_every_time(tmp_pa
 
 def test_a_retried_target_counts_its_attempts(tmp_path: Path):
     reports = Reports()
-    runner = InstallRunner(
-        tmp_path / "update-state.json",
-        {"firmware": FirmwareInstaller(tmp_path / "firmware", factory_version="1.0.0")},
-        report=reports,
-    )
+    runner = firmware_runner(tmp_path, reports)
     unhealthy = firmware_bundle(tmp_path, "2.0.0", health_check=UNHEALTHY)
 
     runner.install(deployment="7", kind="firmware", bundle=unhealthy, target="t", sequence=1)
@@ -152,11 +153,7 @@ def test_every_step_is_persisted_with_its_transition_count(tmp_path: Path):
                 seen.append((str(state.job.step), state.job.transitions))
             store_save(self, state)
 
-    runner = InstallRunner(
-        tmp_path / "update-state.json",
-        {"firmware": FirmwareInstaller(tmp_path / "firmware", factory_version="1.0.0")},
-        report=Reports(),
-    )
+    runner = firmware_runner(tmp_path, Reports())
     runner.store = Recording(tmp_path / "update-state.json")
 
     runner.install(deployment="7", kind="firmware", bundle=firmware_bundle(tmp_path, "2.0.0"), target="t")
@@ -169,11 +166,7 @@ def test_every_step_is_persisted_with_its_transition_count(tmp_path: Path):
 def test_an_install_interrupted_under_an_older_agent_is_finished_by_this_one(tmp_path: Path):
     """An agent before format 1 kept the job in install-state.json and the results in applied.json."""
     reports = Reports()
-    runner = InstallRunner(
-        tmp_path / "update-state.json",
-        {"firmware": FirmwareInstaller(tmp_path / "firmware", factory_version="1.0.0")},
-        report=reports,
-    )
+    runner = firmware_runner(tmp_path, reports)
     runner.install(
         deployment="5", kind="firmware", bundle=firmware_bundle(tmp_path, "2.0.0", reboot=True), target="fw-2"
     )

@@ -44,12 +44,12 @@ import logging
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from gridfleet_agent.errors import AgentError
 from gridfleet_agent.installers.bundle import BundleError, read_manifest
+from gridfleet_agent.queue import utc_timestamp
 from gridfleet_agent.update_state import (
     FAILED_RESULTS,
     Applied,
@@ -229,14 +229,13 @@ class InstallRunner:
         attempt = 1
         if previous is not None and (previous.target, previous.deployment) == (target, deployment):
             attempt = previous.attempt + (1 if previous.result in FAILED_RESULTS else 0)
-        started = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         job = InstallJob(
             deployment=deployment,
             kind=kind,
             target=target,
             version=version,
             step=Step.DOWNLOADING,
-            started_at=started,
+            started_at=utc_timestamp(),
             sequence=sequence,
             attempt=attempt,
         )
