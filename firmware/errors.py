@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from fleet.core.errors import DomainError
 
-class FirmwareError(Exception):
-    """Base class; `code` is the stable machine-readable reason."""
 
-    code = "invalid"
-    status = 400
+class FirmwareError(DomainError):
+    """Base class of the firmware app's refusals; `code` is the stable machine-readable reason."""
 
 
 class ArtifactRejectedError(FirmwareError):
@@ -20,7 +19,7 @@ class ArtifactExistsError(FirmwareError):
     """An artifact with this name and version exists; artifacts are immutable."""
 
     code = "artifact_exists"
-    status = 409
+    status_code = 409
 
 
 class IncompatibleArtifactError(FirmwareError):
@@ -31,7 +30,7 @@ class ArtifactNotReleasedError(FirmwareError):
     """The artifact is not yet in the signed firmware role (release signatures pending)."""
 
     code = "not_released"
-    status = 409
+    status_code = 409
 
 
 class ConfigValuesInvalidError(FirmwareError):

@@ -246,7 +246,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "fleet.api.exception_handler",
+    "EXCEPTION_HANDLER": "fleet.core.api.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"anon": "60/min"},
 }
 SPECTACULAR_SETTINGS = {
@@ -255,7 +255,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "PREPROCESSING_HOOKS": ["fleet.api.only_user_api_endpoints"],
+    "PREPROCESSING_HOOKS": ["fleet.core.api.only_user_api_endpoints"],
     # Choice sets whose field names collide across apps get explicit component names.
     "ENUM_NAME_OVERRIDES": {
         "DeploymentActionStateEnum": "firmware.deployments.models.ActionState",

@@ -16,9 +16,10 @@ from urllib.parse import unquote
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import authentication, permissions
 
 from fleet.audit.services import request_ip
+from fleet.core.api import AuthenticationRefused
 from fleet.inventory.models import Gateway
 from pki import conf, services
 from pki.errors import IdentityError
@@ -47,13 +48,6 @@ class GatewayPrincipal:
 
     def __str__(self) -> str:
         return self.get_username()
-
-
-class GatewayAuthenticationFailed(exceptions.AuthenticationFailed):
-    """401 with the identity protocol body: {"error": code, "detail": message}."""
-
-    def __init__(self, error: IdentityError) -> None:
-        super().__init__(detail={"error": error.code, "detail": error.message}, code=error.code)
 
 
 def bearer_token(header: str | bytes | None) -> str | None:
@@ -100,7 +94,7 @@ class GatewayTokenAuthentication(authentication.BaseAuthentication):
                 ip=request_ip(request),
             )
         except IdentityError as e:
-            raise GatewayAuthenticationFailed(e) from e
+            raise AuthenticationRefused(e) from e
         if certificate is None:
             return None
         return GatewayPrincipal(gateway=certificate.gateway, certificate=certificate), None

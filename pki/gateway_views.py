@@ -1,7 +1,8 @@
 """Gateway-facing endpoints of the identity protocol (docs/protocol/identity.md), under /gw/v1/.
 
-Views parse JSON, call one service and render; refusals render as
-`{"error": code, "detail": message}` with the status the error class declares.
+Views parse JSON, call one service and render; refusals (subclasses of the one root error) render
+as the protocol's `{"error": code, "detail": message}` with the status the error class declares,
+by the one API exception handler (`fleet.core.api.exception_handler`, `gateway_protocol`).
 """
 
 from __future__ import annotations
@@ -18,14 +19,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fleet.audit.services import request_ip
+from fleet.core.api import AuthenticationRefused
 from pki import conf, selectors, services
-from pki.authentication import (
-    GatewayAuthenticationFailed,
-    GatewayPrincipal,
-    GatewayTokenAuthentication,
-    IsGateway,
-)
-from pki.errors import IdentityError, InvalidAccessToken, InvalidRequest
+from pki.authentication import GatewayPrincipal, GatewayTokenAuthentication, IsGateway
+from pki.errors import InvalidAccessToken, InvalidRequest
 from pki.models import DeviceCertificate, EnrollmentRequest, RevocationList
 
 PEM_TYPE = "application/x-pem-file"
@@ -53,25 +50,21 @@ def pending_body(request: EnrollmentRequest) -> dict[str, Any]:
     return {"status": "pending", "request_id": str(request.public_id), "retry_after": ENROLLMENT_POLL_SECONDS}
 
 
-def error_response(error: IdentityError) -> Response:
-    return Response({"error": error.code, "detail": error.message}, status=error.status)
-
-
 class GatewayAPIView(APIView):
     """Base for /gw/v1/ views: protocol-shaped errors, no session/CSRF, no user authentication."""
 
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = [AllowAny]
+    gateway_protocol = True
 
     def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, IdentityError):
-            return error_response(exc)
+        # The protocol names these two refusals with its own codes (docs/protocol/identity.md).
         if isinstance(exc, exceptions.NotAuthenticated):
-            exc = GatewayAuthenticationFailed(
+            exc = AuthenticationRefused(
                 InvalidAccessToken("This endpoint needs 'Authorization: Bearer <token>' from /gw/v1/auth/token.")
             )
         if isinstance(exc, exceptions.ParseError | exceptions.UnsupportedMediaType):
-            return error_response(InvalidRequest(f"The body must be a JSON object: {exc.detail}"))
+            exc = InvalidRequest(f"The body must be a JSON object: {exc.detail}")
         return super().handle_exception(exc)
 
     def body(self, request: Request, *fields: str) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from django.views import View
 
 from fleet.accounts.permissions import CapabilityRequiredMixin, ensure_can
 from fleet.accounts.roles import Capability
-from fleet.api import DomainError
 from fleet.audit.services import request_ip
+from fleet.core.errors import DomainError
 from pki import selectors, services
 from pki.api.views import tokens_csv_response
 from pki.errors import CANotInitialized

@@ -19,7 +19,6 @@ from fleet.audit.services import request_ip
 from fleet.inventory.selectors import gateways_visible_to, sites_visible_to
 
 from .. import selectors, services
-from ..errors import FirmwareError
 from ..repo import get_repository
 from .serializers import (
     ArtifactSerializer,
@@ -35,17 +34,7 @@ from .serializers import (
 )
 
 
-class FirmwareErrorMixin:
-    """Domain errors become `{"error": code, "detail": message}` with the error's 4xx status."""
-
-    def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, FirmwareError):
-            return Response({"error": exc.code, "detail": str(exc)}, status=exc.status)
-        return super().handle_exception(exc)  # type: ignore[misc]
-
-
 class ArtifactViewSet(
-    FirmwareErrorMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -87,7 +76,6 @@ class ArtifactViewSet(
 
 
 class AssignmentViewSet(
-    FirmwareErrorMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.DestroyModelMixin,
@@ -133,7 +121,7 @@ class AssignmentViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class DeviceBundleViewSet(FirmwareErrorMixin, viewsets.ReadOnlyModelViewSet):
+class DeviceBundleViewSet(viewsets.ReadOnlyModelViewSet):
     """Bundles the server built per gateway (assignment documents, configs, licenses)."""
 
     serializer_class = DeviceBundleSerializer
@@ -144,7 +132,7 @@ class DeviceBundleViewSet(FirmwareErrorMixin, viewsets.ReadOnlyModelViewSet):
         return selectors.device_bundles_visible_to(self.request.user)
 
 
-class LicenseView(FirmwareErrorMixin, APIView):
+class LicenseView(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(request=LicenseRequestSerializer, responses={201: DeviceBundleSerializer})
@@ -156,7 +144,7 @@ class LicenseView(FirmwareErrorMixin, APIView):
         return Response(DeviceBundleSerializer(bundle).data, status=status.HTTP_201_CREATED)
 
 
-class ConfigBuildView(FirmwareErrorMixin, APIView):
+class ConfigBuildView(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(request=ConfigBuildRequestSerializer, responses={201: DeviceBundleSerializer})
@@ -173,7 +161,6 @@ class ConfigBuildView(FirmwareErrorMixin, APIView):
 
 
 class ConfigTemplateViewSet(
-    FirmwareErrorMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -195,7 +182,6 @@ class ConfigTemplateViewSet(
 
 
 class ConfigValuesViewSet(
-    FirmwareErrorMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -222,7 +208,7 @@ class ConfigValuesViewSet(
         return Response(ConfigValuesSerializer(row).data, status=status.HTTP_201_CREATED)
 
 
-class ChannelReissueView(FirmwareErrorMixin, APIView):
+class ChannelReissueView(APIView):
     """Give a gateway a new opaque update token; its device targets move to the new path."""
 
     permission_classes = [IsAuthenticated]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fleet.errors import DomainError
+from fleet.core.errors import DomainError
 
 
 class DeploymentError(DomainError):

@@ -17,7 +17,7 @@ from firmware.selectors import artifacts_visible_to
 from fleet.accounts.permissions import CapabilityRequiredMixin, ensure_can
 from fleet.accounts.roles import Capability
 from fleet.audit.services import request_ip
-from fleet.errors import DomainError
+from fleet.core.errors import DomainError
 from fleet.inventory.selectors import gateways_visible_to, groups_visible_to
 
 from . import selectors, services

@@ -15,6 +15,8 @@ from typing import Any
 
 from django.http import HttpResponse
 
+from fleet.core.errors import DomainError
+
 from .models import Gateway, Site
 
 SITE_COLUMNS = [
@@ -42,10 +44,16 @@ class RowError:
         return {"line": self.line, "field": self.field, "message": self.message}
 
 
-class CsvFormatError(Exception):
+class CsvFormatError(DomainError):
+    """The file is refused as a whole; `errors` says what to fix, row by row."""
+
+    code = "invalid_csv"
+
     def __init__(self, errors: list[RowError]) -> None:
-        super().__init__("; ".join(f"line {e.line}, {e.field}: {e.message}" for e in errors[:10]))
+        super().__init__("Nothing was imported; fix these rows and try again.")
         self.errors = errors
+        # Rendered as the API error body's `errors` list.
+        self.items = [error.as_dict() for error in errors]
 
 
 def read_rows(kind: str, text: str, *, max_rows: int) -> list[tuple[int, dict[str, str]]]:

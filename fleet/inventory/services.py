@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from fleet.audit.services import create_audited, record
-from fleet.errors import DomainError
+from fleet.core.errors import DomainError
 
 from .csv_io import CsvFormatError, RowError, read_rows
 from .models import Gateway, GatewayAttributeChange, Site

@@ -23,6 +23,7 @@ from typing import Any
 from django.db import models
 
 from fleet.core import protocol_schemas
+from fleet.core.errors import ConflictError
 from fleet.core.protocol_schemas import check_vocabulary
 
 
@@ -68,13 +69,14 @@ class Action(models.TextChoices):
     COMMENT = "comment", "Comment"
 
 
-class TransitionRefused(Exception):
+class TransitionRefusedError(ConflictError):
     """The action is not allowed in the alarm's current status; the message says why."""
+
+    code = "transition_refused"
 
     def __init__(self, action: Action, message: str) -> None:
         super().__init__(message)
         self.action = action
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -134,16 +136,16 @@ def apply(
     shelve_until: datetime | None = None,
     max_shelve: timedelta | None = None,
 ) -> AlarmStatus:
-    """The status after `action`, or TransitionRefused. RAISE (a new alarm) is not a transition."""
+    """The status after `action`, or TransitionRefusedError. RAISE (a new alarm) is not a transition."""
     if action in (Action.RAISE_AGAIN, Action.CLEAR, Action.ACKNOWLEDGE):
         key = (status.state, action)
         if key not in STATE_TRANSITIONS:
-            raise TransitionRefused(action, STATE_REFUSALS[key])
+            raise TransitionRefusedError(action, STATE_REFUSALS[key])
         return dataclasses.replace(status, state=STATE_TRANSITIONS[key])
     if action == Action.COMMENT:
         return status
     if status.state == AlarmState.CLOSED:
-        raise TransitionRefused(action, f"The alarm is closed; it cannot be {action.label.lower()}.")
+        raise TransitionRefusedError(action, f"The alarm is closed; it cannot be {action.label.lower()}.")
     if action == Action.SHELVE:
         return _shelve(status, now=now, until=shelve_until, max_shelve=max_shelve)
     if action in (Action.UNSHELVE, Action.SHELVE_EXPIRED):
@@ -151,34 +153,34 @@ def apply(
     if action in FLAG_TRANSITIONS:
         flag, value, refusal = FLAG_TRANSITIONS[action]
         if getattr(status, flag) == value:
-            raise TransitionRefused(action, refusal)
+            raise TransitionRefusedError(action, refusal)
         changes: dict[str, Any] = {flag: value}
         if action == Action.REMOVE_FROM_SERVICE:
             # Shelving is meaningless for an alarm taken out of service; it ends here.
             changes["shelved_until"] = None
         return dataclasses.replace(status, **changes)
-    raise TransitionRefused(action, f"'{action}' is not an operator or gateway transition.")
+    raise TransitionRefusedError(action, f"'{action}' is not an operator or gateway transition.")
 
 
 def _unshelve(status: AlarmStatus, action: Action, *, now: datetime) -> AlarmStatus:
     """An operator's unshelve, or the end of the shelving time (SHELVE_EXPIRED, from the timer)."""
     if action == Action.UNSHELVE and not status.is_shelved(now):
-        raise TransitionRefused(action, "The alarm is not shelved.")
+        raise TransitionRefusedError(action, "The alarm is not shelved.")
     if action == Action.SHELVE_EXPIRED and (status.shelved_until is None or status.is_shelved(now)):
-        raise TransitionRefused(action, "The alarm's shelving has not expired.")
+        raise TransitionRefusedError(action, "The alarm's shelving has not expired.")
     return dataclasses.replace(status, shelved_until=None)
 
 
 def _shelve(status: AlarmStatus, *, now: datetime, until: datetime | None, max_shelve: timedelta | None) -> AlarmStatus:
     if until is None:
-        raise TransitionRefused(Action.SHELVE, "Shelving needs an end time (a duration).")
+        raise TransitionRefusedError(Action.SHELVE, "Shelving needs an end time (a duration).")
     if status.out_of_service:
-        raise TransitionRefused(Action.SHELVE, "The alarm is out of service; return it to service first.")
+        raise TransitionRefusedError(Action.SHELVE, "The alarm is out of service; return it to service first.")
     if status.is_shelved(now):
-        raise TransitionRefused(Action.SHELVE, "The alarm is already shelved; unshelve it first.")
+        raise TransitionRefusedError(Action.SHELVE, "The alarm is already shelved; unshelve it first.")
     if until <= now:
-        raise TransitionRefused(Action.SHELVE, "The shelving end time must be in the future.")
+        raise TransitionRefusedError(Action.SHELVE, "The shelving end time must be in the future.")
     if max_shelve is not None and until - now > max_shelve:
         hours = max_shelve.total_seconds() / 3600
-        raise TransitionRefused(Action.SHELVE, f"Alarms may be shelved for at most {hours:g} hours.")
+        raise TransitionRefusedError(Action.SHELVE, f"Alarms may be shelved for at most {hours:g} hours.")
     return dataclasses.replace(status, shelved_until=until)

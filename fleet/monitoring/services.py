@@ -21,13 +21,13 @@ from django.utils import timezone
 from fleet.accounts.permissions import ensure_can
 from fleet.accounts.roles import Capability
 from fleet.audit.services import record as audit
-from fleet.errors import DomainError
+from fleet.core.errors import DomainError
 from fleet.inventory.models import Gateway
 from fleet.inventory.presence import tracker
 
 from . import live, notifications
 from .bulk import db_datetime, db_json, insert_rows
-from .lifecycle import OPEN_STATES, Action, AlarmState, Severity, TransitionRefused, apply
+from .lifecycle import OPEN_STATES, Action, AlarmState, Severity, TransitionRefusedError, apply
 from .models import (
     Alarm,
     AlarmTransition,
@@ -44,10 +44,6 @@ logger = logging.getLogger(__name__)
 SERVER_SOURCE = "server"
 OFFLINE_CODE = "gateway.offline"
 OFFLINE_SUPPRESSION = "gateway offline"
-
-
-class AlarmActionRefused(DomainError):
-    status_code = 409
 
 
 def monitoring_settings_for(organization_id: int) -> MonitoringSettings:
@@ -115,15 +111,12 @@ def _transition(
     shelve_until: datetime | None = None,
     ip: str | None = None,
 ) -> Alarm:
-    """Apply one lifecycle action to a locked alarm; raise AlarmActionRefused when not allowed."""
+    """Apply one lifecycle action to a locked alarm; raise TransitionRefusedError when not allowed."""
     before = alarm.status
     max_shelve = None
     if action == Action.SHELVE:
         max_shelve = timedelta(hours=monitoring_settings_for(alarm.organization_id).max_shelve_hours)
-    try:
-        after = apply(before, action, now=now, shelve_until=shelve_until, max_shelve=max_shelve)
-    except TransitionRefused as exc:
-        raise AlarmActionRefused(exc.message, code="transition_refused") from exc
+    after = apply(before, action, now=now, shelve_until=shelve_until, max_shelve=max_shelve)
     alarm.state = after.state
     alarm.shelved_until = after.shelved_until
     alarm.suppressed = after.suppressed
@@ -330,7 +323,7 @@ def apply_to_alarms(
                     done = comment_on_alarm(alarm=alarm, user=user, comment=comment, ip=ip, now=now)
                 else:
                     done = acknowledge_alarm(alarm=alarm, user=user, comment=comment, ip=ip, now=now)
-            except AlarmActionRefused as exc:
+            except TransitionRefusedError as exc:
                 result.refused[alarm.pk] = exc.message
             else:
                 result.done.append(done)
@@ -409,7 +402,7 @@ def expire_shelves(*, now: datetime | None = None) -> int:
             alarm = Alarm.objects.select_for_update().select_related("organization").get(pk=alarm_id)
             try:
                 _transition(alarm, Action.SHELVE_EXPIRED, now=now)
-            except AlarmActionRefused:
+            except TransitionRefusedError:
                 continue
             expired += 1
     return expired

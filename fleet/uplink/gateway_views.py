@@ -16,11 +16,12 @@ from django.db import transaction
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from fleet.audit.services import record as audit
 from fleet.audit.services import request_ip
+from fleet.core.errors import ConflictError, DomainError, NotFoundError
 from pki.authentication import GatewayPrincipal, GatewayTokenAuthentication, IsGateway
+from pki.gateway_views import GatewayAPIView
 
 from .models import Command
 from .protocol import CommandName
@@ -34,7 +35,7 @@ def upload_path(command: Command) -> Path:
     return Path(settings.GRIDFLEET_VAR_DIR) / "log-uploads" / command.gateway.serial / f"{command.pk}.gz"
 
 
-class LogUploadView(APIView):
+class LogUploadView(GatewayAPIView):
     authentication_classes = [GatewayTokenAuthentication]
     permission_classes = [IsGateway]
 
@@ -42,15 +43,9 @@ class LogUploadView(APIView):
         gateway = cast(GatewayPrincipal, request.user).gateway
         command = Command.objects.filter(pk=command_id, gateway=gateway, name=CommandName.UPLOAD_LOGS).first()
         if command is None:
-            return Response(
-                {"error": "unknown_command", "detail": "No upload_logs command with this id for this gateway."},
-                status=status.HTTP_404_NOT_FOUND,
-            )
+            raise NotFoundError("No upload_logs command with this id for this gateway.", code="unknown_command")
         if command.state not in OPEN_STATES:
-            return Response(
-                {"error": "command_closed", "detail": f"The command is {command.state}; start a new upload_logs."},
-                status=status.HTTP_409_CONFLICT,
-            )
+            raise ConflictError(f"The command is {command.state}; start a new upload_logs.", code="command_closed")
         path = upload_path(command)
         path.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
@@ -61,9 +56,10 @@ class LogUploadView(APIView):
                 if size > MAX_LOG_UPLOAD_BYTES:
                     target.close()
                     path.unlink()
-                    return Response(
-                        {"error": "too_large", "detail": f"Log uploads are limited to {MAX_LOG_UPLOAD_BYTES} bytes."},
-                        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                    raise DomainError(
+                        f"Log uploads are limited to {MAX_LOG_UPLOAD_BYTES} bytes.",
+                        code="too_large",
+                        status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
                     )
                 digest.update(chunk)
                 target.write(chunk)

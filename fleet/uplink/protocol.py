@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from fleet.core import protocol_schemas
+from fleet.core.errors import DomainError
 from fleet.core.protocol_schemas import check_vocabulary
 from fleet.core.timestamps import parse_rfc3339
 
@@ -76,13 +77,11 @@ class Kind(StrEnum):
     INVENTORY = "inventory"
 
 
-class ProtocolError(Exception):
+class ProtocolError(DomainError):
     """A frame the server refuses; becomes an `error` frame (and a close when fatal)."""
 
     def __init__(self, code: ErrorCode, message: str, *, batch: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
         self.batch = batch
 
     @property

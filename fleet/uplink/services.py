@@ -23,8 +23,8 @@ from django.utils import timezone
 from fleet.accounts.permissions import ensure_can
 from fleet.accounts.roles import Capability
 from fleet.audit.services import record as audit
+from fleet.core.errors import DomainError
 from fleet.core.timestamps import rfc3339
-from fleet.errors import DomainError
 from fleet.inventory.models import FieldDevice, Gateway
 from fleet.inventory.presence import tracker
 from fleet.inventory.services import activate_gateway, report_gateway_attributes

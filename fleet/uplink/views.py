@@ -11,7 +11,7 @@ from django.views import View
 
 from fleet.accounts.permissions import CapabilityRequiredMixin
 from fleet.audit.services import request_ip
-from fleet.errors import DomainError
+from fleet.core.errors import DomainError
 from fleet.inventory.selectors import gateways_visible_to
 
 from . import services

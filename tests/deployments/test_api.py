@@ -116,7 +116,7 @@ def test_other_tenants_deployments_are_invisible(api_client_for, users, organiza
     assert client.get(f"{API}{pk}/").status_code == 404
     assert client.post(f"{API}{pk}/cancel/", {}, format="json").status_code == 404
     foreign = client.post(API, body(organization, setup), format="json")  # not their organization
-    assert foreign.status_code == 400 and "organization" in foreign.data
+    assert foreign.status_code == 400 and "organization" in foreign.data["fields"]
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ def test_other_tenants_deployments_are_invisible(api_client_for, users, organiza
 def test_bad_plans_are_refused_with_a_clear_message(api_client_for, users, organization, setup, change, field, message):
     response = api_client_for(users["operator"]).post(API, {**body(organization, setup), **change}, format="json")
     assert response.status_code == 400
-    assert message in str(response.data[field])
+    assert message in str(response.data["fields"][field])
 
 
 def test_a_target_with_no_compatible_gateway_is_refused(api_client_for, users, organization, setup):
@@ -146,4 +146,4 @@ def test_unknown_gateway_serial_in_a_list_is_refused(api_client_for, users, orga
     GatewayFactory(serial="FOREIGN-1")  # another organization's gateway: not visible
     listed = {"target_kind": "list", "target_gateways": ["FOREIGN-1"], "target_group": None}
     response = api_client_for(users["operator"]).post(API, body(organization, setup, **listed), format="json")
-    assert response.status_code == 400 and "target_gateways" in response.data
+    assert response.status_code == 400 and "target_gateways" in response.data["fields"]

@@ -64,7 +64,7 @@ def test_upload_is_refused_with_the_reason(
 ) -> None:
     response = upload(operator, organization, bundle, **fields)
     assert response.status_code == 400
-    assert response.json()["error"] == "artifact_rejected"
+    assert response.json()["code"] == "artifact_rejected"
     assert reason in response.json()["detail"]
     assert not Artifact.objects.exists()
 
@@ -146,7 +146,7 @@ def test_assignment_is_refused_for_incompatible_hardware(tuf_repo: Any, operator
     gateway = GatewayFactory.create(organization=organization, hardware_model="GF-100")
     response = operator.post("/api/firmware/assignments/", {"gateway": gateway.pk, "artifact": artifact_id})
     assert response.status_code == 400
-    assert response.json() == {"error": "incompatible", "detail": "gw-os 2.1.0 supports GF-200, not 'GF-100'"}
+    assert response.json() == {"code": "incompatible", "detail": "gw-os 2.1.0 supports GF-200, not 'GF-100'"}
     assert not Assignment.objects.exists()
 
 
@@ -203,7 +203,7 @@ def test_config_values_that_break_the_schema_are_refused_with_the_path(
     )
     response = operator.post("/api/firmware/configs/", {"gateway": gateway.pk, "template": template["id"]})
     assert response.status_code == 400
-    assert response.json()["error"] == "config_invalid"
+    assert response.json()["code"] == "config_invalid"
     assert "export_limit_kw" in response.json()["detail"]
     bad_schema = operator.post(
         "/api/firmware/config-templates/",

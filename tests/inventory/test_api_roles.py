@@ -78,7 +78,7 @@ def test_a_user_cannot_see_or_change_another_organizations_objects_by_guessing_i
     assert client.post(GATEWAYS, new_gateway(other_organization), format="json").status_code == 400
     own = new_gateway(organization) | {"site": foreign_site.pk}
     response = client.post(GATEWAYS, own, format="json")
-    assert response.status_code == 400 and "site" in response.json()
+    assert response.status_code == 400 and "site" in response.json()["fields"]
     assert Gateway.objects.get(pk=foreign_gateway.pk).name == ""
 
 

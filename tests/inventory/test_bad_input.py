@@ -40,14 +40,14 @@ def test_invalid_gateway_fields_get_a_400_naming_the_field(
 ) -> None:
     response = client.post(GATEWAYS, payload, format="json")
     assert response.status_code == 400
-    assert message in str(response.json()[field])
+    assert message in str(response.json()["fields"][field])
 
 
 def test_duplicate_serial_is_a_400_not_a_500(organization: Any, client: Any) -> None:
     GatewayFactory(organization=organization, serial="GW-DUP")
     response = client.post(GATEWAYS, body(serial="GW-DUP"), format="json")
     assert response.status_code == 400
-    assert "already exists" in str(response.json()["serial"])
+    assert "already exists" in str(response.json()["fields"]["serial"])
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_duplicate_serial_is_a_400_not_a_500(organization: Any, client: Any) -> 
 def test_invalid_site_values_are_refused(payload: dict[str, Any], field: str, client: Any) -> None:
     response = client.post("/api/inventory/sites/", payload, format="json")
     assert response.status_code == 400
-    assert field in response.json()
+    assert field in response.json()["fields"]
 
 
 def test_malformed_json_is_a_400(client: Any) -> None:
@@ -95,4 +95,4 @@ def test_dynamic_groups_refuse_malformed_filters(group_filter: dict[str, Any], c
         format="json",
     )
     assert response.status_code == 400
-    assert "filter" in response.json()
+    assert "filter" in response.json()["fields"]

@@ -188,7 +188,7 @@ def test_overlays_are_recorded_in_the_timeline(users: dict[str, Any], gateway: G
 def test_bad_action_input_is_a_400(users: dict[str, Any], gateway: Gateway, api_client_for: Any) -> None:
     alarm = raise_alarm(gateway)
     operator = api_client_for(users["operator"])
-    assert "duration_minutes" in post(operator, alarm, "shelve").json()
+    assert "duration_minutes" in post(operator, alarm, "shelve").json()["fields"]
     assert post(operator, alarm, "shelve", duration_minutes="soon").status_code == 400
     assert post(operator, alarm, "comment", comment="").status_code == 400
 

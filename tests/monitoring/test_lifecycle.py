@@ -10,7 +10,7 @@ from fleet.monitoring.lifecycle import (
     Action,
     AlarmState,
     AlarmStatus,
-    TransitionRefused,
+    TransitionRefusedError,
     apply,
 )
 
@@ -43,7 +43,7 @@ def test_state_transitions_follow_isa_18_2(state: AlarmState, action: Action, ex
 
 @pytest.mark.parametrize(("state", "action", "reason"), REFUSED_STATE_CHANGES)
 def test_refused_state_transitions_say_why(state: AlarmState, action: Action, reason: str) -> None:
-    with pytest.raises(TransitionRefused, match=reason):
+    with pytest.raises(TransitionRefusedError, match=reason):
         apply(AlarmStatus(state=state), action, now=NOW)
 
 
@@ -68,7 +68,7 @@ def test_shelving_hides_the_alarm_until_it_expires() -> None:
 
 def test_shelving_expiry_is_refused_before_the_end_time_and_allowed_after() -> None:
     shelved = AlarmStatus(state=S.ACTIVE_ACKNOWLEDGED, shelved_until=NOW + timedelta(minutes=5))
-    with pytest.raises(TransitionRefused, match="not expired"):
+    with pytest.raises(TransitionRefusedError, match="not expired"):
         apply(shelved, Action.SHELVE_EXPIRED, now=NOW)
     assert apply(shelved, Action.SHELVE_EXPIRED, now=NOW + timedelta(minutes=5)).shelved_until is None
 
@@ -93,15 +93,15 @@ def test_shelving_expiry_is_refused_before_the_end_time_and_allowed_after() -> N
     ],
 )
 def test_refused_shelving(status: AlarmStatus, until: datetime | None, reason: str) -> None:
-    with pytest.raises(TransitionRefused, match=reason):
+    with pytest.raises(TransitionRefusedError, match=reason):
         apply(status, Action.SHELVE, now=NOW, shelve_until=until, max_shelve=timedelta(hours=24))
 
 
 def test_unshelve_is_refused_for_an_alarm_that_is_not_shelved() -> None:
-    with pytest.raises(TransitionRefused, match="not shelved"):
+    with pytest.raises(TransitionRefusedError, match="not shelved"):
         apply(AlarmStatus(state=S.ACTIVE_UNACKNOWLEDGED), Action.UNSHELVE, now=NOW)
     expired = AlarmStatus(state=S.ACTIVE_UNACKNOWLEDGED, shelved_until=NOW - timedelta(seconds=1))
-    with pytest.raises(TransitionRefused, match="not shelved"):
+    with pytest.raises(TransitionRefusedError, match="not shelved"):
         apply(expired, Action.UNSHELVE, now=NOW)
 
 
@@ -110,18 +110,18 @@ def test_suppression_and_out_of_service_are_overlays_that_toggle_once() -> None:
     suppressed = apply(active, Action.SUPPRESS, now=NOW)
     assert suppressed.suppressed and not suppressed.is_annunciated(NOW)
     assert suppressed.state == S.ACTIVE_UNACKNOWLEDGED
-    with pytest.raises(TransitionRefused, match="already suppressed"):
+    with pytest.raises(TransitionRefusedError, match="already suppressed"):
         apply(suppressed, Action.SUPPRESS, now=NOW)
     assert apply(suppressed, Action.UNSUPPRESS, now=NOW).is_annunciated(NOW)
-    with pytest.raises(TransitionRefused, match="not suppressed"):
+    with pytest.raises(TransitionRefusedError, match="not suppressed"):
         apply(active, Action.UNSUPPRESS, now=NOW)
 
     out = apply(active, Action.REMOVE_FROM_SERVICE, now=NOW)
     assert out.out_of_service and not out.is_annunciated(NOW)
-    with pytest.raises(TransitionRefused, match="already out of service"):
+    with pytest.raises(TransitionRefusedError, match="already out of service"):
         apply(out, Action.REMOVE_FROM_SERVICE, now=NOW)
     assert apply(out, Action.RETURN_TO_SERVICE, now=NOW).is_annunciated(NOW)
-    with pytest.raises(TransitionRefused, match="not out of service"):
+    with pytest.raises(TransitionRefusedError, match="not out of service"):
         apply(active, Action.RETURN_TO_SERVICE, now=NOW)
 
 
@@ -135,7 +135,7 @@ def test_removing_from_service_ends_shelving() -> None:
     [Action.SHELVE, Action.UNSHELVE, Action.SUPPRESS, Action.UNSUPPRESS, Action.REMOVE_FROM_SERVICE],
 )
 def test_overlays_are_refused_on_closed_alarms(action: Action) -> None:
-    with pytest.raises(TransitionRefused, match="closed"):
+    with pytest.raises(TransitionRefusedError, match="closed"):
         apply(AlarmStatus(state=S.CLOSED), action, now=NOW, shelve_until=NOW + timedelta(hours=1))
 
 

@@ -232,11 +232,11 @@ def test_admins_manage_routes_and_operators_manage_silences_through_the_api(
     unknown_field = admin.post(
         "/api/monitoring/notification-routes/", {**route, "name": "x", "pager": 1}, format="json"
     )
-    assert unknown_field.status_code == 400 and "pager" in unknown_field.json()
+    assert unknown_field.status_code == 400 and "pager" in unknown_field.json()["fields"]
     bad_label = admin.post(
         "/api/monitoring/notification-routes/", {**route, "name": "y", "group_by": ["colour"]}, format="json"
     )
-    assert bad_label.status_code == 400 and "group_by" in bad_label.json()
+    assert bad_label.status_code == 400 and "group_by" in bad_label.json()["fields"]
 
     silence = {
         "organization": organization.slug,
@@ -257,7 +257,7 @@ def test_admins_manage_routes_and_operators_manage_silences_through_the_api(
         == 400
     )
     backwards = {**silence, "ends_at": "2026-11-26T12:00:00Z"}
-    assert "ends_at" in operator.post("/api/monitoring/silences/", backwards, format="json").json()
+    assert "ends_at" in operator.post("/api/monitoring/silences/", backwards, format="json").json()["fields"]
     foreign = {**silence, "organization": other_organization.slug}
     assert operator.post("/api/monitoring/silences/", foreign, format="json").status_code == 400
     assert viewer.get("/api/monitoring/silences/").json()["count"] == 1

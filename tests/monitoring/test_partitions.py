@@ -83,7 +83,7 @@ def test_admins_set_retention_and_thresholds_per_organization_through_the_api(
     assert admin.post(url, body, format="json").status_code == 400  # one row per organization
     assert (
         "log_retention_days"
-        in admin.patch(f"{url}{created.json()['id']}/", {"log_retention_days": 0}, format="json").json()
+        in admin.patch(f"{url}{created.json()['id']}/", {"log_retention_days": 0}, format="json").json()["fields"]
     )
     settings_row = MonitoringSettings.objects.get(organization=organization)
     assert settings_row.log_retention_days == 7 and settings_row.offline_after.total_seconds() == 300

@@ -364,7 +364,7 @@ async def test_last_seen_is_written_on_disconnect_not_per_message(session: Gatew
 
 @pytest.mark.django_db  # no other thread involved: no need for the slow transactional flush
 def test_an_unknown_command_or_bad_arguments_are_refused(enrolled_gateway: Any) -> None:
-    from fleet.errors import DomainError
+    from fleet.core.errors import DomainError
 
     with pytest.raises(DomainError, match="Unknown command 'selfdestruct'"):
         uplink_services.send_command(gateway=enrolled_gateway.gateway, name="selfdestruct")
@@ -411,7 +411,7 @@ def test_operators_send_commands_through_the_api_with_per_command_capabilities(
     assert technician.post(url, tunnel, format="json").status_code == 201
     power = {"gateway": gateway.pk, "name": "set_power_limit", "args": {"device": "x", "limit_pct": 101}}
     bad = operator.post(url, power, format="json")
-    assert bad.status_code == 400 and "args.limit_pct" in bad.json()["args"][0]
+    assert bad.status_code == 400 and "args.limit_pct" in bad.json()["fields"]["args"][0]
     foreign = GatewayFactory(organization=other_organization)
     assert operator.post(url, {"gateway": foreign.pk, "name": "reboot"}, format="json").status_code == 400
     assert [c["name"] for c in viewer.get(url).json()["results"]] == ["open_tunnel", "check_updates"]

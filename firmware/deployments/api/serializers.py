@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from firmware.models import Artifact
-from fleet.api import StrictFieldsMixin
+from fleet.core.api import StrictFieldsMixin
 from fleet.inventory.models import Gateway, GatewayGroup, Organization
 
 from ..models import ActionEvent, Deployment, Exclusion, GatewayAction, RolloutPhase

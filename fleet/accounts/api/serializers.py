@@ -10,7 +10,7 @@ from rest_framework import serializers
 from fleet.accounts.models import Membership
 from fleet.accounts.roles import Capability, Role
 from fleet.accounts.selectors import organizations_where
-from fleet.api import StrictFieldsMixin
+from fleet.core.api import StrictFieldsMixin
 
 
 @extend_schema_field(OpenApiTypes.STR)

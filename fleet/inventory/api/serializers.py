@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from fleet.accounts.roles import Capability
 from fleet.accounts.selectors import organizations_where
-from fleet.api import StrictFieldsMixin
+from fleet.core.api import StrictFieldsMixin
 from fleet.inventory.group_filters import validate_group_filter
 from fleet.inventory.models import (
     FieldDevice,

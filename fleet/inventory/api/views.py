@@ -11,8 +11,9 @@ from rest_framework.response import Response
 
 from fleet.accounts.permissions import SuperuserOnly
 from fleet.accounts.selectors import organizations_visible_to
-from fleet.api import AuditedModelViewSet
 from fleet.audit.services import request_ip
+from fleet.core.api import AuditedModelViewSet
+from fleet.core.errors import DomainError
 from fleet.inventory import csv_io, selectors, services
 from fleet.inventory.filtersets import (
     FieldDeviceFilterSet,
@@ -55,17 +56,8 @@ class CsvImportExportMixin:
         try:
             text = form.validated_data["file"].read().decode("utf-8")
         except UnicodeDecodeError:
-            return Response({"detail": "The file is not UTF-8 text."}, status=status.HTTP_400_BAD_REQUEST)
-        try:
-            result = services.import_csv(kind=self.csv_kind, text=text, user=request.user, ip=request_ip(request))
-        except csv_io.CsvFormatError as exc:
-            return Response(
-                {
-                    "detail": "Nothing was imported; fix these rows and try again.",
-                    "errors": [error.as_dict() for error in exc.errors],
-                },
-                status=status.HTTP_400_BAD_REQUEST,
-            )
+            raise DomainError("The file is not UTF-8 text.", code="not_utf8", field="file") from None
+        result = services.import_csv(kind=self.csv_kind, text=text, user=request.user, ip=request_ip(request))
         return Response({"created": result.created}, status=status.HTTP_201_CREATED)
 
 

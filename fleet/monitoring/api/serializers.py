@@ -6,7 +6,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from fleet.accounts.selectors import organizations_visible_to
-from fleet.api import StrictFieldsMixin
+from fleet.core.api import StrictFieldsMixin
 from fleet.inventory.models import Organization
 from fleet.monitoring.lifecycle import SEVERITY_RANK, Severity
 from fleet.monitoring.models import (

@@ -4,7 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from fleet.api import StrictFieldsMixin
+from fleet.core.api import StrictFieldsMixin
 from fleet.inventory.models import Gateway
 from fleet.inventory.selectors import gateways_visible_to
 from fleet.uplink.models import Command

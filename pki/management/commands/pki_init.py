@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from fleet.errors import DomainError
+from fleet.core.errors import DomainError
 from pki import services
 from pki.models import CertificateAuthority
 
