@@ -131,7 +131,7 @@ def error_body(error: DomainError) -> dict[str, Any]:
 
 
 def protocol_frame(error: DomainError) -> dict[str, Any]:
-    """The gateway protocol's error body (docs/protocol/identity.md, 'Errors')."""
+    """The gateway protocol's error body (docs/protocol/identity.md, conventions)."""
     return {"error": error.code, "detail": error.message}
 
 
