@@ -1,4 +1,4 @@
-"""The REST API's shared pieces: the one exception handler and error body, the audited model viewset.
+"""The REST API's shared pieces: the one exception handler and error body, strict serializers.
 
 Every API error answers in one body (docs/api-errors.md):
 
@@ -18,15 +18,12 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
-from django.db.models import ProtectedError, QuerySet
+from django.db.models import ProtectedError
 from django.http import Http404
-from rest_framework import exceptions, status, viewsets
+from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from fleet.accounts.permissions import ensure_can
-from fleet.accounts.roles import Capability
-from fleet.audit.services import create_audited, delete_audited, request_ip, update_audited
 from fleet.core.errors import DomainError, NotFoundError, PermissionDeniedError
 
 
@@ -165,45 +162,6 @@ class StrictFieldsMixin:
                     {name: ["This field is read-only." if name in read_only else "Unknown field."] for name in unknown}
                 )
         return super().to_internal_value(data)  # type: ignore[misc]
-
-
-class AuditedModelViewSet(viewsets.ModelViewSet):
-    """A model viewset whose queryset comes from a tenancy selector and whose writes are audited.
-
-    Subclasses set `selector` (a function of the user returning a queryset) and the serializer.
-    """
-
-    @staticmethod
-    def selector(user: Any) -> QuerySet[Any]:
-        raise NotImplementedError("Set `selector = staticmethod(<tenancy selector>)` on the viewset.")
-
-    def get_queryset(self) -> QuerySet[Any]:
-        return self.selector(self.request.user)
-
-    write_capability: Capability = Capability.MANAGE_INVENTORY
-
-    def _ensure_can_write(self, data: dict[str, Any]) -> None:
-        """The organization the written object will belong to must allow the write, too."""
-        organization = data.get("organization")
-        if organization is None and data.get("gateway") is not None:
-            organization = data["gateway"].organization
-        if organization is not None:
-            ensure_can(self.request.user, self.write_capability, organization)
-
-    def perform_create(self, serializer: Any) -> None:
-        self._ensure_can_write(serializer.validated_data)
-        serializer.instance = create_audited(
-            serializer.Meta.model, data=serializer.validated_data, user=self.request.user, ip=request_ip(self.request)
-        )
-
-    def perform_update(self, serializer: Any) -> None:
-        self._ensure_can_write(serializer.validated_data)
-        serializer.instance = update_audited(
-            serializer.instance, data=serializer.validated_data, user=self.request.user, ip=request_ip(self.request)
-        )
-
-    def perform_destroy(self, instance: Any) -> None:
-        delete_audited(instance, user=self.request.user, ip=request_ip(self.request))
 
 
 def only_user_api_endpoints(endpoints: list[tuple[str, str, str, Any]], **kwargs: Any) -> list[Any]:

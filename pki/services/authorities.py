@@ -11,8 +11,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
-from fleet.api import DomainError
 from fleet.audit.services import record
+from fleet.core.errors import DomainError
 from pki import ca, conf
 from pki.errors import (
     CANotInitialized,

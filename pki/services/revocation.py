@@ -8,8 +8,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.db import transaction
 from django.utils import timezone
 
-from fleet.api import DomainError
 from fleet.audit.services import record
+from fleet.core.errors import DomainError
 from pki import ca
 from pki.errors import (
     ExternalCertificate,

@@ -12,8 +12,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from fleet.api import DomainError
 from fleet.audit.services import record
+from fleet.core.errors import DomainError
 from fleet.inventory.models import Gateway, Organization, serial_validator
 from pki import conf
 from pki.models import (

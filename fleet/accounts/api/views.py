@@ -12,8 +12,8 @@ from fleet.accounts import services
 from fleet.accounts.models import Membership
 from fleet.accounts.roles import Capability
 from fleet.accounts.selectors import organizations_where
+from fleet.audit.api.viewsets import AuditedModelViewSet
 from fleet.audit.services import request_ip
-from fleet.core.api import AuditedModelViewSet
 
 from .serializers import CurrentUserSerializer, MembershipSerializer, NewUserSerializer
 

@@ -11,8 +11,8 @@ from rest_framework.response import Response
 
 from fleet.accounts.permissions import SuperuserOnly
 from fleet.accounts.selectors import organizations_visible_to
+from fleet.audit.api.viewsets import AuditedModelViewSet
 from fleet.audit.services import request_ip
-from fleet.core.api import AuditedModelViewSet
 from fleet.core.errors import DomainError
 from fleet.inventory import csv_io, selectors, services
 from fleet.inventory.filtersets import (

@@ -15,8 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fleet.accounts.roles import Capability
+from fleet.audit.api.viewsets import AuditedModelViewSet
 from fleet.audit.services import request_ip
-from fleet.core.api import AuditedModelViewSet
 from fleet.core.timestamps import parse_rfc3339, rfc3339
 from fleet.inventory.selectors import gateways_visible_to
 from fleet.monitoring import selectors, services
