@@ -6,9 +6,12 @@ from typing import Any
 
 import pytest
 
+from firmware import services as firmware
 from firmware.deployments import services
 from firmware.deployments.models import Deployment
+from firmware.models import Assignment
 from fleet.audit.models import AuditEntry
+from fleet.inventory.models import Gateway
 from tests.conftest import NOON_PACIFIC
 from tests.factories import GatewayFactory, GatewayGroupFactory, member
 
@@ -147,3 +150,39 @@ def test_unknown_gateway_serial_in_a_list_is_refused(api_client_for, users, orga
     listed = {"target_kind": "list", "target_gateways": ["FOREIGN-1"], "target_group": None}
     response = api_client_for(users["operator"]).post(API, body(organization, setup, **listed), format="json")
     assert response.status_code == 400 and "target_gateways" in response.data["fields"]
+
+
+def test_cancel_succeeds_when_the_previous_version_no_longer_fits_the_gateway(
+    api_client_for, users, organization, make_artifact, fleet
+):
+    """Canceling gives each assigned gateway back its previous version; when that version cannot be
+    assigned any more (here: the board was swapped for another hardware model), the cancel still
+    succeeds, the canceled version's assignment is withdrawn and the history says why."""
+    old, new = make_artifact("1.0.0", models=("GF-100",)), make_artifact("2.0.0", models=("GF-100", "GF-200"))
+    gateway = fleet(1)[0]
+    firmware.assign(gateway=gateway, artifact_type="firmware", artifact=old)
+    client = api_client_for(users["operator"])
+    request = {
+        "organization": organization.pk,
+        "name": "gw-os 2.0.0",
+        "artifacts": [new.pk],
+        "target_kind": "list",
+        "target_gateways": [gateway.serial],
+        "phases": [{"name": "all", "percent": 100}],
+        "failure_threshold_pct": 20,
+    }
+    created = client.post(API, request, format="json")
+    assert created.status_code == 201, created.data
+    services.run_rollouts(now=NOON_PACIFIC)
+    assert Assignment.objects.get(gateway=gateway, artifact_type="firmware").artifact == new
+    Gateway.objects.filter(pk=gateway.pk).update(hardware_model="GF-200")
+
+    canceled = client.post(f"{API}{created.data['id']}/cancel/", {"reason": "changed plans"}, format="json")
+
+    assert canceled.status_code == 200, canceled.content
+    assert canceled.data["status"] == "canceled"
+    assert not Assignment.objects.filter(gateway=gateway, artifact_type="firmware").exists()
+    action = client.get(f"{API}{created.data['id']}/gateways/").data["results"][0]
+    history = client.get(f"{API}actions/{action['id']}/").data["history"]
+    restore = [e["message"] for e in history if "could not be restored" in e["message"]]
+    assert len(restore) == 1 and "GF-200" in restore[0] and "assignment removed" in restore[0]

@@ -91,7 +91,7 @@ def test_repository_initialised_and_released_with_offline_keys_only(
     gateway = GatewayFactory.create(organization=organization)
     refused = operator.post("/api/firmware/assignments/", {"gateway": gateway.pk, "artifact": artifact["id"]})
     assert refused.status_code == 409
-    assert refused.json()["error"] == "not_released"
+    assert refused.json()["code"] == "not_released"
 
     release = tmp_path / "release"
     run("tuf_export", str(release), "firmware")

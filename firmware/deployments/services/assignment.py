@@ -9,6 +9,7 @@ from typing import Any
 from firmware import services as firmware
 from firmware.deployments.models import ActionEvent, Deployment, GatewayAction
 from firmware.deployments.schedule import InstallConditions
+from firmware.errors import FirmwareError
 from firmware.models import Artifact, ArtifactType, Assignment
 from fleet.inventory.models import Gateway
 
@@ -124,13 +125,20 @@ def _restore_previous(action: GatewayAction) -> str:
         firmware.unassign(gateway=gateway, artifact_type=deployment.artifact_type)
         return "assignment removed (nothing was assigned before); the gateway keeps what it runs"
     artifact = Artifact.objects.get(pk=previous["artifact"])
-    firmware.assign(
-        gateway=gateway,
-        artifact_type=deployment.artifact_type,
-        artifact=artifact,
-        deployment=previous["deployment"],
-        install=previous["install"],
-    )
+    try:
+        firmware.assign(
+            gateway=gateway,
+            artifact_type=deployment.artifact_type,
+            artifact=artifact,
+            deployment=previous["deployment"],
+            install=previous["install"],
+        )
+    except FirmwareError as e:
+        # The previous version may no longer fit (hardware swapped, artifact withdrawn from the signed
+        # role). Stopping the canceled rollout for this gateway must not depend on it: withdraw the
+        # canceled assignment instead, so the gateway keeps what it runs.
+        firmware.unassign(gateway=gateway, artifact_type=deployment.artifact_type)
+        return f"previous assignment {artifact} could not be restored ({e.message}); assignment removed"
     return f"previous assignment {artifact} restored"
 
 
