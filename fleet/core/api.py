@@ -12,6 +12,7 @@ attributes of the one root error, `fleet.core.errors.DomainError`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -74,43 +75,51 @@ def invalid_input(detail: Any) -> InvalidInputError:
     return InvalidInputError("; ".join(summary) or "Invalid input.", fields=fields)
 
 
+def _protected(exc: ProtectedError) -> DomainError:
+    blockers = sorted({str(obj) for obj in exc.protected_objects})[:5]
+    return DomainError(
+        f"Cannot delete: still referenced by {', '.join(blockers)}. Remove or move those first.",
+        code="protected",
+        status_code=status.HTTP_409_CONFLICT,
+    )
+
+
+def _api_exception(exc: exceptions.APIException) -> DomainError:
+    detail = exc.detail
+    if isinstance(detail, list | dict):
+        return invalid_input(detail)
+    return DomainError(str(detail), code=getattr(detail, "code", None) or exc.default_code, status_code=exc.status_code)
+
+
+# Framework exceptions as the one root error, most specific first (DRF's base class last).
+_CONVERSIONS: tuple[tuple[type[Exception], Callable[[Any], DomainError]], ...] = (
+    (AuthenticationRefused, lambda e: DomainError(e.error.message, code=e.error.code, status_code=e.status_code)),
+    (exceptions.ValidationError, lambda e: invalid_input(e.detail)),
+    (DjangoValidationError, lambda e: invalid_input(e.message_dict if hasattr(e, "error_dict") else e.messages)),
+    (Http404, lambda e: NotFoundError(str(e) or "Not found.")),
+    (DjangoPermissionDenied, lambda e: PermissionDeniedError(str(e) or "You may not do this.")),
+    (
+        RequestDataTooBig,
+        lambda e: DomainError(
+            "Request body too large; send less data or split it into several requests.",
+            code="too_large",
+            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        ),
+    ),
+    (ProtectedError, _protected),
+    # A race past the serializer's uniqueness check; the row was not written.
+    (IntegrityError, lambda e: DomainError("This would duplicate an existing object.", code="duplicate")),
+    (exceptions.APIException, _api_exception),
+)
+
+
 def refusal_of(exc: Exception) -> DomainError | None:
     """Any exception an API view may see, as the one root error; None for a bug (answered 500)."""
     if isinstance(exc, DomainError):
         return exc
-    if isinstance(exc, AuthenticationRefused):
-        return DomainError(exc.error.message, code=exc.error.code, status_code=exc.status_code)
-    if isinstance(exc, exceptions.ValidationError):
-        return invalid_input(exc.detail)
-    if isinstance(exc, DjangoValidationError):
-        return invalid_input(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
-    if isinstance(exc, Http404):
-        return NotFoundError(str(exc) or "Not found.")
-    if isinstance(exc, DjangoPermissionDenied):
-        return PermissionDeniedError(str(exc) or "You may not do this.")
-    if isinstance(exc, RequestDataTooBig):
-        return DomainError(
-            "Request body too large; send less data or split it into several requests.",
-            code="too_large",
-            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-        )
-    if isinstance(exc, ProtectedError):
-        blockers = sorted({str(obj) for obj in exc.protected_objects})[:5]
-        return DomainError(
-            f"Cannot delete: still referenced by {', '.join(blockers)}. Remove or move those first.",
-            code="protected",
-            status_code=status.HTTP_409_CONFLICT,
-        )
-    if isinstance(exc, IntegrityError):
-        # A race past the serializer's uniqueness check; the row was not written.
-        return DomainError("This would duplicate an existing object.", code="duplicate")
-    if isinstance(exc, exceptions.APIException):
-        detail = exc.detail
-        if isinstance(detail, list | dict):
-            return invalid_input(detail)
-        return DomainError(
-            str(detail), code=getattr(detail, "code", None) or exc.default_code, status_code=exc.status_code
-        )
+    for kind, convert in _CONVERSIONS:
+        if isinstance(exc, kind):
+            return convert(exc)
     return None
 
 
