@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from fleet.errors import DomainError
+from fleet.core.errors import DomainError
 
 
 class CsipError(DomainError):
     """A CSIP operation refused by a rule; `status_code` is the HTTP status CSIP expects."""
 
 
-class UnknownEndDevice(CsipError):
+class UnknownEndDeviceError(CsipError):
     status_code = 403
 
 
-class InvalidControl(CsipError):
+class InvalidControlError(CsipError):
     status_code = 400

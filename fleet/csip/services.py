@@ -20,7 +20,7 @@ from fleet.inventory.models import Gateway, GatewayGroup, Organization, Site
 from pki import ca
 
 from . import sep
-from .errors import InvalidControl
+from .errors import InvalidControlError
 from .models import (
     DerControl,
     DerControlResponse,
@@ -121,16 +121,16 @@ def create_program(
 ) -> DerProgram:
     ensure_can(user, Capability.DISPATCH_DER, organization)
     if site is not None and group is not None:
-        raise InvalidControl("A program covers a site or a group, not both.", field="group")
+        raise InvalidControlError("A program covers a site or a group, not both.", field="group")
     for scope in (site, group):
         if scope is not None and scope.organization_id != organization.pk:
-            raise InvalidControl(
+            raise InvalidControlError(
                 f"{scope} belongs to another organization.", field="site" if scope is site else "group"
             )
     if default_max_lim_pct is not None and not 0 <= default_max_lim_pct <= MAX_PERCENT:
-        raise InvalidControl("The default limit is a percentage 0..100.", field="default_max_lim_pct")
+        raise InvalidControlError("The default limit is a percentage 0..100.", field="default_max_lim_pct")
     if DerProgram.objects.filter(organization=organization, name=name).exists():
-        raise InvalidControl(f"A program named {name!r} exists already.", field="name")
+        raise InvalidControlError(f"A program named {name!r} exists already.", field="name")
     program = DerProgram.objects.create(
         organization=organization,
         name=name,
@@ -161,20 +161,20 @@ def create_control(
     """Schedule a DER event: an export limit (W) or an active power limit (% of WMax)."""
     ensure_can(user, Capability.DISPATCH_DER, program.organization)
     if (export_limit_w is None) == (max_lim_pct is None):
-        raise InvalidControl(
+        raise InvalidControlError(
             "Give either an export limit in W or a power limit in %, not both.", field="export_limit_w"
         )
     if max_lim_pct is not None and not 0 <= max_lim_pct <= MAX_PERCENT:
-        raise InvalidControl("The power limit is a percentage 0..100.", field="max_lim_pct")
+        raise InvalidControlError("The power limit is a percentage 0..100.", field="max_lim_pct")
     if export_limit_w is not None and export_limit_w < 0:
-        raise InvalidControl("The export limit cannot be negative.", field="export_limit_w")
+        raise InvalidControlError("The export limit cannot be negative.", field="export_limit_w")
     if not 0 < duration_s <= MAX_EVENT_SECONDS:
-        raise InvalidControl("The duration is 1 s .. 24 h.", field="duration_s")
+        raise InvalidControlError("The duration is 1 s .. 24 h.", field="duration_s")
     if start + timedelta(seconds=duration_s) <= now:
-        raise InvalidControl("The event would be over before it reaches any device.", field="start")
+        raise InvalidControlError("The event would be over before it reaches any device.", field="start")
     for field, value in (("randomize_start_s", randomize_start_s), ("randomize_duration_s", randomize_duration_s)):
         if abs(value) > MAX_RANDOMIZE_SECONDS:
-            raise InvalidControl("Randomization is at most one hour either way.", field=field)
+            raise InvalidControlError("Randomization is at most one hour either way.", field=field)
     control = DerControl.objects.create(
         program=program,
         description=description[:32],
@@ -203,7 +203,7 @@ def create_control(
 def cancel_control(*, control: DerControl, user: Any, now: datetime, ip: str | None = None) -> DerControl:
     ensure_can(user, Capability.DISPATCH_DER, control.program.organization)
     if control.cancelled:
-        raise InvalidControl("This event is cancelled already.", code="already_cancelled")
+        raise InvalidControlError("This event is cancelled already.", code="already_cancelled")
     before = snapshot(control)
     control.cancelled, control.status_changed_at = True, now
     control.save(update_fields=["cancelled", "status_changed_at"])

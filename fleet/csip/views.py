@@ -18,7 +18,7 @@ from fleet.accounts.permissions import CapabilityRequiredMixin
 from fleet.accounts.roles import Capability
 from fleet.accounts.selectors import organizations_where
 from fleet.audit.services import request_ip
-from fleet.errors import DomainError
+from fleet.core.errors import DomainError
 from fleet.inventory.models import Gateway
 from fleet.inventory.selectors import groups_visible_to, sites_visible_to
 from fleet.monitoring.charts import line_chart

@@ -12,7 +12,7 @@ from fleet.accounts.roles import Capability
 from fleet.audit.services import create_audited, delete_audited, request_ip, update_audited
 
 
-class AuditedModelViewSet(viewsets.ModelViewSet):
+class AuditedModelViewSet(viewsets.ModelViewSet[Any]):
     """A model viewset whose queryset comes from a tenancy selector and whose writes are audited.
 
     Subclasses set `selector` (a function of the user returning a queryset) and the serializer.
