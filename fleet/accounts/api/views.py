@@ -9,10 +9,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from fleet.accounts import services
+from fleet.accounts.api.viewsets import AuditedModelViewSet
 from fleet.accounts.models import Membership
 from fleet.accounts.roles import Capability
 from fleet.accounts.selectors import organizations_where
-from fleet.audit.api.viewsets import AuditedModelViewSet
 from fleet.audit.services import request_ip
 
 from .serializers import CurrentUserSerializer, MembershipSerializer, NewUserSerializer

@@ -9,9 +9,9 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from fleet.accounts.api.viewsets import AuditedModelViewSet
 from fleet.accounts.permissions import SuperuserOnly
 from fleet.accounts.selectors import organizations_visible_to
-from fleet.audit.api.viewsets import AuditedModelViewSet
 from fleet.audit.services import request_ip
 from fleet.core.errors import DomainError
 from fleet.inventory import csv_io, selectors, services

@@ -14,8 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from fleet.accounts.api.viewsets import AuditedModelViewSet
 from fleet.accounts.roles import Capability
-from fleet.audit.api.viewsets import AuditedModelViewSet
 from fleet.audit.services import request_ip
 from fleet.core.timestamps import parse_rfc3339, rfc3339
 from fleet.inventory.selectors import gateways_visible_to
