@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from django.utils import timezone
 
 from fleet.csip import services
@@ -20,6 +18,7 @@ from fleet.csip.headend import HeadEnd
 from fleet.csip.models import EndDevice
 from fleet.csip.utility_pki import UtilityPki, test_utility_pki
 from pki import ca
+from tests.pki.fixtures import csr_pem
 
 
 @dataclass
@@ -36,15 +35,6 @@ def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
-
-
-def csr_for(key: ec.EllipticCurvePrivateKey, serial: str) -> str:
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, serial)]))
-        .sign(key, hashes.SHA256())
-    )
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
 @pytest.fixture
@@ -69,7 +59,7 @@ def enroll_utility_identity(utility_pki: UtilityPki, tmp_path: Path) -> Any:
         key = ca.generate_key()
         write_key(directory / "utility.key", key)
         certificate, device = services.issue_utility_certificate(
-            gateway=gateway, csr_pem=csr_for(key, gateway.serial), pki=utility_pki, now=now or timezone.now(), days=days
+            gateway=gateway, csr_pem=csr_pem(key, gateway.serial), pki=utility_pki, now=now or timezone.now(), days=days
         )
         (directory / "utility.pem").write_text(ca.certificate_pem(certificate))
         return UtilityIdentity(

@@ -17,13 +17,27 @@ from gridfleet_agent.field import FieldStack
 from gridfleet_agent_simulators.sunspec import SunSpecSimulator
 
 from fleet.csip import services
-from fleet.csip.models import DerControlResponse, MirrorUsagePoint, Reading
+from fleet.csip.models import DerControlResponse, LogEvent, MirrorUsagePoint, Reading
 from tests.factories import GatewayFactory, UserFactory
 
 pytestmark = pytest.mark.slow
 
 RATED_W = 10_000
 EXPORT_LIMIT_W = 3_000  # 30 % of WMax
+
+
+def link_config(headend: Any, identity: Any, *, pin: int, post_rate: int = 300) -> CsipConfig:
+    """The agent's `[csip]` configuration for one inverter, pointed at the test head-end."""
+    return CsipConfig(
+        server_url=headend.url,
+        certificate=identity.certificate,
+        key=identity.key,
+        ca_bundle=identity.ca_bundle,
+        der=(DerDevice("inv-1", RATED_W),),
+        dcap_path="/sep2/dcap",
+        pin=pin,
+        post_rate=post_rate,
+    )
 
 
 def _checked(check: Callable[[], Any]) -> Any:
@@ -44,7 +58,7 @@ async def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
         await asyncio.sleep(0.25)
 
 
-def test_agent_follows_an_export_limit_from_the_headend_and_mirrors_readings(
+def test_agent_follows_an_export_limit_from_the_headend_mirrors_readings_and_reports_alarms(
     headend: Any, enroll_utility_identity: Any, settings: Any
 ) -> None:
     settings.GRIDFLEET_CSIP_POST_RATE = 2  # readings every 2 s (py20305 accepts a server rate that low)
@@ -69,16 +83,7 @@ def test_agent_follows_an_export_limit_from_the_headend_and_mirrors_readings(
         user=admin,
         now=now,
     )
-    config = CsipConfig(
-        server_url=headend.url,
-        certificate=identity.certificate,
-        key=identity.key,
-        ca_bundle=identity.ca_bundle,
-        der=(DerDevice("inv-1", RATED_W),),
-        dcap_path="/sep2/dcap",
-        pin=identity.end_device.pin,
-        post_rate=2,
-    )
+    config = link_config(headend, identity, pin=identity.end_device.pin, post_rate=2)
     seen_limits: list[float | None] = []
     states: list[str] = []
 
@@ -109,6 +114,12 @@ def test_agent_follows_an_export_limit_from_the_headend_and_mirrors_readings(
                         "the 'completed' response",
                     )
                     await until(Reading.objects.exists, 30, "mirrored readings")
+                    # An AC over-voltage in the inverter (SunSpec Evt1 bit 10) is DERStatus alarm bit 1:
+                    # LogEvent 2 when it is raised, 3 when it returns to normal.
+                    sim.raise_event(10)
+                    await until(lambda: LogEvent.objects.filter(log_event_code=2).exists(), 30, "the alarm LogEvent")
+                    sim.clear_event(10)
+                    await until(lambda: LogEvent.objects.filter(log_event_code=3).exists(), 30, "its return to normal")
                     assert link.status()["responses"], "the link reports the responses it posted"
                 finally:
                     task.cancel()
@@ -125,6 +136,8 @@ def test_agent_follows_an_export_limit_from_the_headend_and_mirrors_readings(
     watts = Reading.objects.filter(meter_reading__mirror_usage_point=mup, meter_reading__uom=38)
     assert watts.exists(), "active power (uom 38) is mirrored"
     assert "registered" in states and "following" in states
+    codes = list(LogEvent.objects.order_by("received_at").values_list("log_event_code", "function_set"))
+    assert codes == [(2, 11), (3, 11)]
 
 
 def test_the_agent_does_not_follow_a_server_whose_registration_pin_is_not_the_installers(
@@ -137,15 +150,7 @@ def test_the_agent_does_not_follow_a_server_whose_registration_pin_is_not_the_in
         organization=gateway.organization, name="Defaults", user=admin, default_max_lim_pct=Decimal(50)
     )
     wrong_pin = 111115 if identity.end_device.pin != 111115 else 222220
-    config = CsipConfig(
-        server_url=headend.url,
-        certificate=identity.certificate,
-        key=identity.key,
-        ca_bundle=identity.ca_bundle,
-        der=(DerDevice("inv-1", RATED_W),),
-        dcap_path="/sep2/dcap",
-        pin=wrong_pin,
-    )
+    config = link_config(headend, identity, pin=wrong_pin)
 
     async def scenario() -> tuple[LinkState, float | None]:
         async with SunSpecSimulator(rated_w=RATED_W) as sim:

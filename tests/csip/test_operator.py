@@ -15,8 +15,7 @@ from fleet.uplink import services as uplink
 from fleet.uplink.protocol import Hello, parse_records
 from pki import ca
 from tests.factories import GatewayFactory, SiteFactory, UserFactory, member
-
-from .conftest import csr_for
+from tests.pki.fixtures import csr_pem
 
 pytestmark = pytest.mark.django_db
 
@@ -71,7 +70,7 @@ def test_the_gateway_gets_its_utility_certificate_by_csr_and_is_preregistered(
     key = ca.generate_key()
     response = client.post(
         "/gw/v1/csip/certificate",
-        {"csr": csr_for(key, enrolled_gateway.gateway.serial)},
+        {"csr": csr_pem(key, enrolled_gateway.gateway.serial)},
         content_type="application/json",
         headers=enrolled_gateway.auth_headers(),
     )
@@ -85,7 +84,7 @@ def test_the_gateway_gets_its_utility_certificate_by_csr_and_is_preregistered(
 
     wrong = client.post(
         "/gw/v1/csip/certificate",
-        {"csr": csr_for(key, "SOMEONE-ELSE")},
+        {"csr": csr_pem(key, "SOMEONE-ELSE")},
         content_type="application/json",
         headers=enrolled_gateway.auth_headers(),
     )

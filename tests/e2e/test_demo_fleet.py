@@ -35,22 +35,24 @@ def test_admin_logs_in_and_sees_the_demo_fleet_in_the_browser(demo_server: Any, 
     page.close()
 
 
+def token_headers(client: httpx.Client, demo_server: Any) -> dict[str, str]:
+    """The demo admin's API token, as request headers."""
+    token = client.post(
+        "/api/accounts/token/", data={"username": demo_server.username, "password": demo_server.password}
+    ).json()["token"]
+    return {"Authorization": f"Token {token}"}
+
+
 def test_the_rest_api_of_the_demo_answers_with_a_token(demo_server: Any) -> None:
     with httpx.Client(base_url=demo_server.url) as client:
-        token = client.post(
-            "/api/accounts/token/", data={"username": demo_server.username, "password": demo_server.password}
-        ).json()["token"]
-        gateways = client.get("/api/inventory/gateways/", headers={"Authorization": f"Token {token}"}).json()
+        gateways = client.get("/api/inventory/gateways/", headers=token_headers(client, demo_server)).json()
         assert gateways["count"] == 10
         assert client.get("/api/schema/").status_code == 200
 
 
 def test_simulated_gateways_enroll_come_online_and_report_their_inverter_meter_and_battery(demo_server: Any) -> None:
     with httpx.Client(base_url=demo_server.url) as client:
-        token = client.post(
-            "/api/accounts/token/", data={"username": demo_server.username, "password": demo_server.password}
-        ).json()["token"]
-        headers = {"Authorization": f"Token {token}"}
+        headers = token_headers(client, demo_server)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             online = client.get(
@@ -70,10 +72,7 @@ def test_simulated_gateways_enroll_come_online_and_report_their_inverter_meter_a
 
 def test_simulated_gateways_register_with_the_demo_headend_and_follow_its_curtailment(demo_server: Any) -> None:
     with httpx.Client(base_url=demo_server.url) as client:
-        token = client.post(
-            "/api/accounts/token/", data={"username": demo_server.username, "password": demo_server.password}
-        ).json()["token"]
-        headers = {"Authorization": f"Token {token}"}
+        headers = token_headers(client, demo_server)
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline:
             devices = client.get("/api/csip/end-devices/", headers=headers).json()["results"]

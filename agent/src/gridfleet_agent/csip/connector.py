@@ -30,6 +30,17 @@ logger = logging.getLogger(__name__)
 
 
 SOURCE = "ieee2030.5"
+
+#: Field alarm codes (SunSpec Evt1 / 701 Alrm, gridfleet_agent.field.events) -> IEEE 2030.5 DERStatus
+#: alarmStatus bit. Only the unambiguous ones: the two bitmaps mean different things (ground
+#: fault, over-temperature... have no 2030.5 bit), so they are translated, never copied.
+#: py20305 turns alarmStatus transitions into LogEvents (code 2 x bit, 2 x bit + 1 on return).
+DER_ALARM_BITS: dict[str, int] = {
+    "sunspec.evt1.ac_over_voltage": 1,  # Over Voltage
+    "sunspec.evt1.ac_under_voltage": 2,  # Under Voltage
+    "sunspec.evt1.over_frequency": 3,  # Over Frequency
+    "sunspec.evt1.under_frequency": 4,  # Under Frequency
+}
 MAX_PERCENT = 100
 
 
@@ -50,12 +61,14 @@ class FieldStackConnector(BaseConnector):
         devices: tuple[DerDevice, ...],
         *,
         latest: Callable[[str], dict[str, Any]],
+        alarms: Callable[[str], int] | None = None,
         revert_after_s: int = 0,
         on_applied: Callable[[float | None, Any], None] | None = None,
     ) -> None:
         self._field = field
         self._devices = devices
         self._latest = latest
+        self._alarms = alarms
         self._revert = revert_after_s or None
         self._limit_pct: float | None = None  # opModMaxLimW
         self._export_w: float | None = None  # opModMaxLimWInject
@@ -137,6 +150,11 @@ class FieldStackConnector(BaseConnector):
     async def fetch_status(self) -> dict[str, Any]:
         status = await super().fetch_status()
         status["readingTime"] = int(time.time())
+        if self._alarms is not None:
+            bits = 0
+            for device in self._devices:
+                bits |= self._alarms(device.field_device)
+            status["alarmStatus"] = bits
         return status
 
     async def fetch_nameplate(self) -> dict[str, Any]:

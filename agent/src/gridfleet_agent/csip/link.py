@@ -32,7 +32,7 @@ from py20305.telemetry import TelemetryCoordinator
 
 from gridfleet_agent.backoff import Backoff
 from gridfleet_agent.csip.config import CsipConfig
-from gridfleet_agent.csip.connector import FieldStackConnector, SetpointPath
+from gridfleet_agent.csip.connector import DER_ALARM_BITS, FieldStackConnector, SetpointPath
 from gridfleet_agent.errors import AgentError
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ class UtilityLink:
         self._report = report
         self._backoff = backoff or Backoff(base=2.0, cap=300.0)
         self._latest: dict[str, dict[str, Any]] = {}
+        self._alarm_bits: dict[str, int] = {}
         self.lfdi = compute_lfdi(config.certificate.read_text()).upper()
         self.state = LinkState.STARTING
         self.detail = ""
@@ -109,12 +110,21 @@ class UtilityLink:
     # -- inputs ------------------------------------------------------------------------------------
 
     def observe(self, record: dict[str, Any]) -> None:
-        """Keep the latest telemetry of each field device (a FieldStack sink record)."""
-        if record.get("kind") == "telemetry":
-            payload = record.get("payload") or {}
-            device = payload.get("device")
-            if isinstance(device, str) and isinstance(payload.get("points"), dict):
-                self._latest[device] = payload["points"]
+        """Keep the latest telemetry and the active DER alarms of each field device (FieldStack sink records)."""
+        payload = record.get("payload") or {}
+        device = payload.get("device")
+        if not isinstance(device, str):
+            return
+        if record.get("kind") == "telemetry" and isinstance(payload.get("points"), dict):
+            self._latest[device] = payload["points"]
+        elif record.get("kind") == "alarm" and payload.get("code") in DER_ALARM_BITS:
+            mask = 1 << DER_ALARM_BITS[payload["code"]]
+            current = self._alarm_bits.get(device, 0)
+            self._alarm_bits[device] = current | mask if payload.get("state") == "raised" else current & ~mask
+
+    def alarm_status(self, device_id: str) -> int:
+        """The device's active alarms as IEEE 2030.5 DERStatus alarmStatus bits."""
+        return self._alarm_bits.get(device_id, 0)
 
     def latest(self, device_id: str) -> dict[str, Any]:
         return self._latest.get(device_id, {})
@@ -212,6 +222,7 @@ class UtilityLink:
                 self._field,
                 cfg.der,
                 latest=self.latest,
+                alarms=self.alarm_status,
                 revert_after_s=cfg.revert_after_s,
                 on_applied=self._limit_applied,
             )
