@@ -177,6 +177,20 @@ def _config_and_license(serial: str) -> dict[str, Any]:
     return {"config_version": config.version, "license_version": license_.version}
 
 
+def _scada_config(serial: str, port: str) -> dict[str, Any]:
+    """A signed configuration asking the gateway for an IEC 60870-5-104 outstation on loopback."""
+    from firmware import services as firmware
+    from fleet.inventory.models import Gateway
+
+    gateway = Gateway.objects.get(serial=serial)
+    template = firmware.create_config_template(
+        organization=gateway.organization, name=f"scada-{serial}", schema={"type": "object"}, files={}, actor=None
+    )
+    values = {"scada": {"iec104": {"host": "127.0.0.1", "port": int(port), "comm_loss_after": 600}}}
+    firmware.set_config_values(template=template, values=values, gateway=gateway, actor=None)
+    return {"config_version": firmware.build_config(gateway=gateway, template=template).version}
+
+
 def _command(serial: str, name: str, args: str) -> dict[str, Any]:
     from fleet.inventory.models import Gateway
     from fleet.uplink import services as uplink
@@ -198,6 +212,8 @@ if __name__ == "__main__":
         result = _release(*rest)
     elif action == "config-and-license":
         result = _config_and_license(*rest)
+    elif action == "scada-config":
+        result = _scada_config(*rest)
     elif action == "command":
         result = _command(*rest)
     else:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import c104
 import pytest
 from gridfleet_agent.config import parse_config
 from gridfleet_agent.daemon import Agent, QueueLogHandler
@@ -28,7 +29,7 @@ from gridfleet_agent.identity import enroll
 from gridfleet_agent_simulators.sunspec import SunSpecSimulator
 
 from agent.tests.bundles import firmware_bundle
-from tests.servers import wait_for
+from tests.servers import free_port, wait_for
 
 from .e2e_server import UPDATE_POLL_SECONDS, ServerProcess, run_action
 
@@ -59,7 +60,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     var_dir = tmp_path_factory.mktemp("server")
-    tokens = run_action(var_dir, "setup", "8")["tokens"]
+    tokens = run_action(var_dir, "setup", "9")["tokens"]
     process = ServerProcess(var_dir)
     process.start()
     try:
@@ -240,6 +241,34 @@ def test_server_built_config_and_signed_license_are_installed(server: Server, on
         what="the license limits in the inventory",
     )
     assert json.loads(attributes[0])["license_limits"] == {"field_devices": 20}
+
+
+@pytest.mark.parametrize("online_agent", ["E2E-009"], indirect=True)
+def test_signed_config_starts_an_iec104_outstation_whose_link_shows_at_the_server(
+    server: Server, online_agent: AgentProcess
+):
+    port = free_port()
+    versions = run_action(server.process.var_dir, "scada-config", online_agent.serial, str(port))
+    assert online_agent.cli("check-now").returncode == 0
+    wait_for(
+        lambda: online_agent.status()["installed"]["config"] == str(versions["config_version"]),
+        what="the SCADA configuration to be installed",
+    )
+    client = c104.Client()
+    connection = client.add_connection(ip="127.0.0.1", port=port, init=c104.Init.NONE)
+    assert connection is not None
+    client.start()
+    try:
+        wait_for(lambda: connection.is_connected, what="the gateway's 104 outstation to accept a connection")
+        assert connection.unmute()  # STARTDT confirmed by the gateway
+        gateway = server.gateway_id(online_agent.serial)
+        query = "SELECT attributes FROM inventory_gateway WHERE id = ? AND attributes LIKE '%\"connected\"%'"
+        (attributes,) = wait_for(lambda: server.process.query(query, gateway), what="the link state in the inventory")
+    finally:
+        client.stop()
+    (link,) = json.loads(attributes[0])["protocols"]
+    assert (link["name"], link["role"], link["state"]) == ("iec104", "outstation", "connected")
+    assert link["endpoint"] == f"127.0.0.1:{port}/1" and link["points"] > 0
 
 
 def test_simulator_runs_several_enrolled_gateways_that_report_telemetry(server: Server, tmp_path: Path):
