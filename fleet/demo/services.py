@@ -38,6 +38,9 @@ class DemoCredentials:
     created: bool
 
 
+DEMO_SCADA_TEMPLATE = "demo-scada"
+
+
 def _credentials_file() -> Path:
     return Path(settings.GRIDFLEET_VAR_DIR) / "demo-credentials.txt"
 
@@ -262,3 +265,28 @@ def ensure_demo_curtailment(*, gateways: list[Gateway], admin: Any, now: datetim
             )
         )
     return controls
+
+
+def ensure_demo_scada(*, gateway: Gateway, host: str, dnp3_port: int, iec104_port: int) -> Any:
+    """A signed configuration giving one simulated gateway a DNP3 outstation (MESA-DER) and an
+    IEC 60870-5-104 outstation on loopback, so its page shows live protocol links and a SCADA
+    client (dnp3py, c104) can limit its inverter through them."""
+    from firmware import services as firmware
+    from firmware.models import ConfigTemplate, DeviceBundle
+
+    template = ConfigTemplate.objects.filter(organization=gateway.organization, name=DEMO_SCADA_TEMPLATE).first()
+    if template is None:
+        template = firmware.create_config_template(
+            organization=gateway.organization, name=DEMO_SCADA_TEMPLATE, schema={"type": "object"}, files={}, actor=None
+        )
+    values = {
+        "scada": {
+            "dnp3_outstation": {"host": host, "port": dnp3_port, "address": 10, "master_address": 1},
+            "iec104": {"host": host, "port": iec104_port, "common_address": 1},
+        }
+    }
+    latest = DeviceBundle.objects.filter(gateway=gateway, kind=DeviceBundle.Kind.CONFIG).order_by("-version").first()
+    if latest is not None and latest.source.get("values") == values:
+        return latest
+    firmware.set_config_values(template=template, values=values, gateway=gateway, actor=None)
+    return firmware.build_config(gateway=gateway, template=template)

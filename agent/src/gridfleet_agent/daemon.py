@@ -264,7 +264,6 @@ class Agent:
         self._protocols = ProtocolServices(
             config,
             field=self._field if hasattr(self._field, "apply_setpoint") else None,  # type: ignore[arg-type]
-            field_config=self.config.field,
             state_dir=self.config.state_dir,
             gateway=self.serial,
             emit=self.field_record,

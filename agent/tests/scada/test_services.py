@@ -70,7 +70,6 @@ async def test_one_protocol_failing_does_not_stop_the_others_and_every_link_is_r
     services = ProtocolServices(
         config,
         field=site.stack,
-        field_config={"devices": [{"id": "inv-1", "kind": "inverter"}]},
         state_dir=tmp_path,
         gateway="GW-1",
         emit=lambda record: None,
@@ -112,7 +111,6 @@ async def test_a_link_down_longer_than_its_limit_raises_protocol_comms_lost(site
     services = ProtocolServices(
         config,
         field=site.stack,
-        field_config={},
         state_dir=tmp_path,
         gateway="GW-1",
         emit=lambda record: None,

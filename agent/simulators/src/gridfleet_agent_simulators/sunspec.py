@@ -24,7 +24,9 @@ from types import TracebackType
 from typing import Any, cast
 
 from gridfleet_agent.errors import AgentError
+from gridfleet_agent.field.errors import ControlFailed
 from gridfleet_agent.field.events import EVENT_SOURCES
+from gridfleet_agent.field.setpoints import Setpoint, SetpointResult
 from gridfleet_agent.field.stack import CommandOutcome, FieldStack, Sink
 from gridfleet_agent.field.sunspec import (
     ADOPT_COMPLETED,
@@ -791,6 +793,15 @@ class SimulatedSite:
         if self.stack is None:
             return CommandOutcome("failed", "the simulated site is not started")
         return await self.stack.execute(name, args)
+
+    # The field stack's setpoint path, for the SCADA protocols of a simulated gateway.
+    async def apply_setpoint(self, device_id: str, setpoint: Setpoint, *, source: str) -> SetpointResult:
+        if self.stack is None:
+            raise ControlFailed("the simulated site is not started")
+        return await self.stack.apply_setpoint(device_id, setpoint, source=source)
+
+    def device_ids(self, kind: str | None = None) -> list[str]:
+        return self.stack.device_ids(kind) if self.stack is not None else []
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,6 +1,6 @@
 """All SCADA and cloud protocol services of a gateway, built from its signed configuration.
 
-    services = ProtocolServices.from_signed_config(config_json, field=stack, field_config=..., ...)
+    services = ProtocolServices(ProtocolsConfig.from_config(signed_config), field=stack, ...)
     services.observe(record)      # every field record: updates the site image and the cloud queues
     await services.start()        # each protocol in its own task; one failing never stops another
     services.statuses()           # link state, points, errors: inventory attribute `protocols`
@@ -23,7 +23,7 @@ from gridfleet_agent.scada.dnp3_master import Dnp3FieldDevice
 from gridfleet_agent.scada.dnp3_outstation import Dnp3Outstation
 from gridfleet_agent.scada.iec104 import Iec104Outstation
 from gridfleet_agent.scada.opcua import OpcUaServer
-from gridfleet_agent.scada.site import SetpointPath, SiteControls, SiteDevice, SiteImage, devices_from_field_config
+from gridfleet_agent.scada.site import SetpointPath, SiteControls, SiteDevice, SiteImage, devices_of
 from gridfleet_agent.scada.status import LinkStatus, ProtocolService, Report, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,6 @@ class ProtocolServices:
         config: ProtocolsConfig,
         *,
         field: SetpointPath | None,
-        field_config: Mapping[str, Any],
         state_dir: Path,
         gateway: str,
         emit: Callable[[dict[str, Any]], None],
@@ -59,7 +58,7 @@ class ProtocolServices:
     ) -> None:
         self.config = config
         self.field_devices_dnp3 = [Dnp3FieldDevice(d, emit=emit) for d in config.dnp3_master]
-        devices = devices_from_field_config(field_config) + [SiteDevice(d.id, d.kind) for d in config.dnp3_master]
+        devices = devices_of(field) + [SiteDevice(d.id, d.kind) for d in config.dnp3_master]
         self.site = SiteImage(devices)
         self.controls = SiteControls(field, self.site)
         self.cloud = [CloudLink(b, site=self.site, state_dir=state_dir, gateway=gateway) for b in config.cloud]

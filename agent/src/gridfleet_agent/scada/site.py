@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from gridfleet_agent.field.config import DEVICE_KINDS
 from gridfleet_agent.field.errors import ControlFailed, ControlRejected
 from gridfleet_agent.field.setpoints import Connection, PowerLimit, Setpoint, SetpointResult
 
@@ -260,14 +261,12 @@ class SiteControls:
         return ControlOutcome(readback)
 
 
-def devices_from_field_config(field: Mapping[str, Any]) -> list[SiteDevice]:
-    """The SiteDevice list of a `field` configuration section (ids and kinds, in order)."""
-    devices: Iterable[Any] = field.get("devices") or []
-    return [
-        SiteDevice(str(d["id"]), str(d.get("kind", "inverter")))
-        for d in devices
-        if isinstance(d, Mapping) and isinstance(d.get("id"), str)
-    ]
+def devices_of(path: SetpointPath | None) -> list[SiteDevice]:
+    """The field stack's devices (configuration order) with their kinds, as the site has them."""
+    if path is None:
+        return []
+    kinds = {device: kind for kind in DEVICE_KINDS for device in path.device_ids(kind)}
+    return [SiteDevice(device, kinds.get(device, "other")) for device in path.device_ids()]
 
 
 __all__ = [
@@ -278,6 +277,6 @@ __all__ = [
     "SiteDevice",
     "SiteImage",
     "SitePoint",
-    "devices_from_field_config",
+    "devices_of",
     "site_points",
 ]

@@ -20,6 +20,7 @@ from fleet.csip.utility_pki import test_utility_pki
 from fleet.demo import services as demo
 
 CSIP_PORT_OFFSET = 443  # the demo head-end listens on PORT + 443 (8443 next to 8000)
+DNP3_PORT_OFFSET, IEC104_PORT_OFFSET = 12000, 12001  # one simulated gateway's SCADA outstations (20000, 20001)
 
 
 class Command(BaseCommand):
@@ -59,6 +60,15 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  CSIP head-end (IEEE 2030.5, mutual TLS) on {headend.url}/sep2/dcap; a curtailment to "
                 f"{controls[0].max_lim_pct} % starts at {controls[0].start:%H:%M:%S} UTC: watch a gateway's page\n"
+            )
+        if agents:
+            dnp3_port, iec104_port = options["port"] + DNP3_PORT_OFFSET, options["port"] + IEC104_PORT_OFFSET
+            demo.ensure_demo_scada(
+                gateway=agents[0], host=options["host"], dnp3_port=dnp3_port, iec104_port=iec104_port
+            )
+            self.stdout.write(
+                f"  {agents[0].serial} serves SCADA: DNP3 outstation {options['host']}:{dnp3_port} (address 10, "
+                f"MESA-DER map) and IEC 104 on {options['host']}:{iec104_port}; see docs/field-devices.md\n"
             )
         simulator = self._start_agents(agents, admin=admin, server_url=url) if agents else None
         # uvicorn re-raises SIGTERM once it has shut down; exiting through SystemExit instead lets the
