@@ -8,13 +8,13 @@ and the gateway protocol (/gw/v1/) answers in its documented frame {"error": ...
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
 
 from fleet.monitoring import services as monitoring
+from tests.conftest import NOON_PACIFIC
 from tests.factories import GatewayFactory
 
 pytestmark = pytest.mark.django_db
@@ -81,7 +81,7 @@ def test_monitoring_refusal(api_client_for, users, gateway):
         severity="critical",
         raised=True,
         message="Ground fault",
-        at=datetime(2026, 11, 26, 12, tzinfo=UTC),
+        at=NOON_PACIFIC.replace(hour=12),
     )
     assert alarm is not None
     client = api_client_for(users["operator"])

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import datetime, time, timedelta
 
 import pytest
 
 from firmware.deployments.models import ActionState as S
 from firmware.deployments.schedule import InstallConditions, PhaseSize, phase_boundaries
 from firmware.deployments.states import STEPS, TERMINAL, apply_step
+from tests.conftest import NOON_PACIFIC
 
 
 @pytest.mark.parametrize(
@@ -30,7 +31,7 @@ def test_phase_boundaries_are_cumulative(sizes, total, ends):
 
 def la(hour: int, minute: int = 0) -> datetime:
     """A late-November wall-clock time in Los Angeles (UTC-8), as UTC."""
-    return datetime(2026, 11, 26, (hour + 8) % 24, minute, tzinfo=UTC).replace(day=26 + (hour + 8) // 24)
+    return NOON_PACIFIC.replace(hour=(hour + 8) % 24, minute=minute) + timedelta(days=(hour + 8) // 24)
 
 
 def test_window_is_read_in_the_site_time_zone_and_may_cross_midnight():

@@ -17,13 +17,14 @@ from firmware.tuf.errors import PublishedFileExistsError, StagingMismatchError, 
 from firmware.tuf.keys import OnlineKeyring, generate_key_file
 from firmware.tuf.layout import DEVICES, ROOT, SNAPSHOT, TIMESTAMP, recommended_bit_length
 from firmware.tuf.repository import TufRepository
+from tests.conftest import NOON_PACIFIC
 
 PASSPHRASE = "test-passphrase"
 
 
 class Clock:
     def __init__(self) -> None:
-        self.now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+        self.now = NOON_PACIFIC.replace(hour=12, minute=0)
 
     def __call__(self) -> datetime:
         return self.now

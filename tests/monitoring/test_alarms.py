@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from fleet.inventory.models import Gateway
 from fleet.monitoring import services
 from fleet.monitoring.lifecycle import AlarmState
 from fleet.monitoring.models import Alarm, MonitoringSettings
+from tests.conftest import NOON_PACIFIC
 from tests.factories import GatewayFactory
 
 pytestmark = pytest.mark.django_db
@@ -269,7 +270,7 @@ def test_offline_gateway_raises_an_alarm_and_suppresses_its_device_alarms(gatewa
 
 def test_offline_threshold_is_configurable_per_organization(gateway: Gateway) -> None:
     MonitoringSettings.objects.create(organization=gateway.organization, offline_after_seconds=60)
-    now = datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
+    now = NOON_PACIFIC.replace(hour=13, minute=0)
     Gateway.objects.filter(pk=gateway.pk).update(last_seen=now - timedelta(seconds=59))
     assert services.detect_offline_gateways(now=now) == []
     assert services.detect_offline_gateways(now=now + timedelta(seconds=2)) == [gateway]

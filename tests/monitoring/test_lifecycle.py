@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -13,8 +13,9 @@ from fleet.monitoring.lifecycle import (
     TransitionRefusedError,
     apply,
 )
+from tests.conftest import NOON_PACIFIC
 
-NOW = datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
+NOW = NOON_PACIFIC.replace(hour=13, minute=0)
 S = AlarmState
 
 ALLOWED_STATE_CHANGES = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,11 +11,12 @@ from django.utils import timezone
 from fleet.inventory.models import Gateway
 from fleet.monitoring import services
 from fleet.monitoring.services import IncomingRecord
+from tests.conftest import NOON_PACIFIC
 from tests.factories import GatewayFactory
 
 pytestmark = pytest.mark.django_db
 
-T0 = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
+T0 = NOON_PACIFIC.replace(hour=0, minute=0)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import hmac
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
@@ -17,11 +17,12 @@ from django.core import mail
 from fleet.inventory.models import Gateway
 from fleet.monitoring import notifications, services
 from fleet.monitoring.models import Alarm, NotificationDelivery, NotificationRoute, Silence
+from tests.conftest import NOON_PACIFIC
 from tests.factories import GatewayFactory
 
 pytestmark = pytest.mark.django_db
 
-T0 = datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
+T0 = NOON_PACIFIC.replace(hour=13, minute=0)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,8 +22,9 @@ from fleet.uplink.protocol import (
     parse_frame,
     parse_records,
 )
+from tests.conftest import NOON_PACIFIC
 
-NOW = datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
+NOW = NOON_PACIFIC.replace(hour=13, minute=0)
 
 
 def hello(**overrides: Any) -> str:

@@ -20,6 +20,7 @@ from fleet.uplink import services as uplink_services
 from fleet.uplink.consumer import GatewayConsumer
 from fleet.uplink.models import Command
 from fleet.uplink.signals import status_reported
+from tests.conftest import NOON_PACIFIC
 from tests.monitoring.helpers import GatewaySession, alarm, batch, log, telemetry, ts
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -457,14 +458,13 @@ def test_upload_logs_round_trip(enrolled_gateway: Any, enroll_gateway: Any, api_
 def test_presence_flush_writes_many_sightings_in_few_statements_and_never_backwards(
     organization: Any, django_assert_max_num_queries: Any
 ) -> None:
-    from datetime import UTC, datetime
 
     from fleet.inventory.presence import PresenceTracker
 
     gateways = Gateway.objects.bulk_create(
         [Gateway(organization=organization, serial=f"P-{n:05d}", hardware_model="GF-100") for n in range(1200)]
     )
-    seen_at = datetime(2026, 11, 26, 13, 0, 5, 250000, tzinfo=UTC)
+    seen_at = NOON_PACIFIC.replace(hour=13, minute=0, second=5, microsecond=250000)
     newer = seen_at + timedelta(minutes=5)
     Gateway.objects.filter(pk=gateways[0].pk).update(last_seen=newer)  # written meanwhile by another process
     tracker = PresenceTracker()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,8 +20,9 @@ from pki.errors import (
     SerialMismatch,
     UntrustedIssuer,
 )
+from tests.conftest import NOON_PACIFIC
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+NOW = NOON_PACIFIC.replace(hour=12, minute=0)
 
 
 def make_hierarchy(
