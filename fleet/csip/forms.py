@@ -25,10 +25,18 @@ class ProgramForm(forms.Form):
 
 
 class ControlForm(forms.Form):
-    KINDS = [("export", "Export limit (W)"), ("curtail", "Curtailment (% of WMax)")]
+    KINDS = [
+        ("export", "Export limit (W)"),
+        ("curtail", "Curtailment (% of WMax)"),
+        ("disconnect", "Disconnect"),
+        ("pf_inject", "Fixed power factor, injecting vars"),
+        ("pf_absorb", "Fixed power factor, absorbing vars"),
+    ]
 
     kind = forms.ChoiceField(choices=KINDS)
-    value = forms.DecimalField(min_value=0, help_text="W for an export limit, % for a curtailment")
+    value = forms.DecimalField(
+        min_value=0, required=False, help_text="W for an export limit, % for a curtailment, 0..1 for a power factor"
+    )
     start = forms.DateTimeField(help_text="UTC, e.g. 2026-12-03 16:00")
     duration_minutes = forms.IntegerField(min_value=1, max_value=24 * 60, initial=240)
     randomize_start_s = forms.IntegerField(min_value=-3600, max_value=3600, initial=0, label="Randomize start (s)")

@@ -6,6 +6,8 @@ The sep2 representation of each lives in `fleet.csip.sep`; these models hold onl
 
 from __future__ import annotations
 
+import functools
+import operator
 import secrets
 
 from django.db import models
@@ -83,6 +85,20 @@ class DerProgram(models.Model):
         return f"all of {self.organization}"
 
 
+SETPOINT_FIELDS = ("export_limit_w", "max_lim_pct", "connect", "power_factor")
+
+
+def _exactly_one(fields: tuple[str, ...]) -> models.Q:
+    options = []
+    for chosen in fields:
+        only = models.Q(**{f"{chosen}__isnull": False})
+        for other in fields:
+            if other != chosen:
+                only &= models.Q(**{f"{other}__isnull": True})
+        options.append(only)
+    return functools.reduce(operator.or_, options)
+
+
 class DerControl(models.Model):
     """One DER event (DERControl): an export limit or a curtailment over an interval."""
 
@@ -102,9 +118,17 @@ class DerControl(models.Model):
     duration_s = models.PositiveIntegerField()
     randomize_start_s = models.IntegerField(default=0)
     randomize_duration_s = models.IntegerField(default=0)
-    # Exactly one of these: opModMaxLimWInject (2023: an export limit in watts) or opModMaxLimW (% of setMaxW).
+    # Exactly one of these: opModMaxLimWInject (2023: an export limit in watts), opModMaxLimW (% of
+    # setMaxW), opModConnect (False: disconnect, cease to energize) or opModFixedPFInjectW.
     export_limit_w = models.PositiveIntegerField("export limit (W)", null=True, blank=True)
     max_lim_pct = models.DecimalField("active power limit (%)", max_digits=5, decimal_places=2, null=True, blank=True)
+    connect = models.BooleanField("connect", null=True, blank=True, help_text="False disconnects the DER.")
+    power_factor = models.DecimalField(
+        "fixed power factor (injecting)", max_digits=4, decimal_places=3, null=True, blank=True
+    )
+    power_factor_absorbing = models.BooleanField(
+        default=False, help_text="Under-excited: the DER absorbs reactive power at that power factor."
+    )
     cancelled = models.BooleanField(default=False)
     status_changed_at = models.DateTimeField()
     created_by = models.CharField(max_length=150, blank=True)
@@ -112,11 +136,7 @@ class DerControl(models.Model):
     class Meta:
         ordering = ["start", "id"]
         constraints = [
-            models.CheckConstraint(
-                condition=(models.Q(export_limit_w__isnull=False) & models.Q(max_lim_pct__isnull=True))
-                | (models.Q(export_limit_w__isnull=True) & models.Q(max_lim_pct__isnull=False)),
-                name="csip_control_one_setpoint",
-            ),
+            models.CheckConstraint(condition=_exactly_one(SETPOINT_FIELDS), name="csip_control_one_setpoint"),
         ]
 
     def __str__(self) -> str:
@@ -130,7 +150,11 @@ class DerControl(models.Model):
     def setpoint_label(self) -> str:
         if self.export_limit_w is not None:
             return f"export ≤ {self.export_limit_w} W"
-        return f"output ≤ {self.max_lim_pct} %"
+        if self.max_lim_pct is not None:
+            return f"output ≤ {self.max_lim_pct} %"
+        if self.connect is not None:
+            return "connect" if self.connect else "disconnect"
+        return f"power factor {self.power_factor} {'absorbing' if self.power_factor_absorbing else 'injecting'} vars"
 
 
 class DerControlResponse(models.Model):

@@ -217,8 +217,19 @@ def _control_base(control: DerControl) -> S.DercontrolBase:
                 value=control.export_limit_w, multiplier=S.PowerOfTenMultiplierType(value=0)
             )
         )
-    assert control.max_lim_pct is not None
-    return S.DercontrolBase(op_mod_max_lim_w=_percent(control.max_lim_pct))
+    if control.max_lim_pct is not None:
+        return S.DercontrolBase(op_mod_max_lim_w=_percent(control.max_lim_pct))
+    if control.connect is not None:
+        return S.DercontrolBase(op_mod_connect=control.connect)
+    assert control.power_factor is not None
+    # displacement x 10^-3; excitation true = under-excited (absorbing vars).
+    return S.DercontrolBase(
+        op_mod_fixed_pfinject_w=S.PowerFactorWithExcitationControlType(
+            displacement=int(control.power_factor * 1000),
+            multiplier=S.PowerOfTenMultiplierType(value=-3),
+            excitation=control.power_factor_absorbing,
+        )
+    )
 
 
 def _control(control: DerControl, *, status: int) -> S.Dercontrol:

@@ -153,17 +153,24 @@ def create_control(
     now: datetime,
     export_limit_w: int | None = None,
     max_lim_pct: Decimal | None = None,
+    connect: bool | None = None,
+    power_factor: Decimal | None = None,
+    power_factor_absorbing: bool = False,
     randomize_start_s: int = 0,
     randomize_duration_s: int = 0,
     description: str = "",
     ip: str | None = None,
 ) -> DerControl:
-    """Schedule a DER event: an export limit (W) or an active power limit (% of WMax)."""
+    """Schedule a DER event: an export limit (W), an active power limit (% of WMax), connect or
+    disconnect, or a fixed power factor."""
     ensure_can(user, Capability.DISPATCH_DER, program.organization)
-    if (export_limit_w is None) == (max_lim_pct is None):
+    if sum(v is not None for v in (export_limit_w, max_lim_pct, connect, power_factor)) != 1:
         raise InvalidControlError(
-            "Give either an export limit in W or a power limit in %, not both.", field="export_limit_w"
+            "Give exactly one setpoint: either an export limit in W, a power limit in %, connect, or a power factor.",
+            field="export_limit_w",
         )
+    if power_factor is not None and not 0 < power_factor <= 1:
+        raise InvalidControlError("The power factor is > 0 and <= 1.", field="power_factor")
     if max_lim_pct is not None and not 0 <= max_lim_pct <= MAX_PERCENT:
         raise InvalidControlError("The power limit is a percentage 0..100.", field="max_lim_pct")
     if export_limit_w is not None and export_limit_w < 0:
@@ -185,6 +192,9 @@ def create_control(
         randomize_duration_s=randomize_duration_s,
         export_limit_w=export_limit_w,
         max_lim_pct=max_lim_pct,
+        connect=connect,
+        power_factor=power_factor,
+        power_factor_absorbing=power_factor_absorbing,
         status_changed_at=now,
         created_by=getattr(user, "username", "") or "",
     )

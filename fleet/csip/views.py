@@ -4,6 +4,7 @@ and the gateway page's panel (link state, active control, responses, mirrored re
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import messages
@@ -71,6 +72,17 @@ class ProgramListView(CapabilityRequiredMixin, View):
         return HttpResponseRedirect(reverse("csip-programs"))
 
 
+def control_setpoint(kind: str, value: Decimal | None) -> dict[str, Any]:
+    """The create_control keyword for a form's kind; a missing value is refused by the service."""
+    if kind == "disconnect":
+        return {"connect": False}
+    if kind in ("pf_inject", "pf_absorb"):
+        return {"power_factor": value, "power_factor_absorbing": kind == "pf_absorb"}
+    if kind == "export":
+        return {"export_limit_w": int(value) if value is not None else None}
+    return {"max_lim_pct": value}
+
+
 class ControlCreateView(CapabilityRequiredMixin, View):
     capability = Capability.DISPATCH_DER
 
@@ -81,9 +93,7 @@ class ControlCreateView(CapabilityRequiredMixin, View):
             messages.error(request, form.errors.as_text())
             return HttpResponseRedirect(reverse("csip-programs"))
         data = form.cleaned_data
-        setpoint = (
-            {"export_limit_w": int(data["value"])} if data["kind"] == "export" else {"max_lim_pct": data["value"]}
-        )
+        setpoint = control_setpoint(data["kind"], data["value"])
         try:
             control = services.create_control(
                 program=program,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import ssl
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -91,6 +92,12 @@ def test_every_resource_served_validates_against_the_sep2_schema(
     device = registered.end_device
     assert device is not None
     program = control.program
+    admin = UserFactory(is_superuser=True)
+    now = timezone.now()
+    for setpoint in ({"export_limit_w": 3000}, {"connect": False}, {"power_factor": Decimal("0.9")}):
+        services.create_control(
+            program=program, start=now + timedelta(hours=2), duration_s=600, user=admin, now=now, **setpoint
+        )
     paths = [
         "/sep2/dcap",
         "/sep2/tm",
@@ -102,7 +109,7 @@ def test_every_resource_served_validates_against_the_sep2_schema(
         f"/sep2/edev/{device.pk}/der",
         f"/sep2/derp/{program.pk}",
         f"/sep2/derp/{program.pk}/derc",
-        f"/sep2/derp/{program.pk}/derc/{control.pk}",
+        *(f"/sep2/derp/{program.pk}/derc/{c.pk}" for c in program.controls.all()),
         "/sep2/mup",
     ]
     for path in paths:
