@@ -19,10 +19,10 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml agent/pyproject.toml agent/simulators/pyproject.toml
+$(STAMP): pyproject.toml agent/pyproject.toml agent/simulators/pyproject.toml tunnel/pyproject.toml cli/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]" -e "./agent[field,csip,scada,cloud]" -e ./agent/simulators
+	$(PY) -m pip install --quiet -e ".[test]" -e ./tunnel -e "./agent[field,csip,scada,cloud]" -e ./agent/simulators -e ./cli
 	touch $(STAMP)
 
 demo: venv
@@ -74,14 +74,15 @@ _pytest:
 # The agent alone: a virtualenv with nothing but `pip install ./agent[test]` (no Django, no server code).
 # The dependencies are installed once per agent/pyproject.toml; the agent itself is reinstalled (not
 # editable) on every run, so what is tested is the built package.
-$(AGENT_VENV)/.installed: agent/pyproject.toml
+# gridfleet-tunnel (./tunnel, the maintenance tunnel wire format) is the agent's one sibling package.
+$(AGENT_VENV)/.installed: agent/pyproject.toml tunnel/pyproject.toml
 	test -x $(AGENT_VENV)/bin/python || $(PYTHON) -m venv $(AGENT_VENV)
 	$(AGENT_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(AGENT_VENV)/bin/python -m pip install --quiet "./agent[test]"
+	$(AGENT_VENV)/bin/python -m pip install --quiet ./tunnel "./agent[test]"
 	touch $@
 
 test-agent: $(AGENT_VENV)/.installed
-	$(AGENT_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall ./agent
+	$(AGENT_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall ./tunnel ./agent
 	@! $(AGENT_VENV)/bin/python -c "import django" 2>/dev/null || { echo "test-agent: django must not be installed"; exit 1; }
 	@! $(AGENT_VENV)/bin/python -c "import gridfleet_agent_simulators" 2>/dev/null \
 		|| { echo "test-agent: the agent must not install the simulators"; exit 1; }
@@ -90,10 +91,12 @@ test-agent: $(AGENT_VENV)/.installed
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/bandit -c pyproject.toml -r fleet pki firmware agent/src agent/simulators/src -ll -q
+	$(VENV)/bin/bandit -c pyproject.toml -r fleet pki firmware agent/src agent/simulators/src tunnel/src cli/src -ll -q
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy fleet pki firmware
 	cd agent && ../$(VENV)/bin/mypy src simulators/src
+	cd tunnel && ../$(VENV)/bin/mypy src
+	cd cli && ../$(VENV)/bin/mypy src
 
 clean:
 	rm -rf $(VENV) $(AGENT_VENV) var .pytest_cache agent/build

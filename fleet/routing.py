@@ -22,9 +22,11 @@ browser_websocket_urlpatterns: list[URLPattern | URLResolver] = []
 
 def _app_routes() -> None:
     from fleet.monitoring.routing import websocket_urlpatterns as monitoring_routes
+    from fleet.remoteaccess.routing import gateway_websocket_urlpatterns as tunnel_routes
     from fleet.uplink.routing import websocket_urlpatterns as uplink_routes
 
     gateway_websocket_urlpatterns.extend(uplink_routes)
+    gateway_websocket_urlpatterns.extend(tunnel_routes)
     browser_websocket_urlpatterns.extend(monitoring_routes)
 
 
@@ -38,9 +40,12 @@ def gateway_stack(inner: Any) -> Any:
 
 
 def build_websocket_router() -> Any:
+    from fleet.remoteaccess.routing import technician_stack
+
     return URLRouter(
         [
             re_path(r"^ws/gateway/", gateway_stack(URLRouter(gateway_websocket_urlpatterns))),
+            re_path(r"^ws/remote/", technician_stack()),
             re_path(
                 r"",
                 AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(browser_websocket_urlpatterns))),

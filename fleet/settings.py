@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "fleet.demo",
     "fleet.monitoring",
     "fleet.uplink",
+    "fleet.remoteaccess",
     "pki",
     "firmware",
     "firmware.deployments",
@@ -190,6 +191,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": timedelta(seconds=30),
     },
     "monitoring-expire-shelves": {"task": "monitoring.expire_shelves", "schedule": timedelta(seconds=30)},
+    # Remote access: sessions past their end, also when no WebSocket end is there to notice.
+    "remoteaccess-expire-sessions": {"task": "remoteaccess.expire_sessions", "schedule": timedelta(seconds=30)},
     "monitoring-flush-notifications": {"task": "monitoring.flush_notifications", "schedule": timedelta(seconds=10)},
     "monitoring-maintain-partitions": {"task": "monitoring.maintain_partitions", "schedule": timedelta(hours=6)},
     # Signed distribution: publish pending changes; re-sign roles before they expire.

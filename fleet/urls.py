@@ -17,6 +17,7 @@ api_patterns = [
     path("uplink/", include(("fleet.uplink.api.urls", "uplink-api"))),
     path("deployments/", include(("firmware.deployments.api.urls", "deployments-api"))),
     path("csip/", include(("fleet.csip.api.urls", "csip-api"))),
+    path("remote-access/", include(("fleet.remoteaccess.api.urls", "remoteaccess-api"))),
 ]
 
 gateway_patterns: list[URLPattern | URLResolver] = [

@@ -26,6 +26,7 @@ class Capability(StrEnum):
     MANAGE_DEPLOYMENTS = "manage_deployments"
     MANAGE_ARTIFACTS = "manage_artifacts"
     OPEN_REMOTE_SESSION = "open_remote_session"
+    APPROVE_REMOTE_SESSION = "approve_remote_session"
     MANAGE_PKI = "manage_pki"
     MANAGE_MEMBERS = "manage_members"
     MANAGE_SETTINGS = "manage_settings"

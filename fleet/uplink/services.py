@@ -262,6 +262,12 @@ def send_command(
         raise DomainError(
             f"Unknown command '{name}'; one of {', '.join(c.value for c in CommandName)}.", field="name"
         ) from None
+    if command_name == CommandName.OPEN_TUNNEL and user is not None:
+        # A tunnel belongs to a maintenance session (role, allow-list, approval, audit, recording).
+        raise DomainError(
+            "open_tunnel is sent by the server for a maintenance session; open one at /api/remote-access/sessions/.",
+            field="name",
+        )
     args = dict(args or {})
     command_id = uuid.uuid4()
     if command_name == CommandName.UPLOAD_LOGS:

@@ -38,13 +38,13 @@ def server_env(var_dir: Path) -> dict[str, str]:
     return env
 
 
-def run_action(var_dir: Path, *args: str, script: str = __file__) -> Any:
+def run_action(var_dir: Path, *args: str, script: str = __file__, env: dict[str, str] | None = None) -> Any:
     """Run an action of `script`'s __main__ (this file's by default) in a server-side process; returns its
-    JSON output."""
+    JSON output. `env` adds to the server's environment (e.g. a shared DATABASE_URL)."""
     done = subprocess.run(
         [sys.executable, script, str(var_dir), *args],
         cwd=REPO_ROOT,
-        env=server_env(var_dir),
+        env={**server_env(var_dir), **(env or {})},
         capture_output=True,
         text=True,
         check=False,
@@ -56,8 +56,9 @@ def run_action(var_dir: Path, *args: str, script: str = __file__) -> Any:
 
 
 class ServerProcess:
-    def __init__(self, var_dir: Path) -> None:
+    def __init__(self, var_dir: Path, env: dict[str, str] | None = None) -> None:
         self.var_dir = var_dir
+        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -81,7 +82,7 @@ class ServerProcess:
                     "off",
                 ],
                 cwd=REPO_ROOT,
-                env=server_env(self.var_dir),
+                env={**server_env(self.var_dir), **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -409,13 +409,15 @@ def test_operators_send_commands_through_the_api_with_per_command_capabilities(
         "name": "open_tunnel",
         "args": {"url": "wss://t", "expires_at": "2026-11-26T14:00:00Z"},
     }
-    assert technician.post(url, tunnel, format="json").status_code == 201
+    # A tunnel is opened as a maintenance session (tests/remoteaccess/), never as a bare command.
+    refused = technician.post(url, tunnel, format="json")
+    assert refused.status_code == 400 and "/api/remote-access/sessions/" in refused.json()["name"][0]
     power = {"gateway": gateway.pk, "name": "set_power_limit", "args": {"device": "x", "limit_pct": 101}}
     bad = operator.post(url, power, format="json")
     assert bad.status_code == 400 and "args.limit_pct" in bad.json()["fields"]["args"][0]
     foreign = GatewayFactory(organization=other_organization)
     assert operator.post(url, {"gateway": foreign.pk, "name": "reboot"}, format="json").status_code == 400
-    assert [c["name"] for c in viewer.get(url).json()["results"]] == ["open_tunnel", "check_updates"]
+    assert [c["name"] for c in viewer.get(url).json()["results"]] == ["check_updates"]
 
 
 @pytest.mark.django_db  # no other thread involved: no need for the slow transactional flush

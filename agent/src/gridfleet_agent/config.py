@@ -86,6 +86,19 @@ class InstallersSection:
 
 
 @dataclass(frozen=True)
+class RemoteAccessSection:
+    """Local limits on remote maintenance tunnels (docs/remote-access.md); which targets may be
+    reached comes from the signed configuration's ``remote_access``, never from this file."""
+
+    enabled: bool = True
+    """false: the site owner forbids remote access; every tunnel is refused, whatever is signed."""
+    max_sessions: int = 2
+    """Tunnels open at once on this gateway."""
+    terminal_command: tuple[str, ...] = ("/bin/login",)
+    """Run in a pseudo-terminal for a terminal session (when the signed configuration allows one)."""
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     agent: AgentSection = field(default_factory=AgentSection)
     uplink: UplinkSection = field(default_factory=UplinkSection)
@@ -94,6 +107,7 @@ class AgentConfig:
     installers: InstallersSection = field(default_factory=InstallersSection)
     csip: dict[str, Any] = field(default_factory=dict)
     """The ``[csip]`` table: the utility link over IEEE 2030.5 (docs/utility-link.md)."""
+    remote_access: RemoteAccessSection = field(default_factory=RemoteAccessSection)
     field: dict[str, Any] = field(default_factory=dict)
     """The ``[field]`` table, handed to the field protocol stack (docs/field-devices.md)."""
 
@@ -106,7 +120,13 @@ class AgentConfig:
         return self.agent.server_url.rstrip("/")
 
 
-_SECTIONS = {"agent": AgentSection, "uplink": UplinkSection, "updates": UpdatesSection, "queue": QueueSection}
+_SECTIONS = {
+    "agent": AgentSection,
+    "uplink": UplinkSection,
+    "updates": UpdatesSection,
+    "queue": QueueSection,
+    "remote_access": RemoteAccessSection,
+}
 
 
 def _coerce(section: str, name: str, default: Any, value: Any) -> Any:

@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from gridfleet_agent import __version__, logfiles
@@ -32,6 +33,7 @@ from gridfleet_agent.installers.runner import InstallRunner, Step, command_defer
 from gridfleet_agent.inventory import disk_free_mb, mem_total_mb, os_name
 from gridfleet_agent.queue import Outbox, RecordKind, utc_timestamp
 from gridfleet_agent.reporting import queue_status_reporter
+from gridfleet_agent.tunnel import TunnelService
 from gridfleet_agent.updater import UpdateService
 from gridfleet_agent.uplink import Uplink, UplinkError
 
@@ -163,6 +165,17 @@ class Agent:
             ssl_context=self._ssl,
             compression=compression,
         )
+        self.tunnels = TunnelService(
+            server_url=config.server_url,
+            settings=config.remote_access,
+            signed_config=self._signed_config,
+            field_devices=lambda: self._field.field_devices() if self._field is not None else [],
+            token=self._token_async,
+            report=lambda command_id, status, text, result: self._command_result(
+                command_id, status, text, result=result
+            ),
+            ssl_context=self._ssl,
+        )
         self._control_socket = control_socket
         self.check_now = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -221,6 +234,7 @@ class Agent:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.tunnels.close_all()
             await self._stop_protocols()
             if self._field is not None:
                 await self._field.stop()
@@ -348,6 +362,18 @@ class Agent:
             )
         self.uplink.wake()
 
+    def _signed_config(self) -> dict[str, Any] | None:
+        """The active signed configuration (config.json of the installed config bundle), if any."""
+        # The built-in "config" installer keeps it at config_file; another one may keep none.
+        config_file = getattr(self.installers.get("config"), "config_file", None)
+        if not isinstance(config_file, Path):
+            return None
+        try:
+            loaded = json.loads(config_file.read_bytes())
+        except (OSError, ValueError):
+            return None
+        return loaded if isinstance(loaded, dict) else None
+
     # -- updates ----------------------------------------------------------------------------------
     async def _update_loop(self) -> None:
         outcome = await asyncio.to_thread(self.runner.recover)
@@ -447,6 +473,7 @@ class Agent:
                 "license_features": list(license_.features) if license_ else [],
                 "disk_free_mb": disk_free_mb(self.config.state_dir),
                 "mem_total_mb": mem_total_mb(),
+                "remote_access": self.tunnels.inventory(),
             },
             "field_devices": [
                 *(self._field.field_devices() if self._field is not None else []),
@@ -515,21 +542,26 @@ class Agent:
             self.check_now.set()
             return "accepted", "update check started", None
         if name == "reboot":
-            if not self.config.updates.reboot_command:
-                return "rejected", "this agent has no reboot command configured", None
-            delay = args.get("delay_s", 0)
-            if not isinstance(delay, int) or not 0 <= delay <= MAX_REBOOT_DELAY_S:
-                return "rejected", f"args.delay_s must be a whole number of seconds 0..{MAX_REBOOT_DELAY_S}", None
-            self._background(self._reboot_after(delay))
-            return "accepted", f"rebooting in {delay} s", None
+            return self._schedule_reboot(args)
         if name == "upload_logs":
             return await self._upload_logs(args)
+        if name == "open_tunnel":
+            return await self.tunnels.open(command_id, args)
         if name == "set_power_limit":
             if self._field is None:
                 return "rejected", "no field devices are configured on this gateway", None
             outcome = await self._field.execute(name, args)
             return outcome.status, outcome.message, outcome.result
         return "rejected", f"command {name!r} is not implemented by agent {__version__}", None
+
+    def _schedule_reboot(self, args: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
+        if not self.config.updates.reboot_command:
+            return "rejected", "this agent has no reboot command configured", None
+        delay = args.get("delay_s", 0)
+        if not isinstance(delay, int) or not 0 <= delay <= MAX_REBOOT_DELAY_S:
+            return "rejected", f"args.delay_s must be a whole number of seconds 0..{MAX_REBOOT_DELAY_S}", None
+        self._background(self._reboot_after(delay))
+        return "accepted", f"rebooting in {delay} s", None
 
     async def _upload_logs(self, args: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
         url = args.get("upload_url")

@@ -1,0 +1,3 @@
+from gridfleet_cli.main import main
+
+raise SystemExit(main())
