@@ -30,7 +30,7 @@ from django.utils import timezone
 from gridfleet_tunnel import frames
 from gridfleet_tunnel.frames import MAX_STREAMS, FrameError, Op
 
-from fleet.errors import DomainError
+from fleet.core.errors import DomainError
 from fleet.uplink.auth import gateway_from_scope
 
 from . import selectors, services

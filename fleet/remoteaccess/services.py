@@ -27,7 +27,7 @@ from fleet.accounts.permissions import ensure_can
 from fleet.accounts.roles import Capability
 from fleet.accounts.selectors import user_can
 from fleet.audit.services import record as audit
-from fleet.errors import DomainError
+from fleet.core.errors import DomainError
 from fleet.inventory.models import Gateway
 from fleet.uplink import services as uplink
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from fleet.api import StrictFieldsMixin
+from fleet.core.api import StrictFieldsMixin
 from fleet.uplink.api.serializers import VisibleGatewayField
 
 from ..models import MaintenanceSession, SessionConnection
