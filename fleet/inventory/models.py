@@ -193,6 +193,7 @@ class FieldDevice(models.Model):
         MODBUS_RTU = "modbus-rtu", "Modbus RTU"
         IEEE2030_5 = "ieee2030.5", "IEEE 2030.5"
         DNP3_TCP = "dnp3-tcp", "DNP3 TCP"
+        IEC61850 = "iec61850", "IEC 61850 MMS"
         OTHER = "other", "Other"
 
     gateway = models.ForeignKey(Gateway, on_delete=models.CASCADE, related_name="field_devices")

@@ -19,6 +19,7 @@ from gridfleet_agent.field.config import FieldConfigError
 from gridfleet_agent.scada.dnp3_master import Dnp3DeviceConfig
 from gridfleet_agent.scada.dnp3_outstation import Dnp3OutstationConfig
 from gridfleet_agent.scada.iec104 import Iec104Config
+from gridfleet_agent.scada.iec61850 import FUNCTIONAL_CONSTRAINTS, Iec61850DeviceConfig, split_reference
 from gridfleet_agent.scada.opcua import OpcUaConfig
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -33,13 +34,16 @@ class ProtocolConfigError(FieldConfigError):
 class ProtocolsConfig:
     dnp3_outstation: Dnp3OutstationConfig | None = None
     dnp3_master: tuple[Dnp3DeviceConfig, ...] = ()
+    iec61850: tuple[Iec61850DeviceConfig, ...] = ()
     iec104: Iec104Config | None = None
     opcua: OpcUaConfig | None = None
     cloud: tuple[BrokerConfig, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.dnp3_outstation or self.dnp3_master or self.iec104 or self.opcua or self.cloud)
+        return not (
+            self.dnp3_outstation or self.dnp3_master or self.iec61850 or self.iec104 or self.opcua or self.cloud
+        )
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ProtocolsConfig:
@@ -53,7 +57,7 @@ class _Parser:
 
     def parse(self, config: Mapping[str, Any]) -> ProtocolsConfig:
         scada = self._object("scada", config.get("scada", {}))
-        self._unknown("scada", scada, {"dnp3_outstation", "dnp3_master", "iec104", "opcua"})
+        self._unknown("scada", scada, {"dnp3_outstation", "dnp3_master", "iec61850", "iec104", "opcua"})
         outstation = self._section("scada.dnp3_outstation", scada.get("dnp3_outstation"), Dnp3OutstationConfig)
         iec104 = self._section("scada.iec104", scada.get("iec104"), Iec104Config)
         opcua = self._section("scada.opcua", scada.get("opcua"), OpcUaConfig)
@@ -61,13 +65,17 @@ class _Parser:
             self._dnp3_device(f"scada.dnp3_master[{i}]", raw)
             for i, raw in enumerate(self._list("scada.dnp3_master", scada.get("dnp3_master", [])))
         ]
+        ieds = [
+            self._iec61850_device(f"scada.iec61850[{i}]", raw)
+            for i, raw in enumerate(self._list("scada.iec61850", scada.get("iec61850", [])))
+        ]
         cloud = self._object("cloud", config.get("cloud", {}))
         self._unknown("cloud", cloud, {"brokers"})
         brokers = [
             self._broker(f"cloud.brokers[{i}]", raw)
             for i, raw in enumerate(self._list("cloud.brokers", cloud.get("brokers", [])))
         ]
-        for what, items in (("scada.dnp3_master", masters), ("cloud.brokers", brokers)):
+        for what, items in (("scada.dnp3_master", masters), ("scada.iec61850", ieds), ("cloud.brokers", brokers)):
             names = [str(getattr(item, "id", None) or getattr(item, "name", "")) for item in items if item]
             for name in sorted({n for n in names if names.count(n) > 1}):
                 self.problems.append(f"{what}: {name!r} is used more than once")
@@ -84,6 +92,7 @@ class _Parser:
         return ProtocolsConfig(
             dnp3_outstation=outstation,
             dnp3_master=tuple(m for m in masters if m is not None),
+            iec61850=tuple(d for d in ieds if d is not None),
             iec104=iec104,
             opcua=opcua,
             cloud=tuple(b for b in brokers if b is not None),
@@ -120,6 +129,30 @@ class _Parser:
         if not values.get("host"):
             self.problems.append(f"{path}.host: required, the outstation's address")
         device: Dnp3DeviceConfig | None = self._build(path, Dnp3DeviceConfig, values)
+        return device
+
+    def _iec61850_device(self, path: str, raw: Any) -> Iec61850DeviceConfig | None:
+        raw = self._object(path, raw)
+        values = self._values(path, raw, Iec61850DeviceConfig, skip={"points"})
+        points = self._object(f"{path}.points", raw.get("points", {}))
+        for name, reference in points.items():
+            if not _NAME.match(str(name)) or not isinstance(reference, str) or "/" not in reference:
+                self.problems.append(
+                    f"{path}.points.{name}: map a point name to an object reference like LD0/MMXU1.TotW.mag.f"
+                )
+            elif split_reference(reference)[1] not in FUNCTIONAL_CONSTRAINTS:
+                self.problems.append(
+                    f"{path}.points.{name}: unknown functional constraint in {reference!r} "
+                    f"(one of {', '.join(FUNCTIONAL_CONSTRAINTS)})"
+                )
+        if not points:
+            self.problems.append(f"{path}.points: required, at least one point name -> object reference")
+        values["points"] = dict(points)
+        if not isinstance(values.get("id"), str) or not _NAME.match(values.get("id", "")):
+            self.problems.append(f"{path}.id: required, 1-64 letters, digits, '.', '_' or '-'")
+        if not values.get("host"):
+            self.problems.append(f"{path}.host: required, the IED's address")
+        device: Iec61850DeviceConfig | None = self._build(path, Iec61850DeviceConfig, values)
         return device
 
     def _broker(self, path: str, raw: Any) -> BrokerConfig | None:

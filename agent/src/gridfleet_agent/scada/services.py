@@ -22,6 +22,7 @@ from gridfleet_agent.scada.config import ProtocolConfigError, ProtocolsConfig
 from gridfleet_agent.scada.dnp3_master import Dnp3FieldDevice
 from gridfleet_agent.scada.dnp3_outstation import Dnp3Outstation
 from gridfleet_agent.scada.iec104 import Iec104Outstation
+from gridfleet_agent.scada.iec61850 import Iec61850FieldDevice
 from gridfleet_agent.scada.opcua import OpcUaServer
 from gridfleet_agent.scada.site import SetpointPath, SiteControls, SiteDevice, SiteImage, devices_of
 from gridfleet_agent.scada.status import LinkStatus, ProtocolService, Report, Supervisor
@@ -57,12 +58,15 @@ class ProtocolServices:
         on_link_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
-        self.field_devices_dnp3 = [Dnp3FieldDevice(d, emit=emit) for d in config.dnp3_master]
-        devices = devices_of(field) + [SiteDevice(d.id, d.kind) for d in config.dnp3_master]
+        self.polled_devices: list[Dnp3FieldDevice | Iec61850FieldDevice] = [
+            *(Dnp3FieldDevice(d, emit=emit) for d in config.dnp3_master),
+            *(Iec61850FieldDevice(d, emit=emit) for d in config.iec61850),
+        ]
+        devices = devices_of(field) + [SiteDevice(d.config.id, d.config.kind) for d in self.polled_devices]
         self.site = SiteImage(devices)
         self.controls = SiteControls(field, self.site)
         self.cloud = [CloudLink(b, site=self.site, state_dir=state_dir, gateway=gateway) for b in config.cloud]
-        services: list[ProtocolService] = [*self.field_devices_dnp3]
+        services: list[ProtocolService] = [*self.polled_devices]
         if config.dnp3_outstation is not None:
             services.append(Dnp3Outstation(config.dnp3_outstation, site=self.site, controls=self.controls))
         if config.iec104 is not None:
@@ -99,5 +103,5 @@ class ProtocolServices:
         return self.supervisor.statuses()
 
     def field_devices(self) -> list[dict[str, Any]]:
-        """Inventory entries of the field devices polled over DNP3."""
-        return [d.inventory_entry() for d in self.field_devices_dnp3]
+        """Inventory entries of the field devices polled over DNP3 or IEC 61850."""
+        return [d.inventory_entry() for d in self.polled_devices]
