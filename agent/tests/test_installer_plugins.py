@@ -183,3 +183,20 @@ def test_the_installers_command_lists_what_is_registered_and_what_handles_each_b
     assert answer["bundle_types"]["firmware"] == {"installer": "acme-rauc", "registered": True}
     assert answer["bundle_types"]["patch"] == {"installer": "missing-one", "registered": False}
     assert "missing-one" in listed.stderr
+
+
+def test_status_asks_the_vendor_installer_for_the_active_firmware_version(vendor_distribution: Path, tmp_path: Path):
+    from gridfleet_agent.daemon import offline_status
+
+    config = parse_config(
+        {
+            "agent": {"server_url": "https://fleet.example.com", "state_dir": str(tmp_path / "state")},
+            "installers": {"firmware": "acme-rauc", "patch": "acme-rauc"},
+        }
+    )
+    (tmp_path / "state" / "acme-rauc").mkdir(parents=True)
+    (tmp_path / "state" / "acme-rauc" / "booted").write_text("3.1.4")
+
+    installed = offline_status(config)["installed"]
+
+    assert installed == {"firmware": "3.1.4", "config": None, "license": None}

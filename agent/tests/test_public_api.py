@@ -36,7 +36,11 @@ def test_the_readme_documents_every_name_of_the_package_api() -> None:
 
 def test_importing_the_agent_loads_neither_its_extras_nor_the_simulators() -> None:
     """A production gateway without the extras can import the package and run the daemon."""
-    optional = ("pymodbus", "sunspec2", "paho", "py20305", "gridfleet_agent_simulators", "gridfleet_agent.field")
+    optional = (
+        *("pymodbus", "sunspec2", "paho", "py20305", "dnp3", "c104", "asyncua", "aiomqtt"),
+        *("gridfleet_agent.field", "gridfleet_agent.csip", "gridfleet_agent.scada", "gridfleet_agent.cloud"),
+        "gridfleet_agent_simulators",
+    )
     code = f"import sys, gridfleet_agent; print(sorted(m for m in {optional!r} if m in sys.modules))"
 
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -15,7 +15,7 @@ import signal
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,8 +28,8 @@ from gridfleet_agent.fsutil import atomic_write
 from gridfleet_agent.identity import Identity, IdentityError
 from gridfleet_agent.installers.config import ConfigInstaller
 from gridfleet_agent.installers.license import LicenseInstaller
-from gridfleet_agent.installers.registry import InstallerContext, load_installers
-from gridfleet_agent.installers.runner import InstallRunner, Step, command_defer_hook
+from gridfleet_agent.installers.registry import OWN_INSTALLERS, InstallerContext, load_installer, load_installers
+from gridfleet_agent.installers.runner import Installer, InstallRunner, Step, command_defer_hook
 from gridfleet_agent.inventory import disk_free_mb, mem_total_mb, os_name
 from gridfleet_agent.queue import Outbox, RecordKind, utc_timestamp
 from gridfleet_agent.reporting import queue_status_reporter
@@ -594,7 +594,7 @@ class Agent:
         update = self.runner.state()
         pending = update.job
         return {
-            **offline_status(self.config, outbox=self.outbox),
+            **offline_status(self.config, outbox=self.outbox, installers=self.installers),
             "daemon": "running",
             "connection": {
                 "state": self.uplink.state,
@@ -610,7 +610,9 @@ class Agent:
         }
 
 
-def offline_status(config: AgentConfig, *, outbox: Outbox | None = None) -> dict[str, Any]:
+def offline_status(
+    config: AgentConfig, *, outbox: Outbox | None = None, installers: Mapping[str, Installer] | None = None
+) -> dict[str, Any]:
     """What can be known from the state directory alone (also when the daemon is not running)."""
     state = config.state_dir
     try:
@@ -625,16 +627,12 @@ def offline_status(config: AgentConfig, *, outbox: Outbox | None = None) -> dict
         if own_outbox:
             outbox.close()
 
-    def version(kind: str) -> str | None:
-        path = state / kind / "current" / "VERSION"
-        return path.read_text().strip() if path.exists() else None
-
     return {
         "serial": identity.get("serial"),
         "lfdi": identity.get("lfdi"),
         "server": config.server_url,
         "agent_version": __version__,
-        "installed": {"firmware": version("firmware"), "config": version("config"), "license": version("license")},
+        "installed": installed_versions(config, identity.get("serial", ""), installers),
         "queue": {
             "depth": depth.total,
             "by_kind": depth.by_kind,
@@ -643,3 +641,35 @@ def offline_status(config: AgentConfig, *, outbox: Outbox | None = None) -> dict
             "stream": outbox.stream,
         },
     }
+
+
+def installed_versions(
+    config: AgentConfig, serial: str, installers: Mapping[str, Installer] | None = None
+) -> dict[str, str | None]:
+    """The active firmware, config and license versions, as the installer of each says.
+
+    Without the daemon's installers, the agent's own are read from their slot directories (building
+    them would create the slots); an installer from another distribution is loaded and asked.
+    """
+    versions: dict[str, str | None] = {}
+    for kind in ("firmware", "config", "license"):
+        name = config.installers.by_kind[kind]
+        try:
+            if installers is not None:
+                versions[kind] = installers[kind].active_version()
+            elif name in OWN_INSTALLERS:
+                path = config.state_dir / kind / "current" / "VERSION"
+                versions[kind] = path.read_text().strip() if path.exists() else None
+            else:
+                context = InstallerContext(
+                    name=name,
+                    state_dir=config.state_dir,
+                    updates=config.updates,
+                    serial=serial,
+                    settings=config.installers.settings.get(name, {}),
+                )
+                versions[kind] = load_installer(name, context).active_version()
+        except Exception:  # status must answer even when an installer cannot
+            logger.exception("asking installer %r for the active %s version failed", name, kind)
+            versions[kind] = None
+    return versions

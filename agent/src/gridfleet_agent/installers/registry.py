@@ -87,26 +87,34 @@ def registered() -> dict[str, EntryPoint]:
     return found
 
 
+def load_installer(name: str, context: InstallerContext) -> Installer:
+    """The installer registered as ``name``, built by its factory."""
+    available = registered()
+    entry = available.get(name)
+    if entry is None:
+        raise InstallerNotFoundError(
+            f"no installer {name!r} is registered (entry point group {ENTRY_POINT_GROUP}); "
+            f"registered: {sorted(available)}"
+        )
+    try:
+        factory: InstallerFactory = entry.load()
+        return factory(context)
+    except AgentError:
+        raise
+    except Exception as e:  # an import error or a bug in a third-party factory: say which one
+        raise InstallerLoadError(f"installer {name!r} ({entry.value}) failed to load: {e!r}") from e
+
+
 def load_installers(by_kind: Mapping[str, str], context: Callable[[str], InstallerContext]) -> dict[str, Installer]:
     """One installer per configured name (shared by the bundle types mapped to it), by bundle type."""
-    available = registered()
     instances: dict[str, Installer] = {}
     installers: dict[str, Installer] = {}
     for kind in BUNDLE_TYPES:
         name = by_kind[kind]
         if name not in instances:
-            entry = available.get(name)
-            if entry is None:
-                raise InstallerNotFoundError(
-                    f"[installers] {kind} = {name!r}: no installer of that name is registered "
-                    f"(entry point group {ENTRY_POINT_GROUP}); registered: {sorted(available)}"
-                )
             try:
-                factory: InstallerFactory = entry.load()
-                instances[name] = factory(context(name))
-            except AgentError:
-                raise
-            except Exception as e:  # an import error or a bug in a third-party factory: say which one
-                raise InstallerLoadError(f"installer {name!r} ({entry.value}) failed to load: {e!r}") from e
+                instances[name] = load_installer(name, context(name))
+            except InstallerNotFoundError as e:
+                raise InstallerNotFoundError(f"[installers] {kind} = {name!r}: {e}") from e
         installers[kind] = instances[name]
     return installers
