@@ -259,9 +259,9 @@ class Agent:
         starts; the field stack and the uplink go on regardless.
         """
         installer = self.installers.get("config")
+        self._protocols_config_version = installer.active_version() if installer is not None else None
         if not isinstance(installer, ConfigInstaller):  # configuration handled by a vendor installer
             return
-        self._protocols_config_version = installer.active_version()
         try:
             from gridfleet_agent.scada.services import ProtocolsConfig, ProtocolServices, load_signed_config
 
@@ -419,7 +419,8 @@ class Agent:
             await asyncio.to_thread(self.runner.recover)
         with contextlib.suppress(IdentityError):
             await asyncio.to_thread(self.identity.renew_if_due, self.config.server_url)
-        if self.installers["config"].active_version() != self._protocols_config_version:
+        config = self.installers.get("config")
+        if config is not None and config.active_version() != self._protocols_config_version:
             # A new signed configuration was installed: the SCADA/cloud protocols follow it.
             await self._stop_protocols()
             await self._start_protocols()

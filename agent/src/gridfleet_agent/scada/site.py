@@ -85,7 +85,6 @@ DEVICE_BINARIES: tuple[tuple[str, str, str, int], ...] = (
     ("over_temperature", "over-temperature", "sunspec.evt1.over_temperature", 15024),
     ("under_temperature", "under-temperature", "sunspec.evt1.under_temperature", 15025),
 )
-_MESA_BLOCK_BI = {"inverter": 0, "meter": None}  # meters have no alarm bits in our map
 
 #: MESA status points that mirror the controls (BI69 DWMX.Mod, BI16 DGEN.PrmConn); AO87 is in 0.1 %.
 DNP3_BI_LIMIT_ENABLED, DNP3_BI_CONNECTED, AO87_MULTIPLIER = 69, 16, 0.1
@@ -234,12 +233,9 @@ class SiteControls:
         outcome = await self._apply(PowerLimit(percent), source)
         applied = [v.get("WMaxLimPct") for v in outcome.readback.values()]
         numbers = [float(a) for a in applied if isinstance(a, int | float)]
-        self.site.update(
-            {
-                "site.limit_pct": min(numbers) if numbers else None if percent is not None else 100.0,
-                "site.limit_enabled": percent is not None,
-            }
-        )
+        # In force: the tightest limit read back; none once lifted (the register keeps its last value).
+        in_force = 100.0 if percent is None else min(numbers, default=percent)
+        self.site.update({"site.limit_pct": in_force, "site.limit_enabled": percent is not None})
         return outcome
 
     async def set_connected(self, connected: bool, *, source: str) -> ControlOutcome:
