@@ -7,15 +7,18 @@ and moves the position; the consumer acknowledges only after it returns (i.e. af
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -299,11 +302,63 @@ def send_command(
 
 
 def _notify_connection(gateway_id: int, command_id: str) -> None:
+    _notify_connections([(gateway_id, command_id)])
+
+
+def _notify_connections(deliveries: list[tuple[int, str]]) -> None:
+    """Tell each gateway's live connection (whichever ASGI process holds it) to deliver its command."""
     layer = get_channel_layer()
-    if layer is not None:
-        async_to_sync(layer.group_send)(
-            gateway_group(gateway_id), {"type": "command.deliver", "command_id": command_id}
+    if layer is None or not deliveries:
+        return
+
+    async def send_all() -> None:
+        await asyncio.gather(
+            *(
+                layer.group_send(gateway_group(gateway_id), {"type": "command.deliver", "command_id": command_id})
+                for gateway_id, command_id in deliveries
+            )
         )
+
+    async_to_sync(send_all)()
+
+
+UPDATE_CHECK_TTL = timedelta(minutes=10)
+
+
+def request_update_check(*, gateway_ids: Sequence[int], reason: str, now: datetime | None = None) -> int:
+    """Ask the connected ones among `gateway_ids` to check for updates now rather than at their next
+    poll (up to GRIDFLEET_UPDATE_POLL_SECONDS later); returns how many were asked.
+
+    The server asks on its own (no user): after a deployment assigned and published their targets.
+    Gateways not seen within GATEWAY_OFFLINE_AFTER are left alone: they check when they reconnect.
+    One check_updates command per gateway, created in bulk, one audit entry for the lot.
+    """
+    now = now or timezone.now()
+    online = list(
+        Gateway.objects.filter(pk__in=list(gateway_ids), last_seen__gte=now - settings.GATEWAY_OFFLINE_AFTER)
+        .exclude(status=Gateway.Status.DECOMMISSIONED)
+        .values_list("pk", flat=True)
+    )
+    if not online:
+        return 0
+    with transaction.atomic():
+        commands = Command.objects.bulk_create(
+            [
+                Command(
+                    id=uuid.uuid4(),
+                    gateway_id=gateway_id,
+                    name=CommandName.CHECK_UPDATES,
+                    args={},
+                    expires_at=now + UPDATE_CHECK_TTL,
+                )
+                for gateway_id in online
+            ],
+            batch_size=2000,
+        )
+        audit(action="gateway.command.check_updates.bulk", detail={"gateways": len(online), "reason": reason})
+        deliveries = [(command.gateway_id, str(command.pk)) for command in commands]
+        transaction.on_commit(lambda: _notify_connections(deliveries))
+    return len(online)
 
 
 def commands_to_deliver(*, gateway: Gateway, now: datetime | None = None) -> list[Command]:

@@ -533,3 +533,37 @@ def test_a_gateway_whose_hardware_changed_after_planning_fails_alone_and_is_not_
     assert states(deployment) == {steady.serial: "assigned", changed.serial: "failed"}
     assert GatewayAction.objects.get(gateway=changed).failure_code == "incompatible"
     assert not Assignment.objects.filter(gateway=changed).exists()
+
+
+@pytest.mark.django_db(transaction=True)  # the nudge goes out when the assignment commits
+def test_connected_gateways_are_told_to_check_for_updates_as_soon_as_they_are_assigned(
+    organization, make_artifact, fleet
+):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from fleet.uplink.models import Command
+    from fleet.uplink.services import gateway_group
+
+    online, offline = fleet(2)
+    online.last_seen = T0 - timedelta(minutes=1)
+    online.save(update_fields=["last_seen"])
+    layer = get_channel_layer()
+    connection = async_to_sync(layer.new_channel)()  # stands in for the gateway's live uplink
+    async_to_sync(layer.group_add)(gateway_group(online.pk), connection)
+    deployment = deploy(
+        organization, [make_artifact("2.0.0")], [online, offline], phases=(PhaseSpec("all", percent=100),)
+    )
+
+    services.run_rollouts(now=T0)
+
+    assert {a.gateway for a in GatewayAction.objects.filter(deployment=deployment, state="assigned")} == {
+        online,
+        offline,
+    }
+    (command,) = Command.objects.all()
+    assert (command.gateway, command.name, command.state) == (online, "check_updates", Command.State.PENDING)
+    delivered = async_to_sync(layer.receive)(connection)
+    assert delivered == {"type": "command.deliver", "command_id": str(command.pk)}
+    async_to_sync(layer.group_discard)(gateway_group(online.pk), connection)
+    assert AuditEntry.objects.filter(action="gateway.command.check_updates.bulk").count() == 1

@@ -14,6 +14,7 @@ from firmware.deployments.plans import PhaseSpec, RolloutPlan, TargetSpec
 from firmware.deployments.states import ACTIVE, FAILURES, IN_FLIGHT, TERMINAL
 from firmware.errors import ArtifactNotReleasedError, FirmwareError
 from fleet.audit.services import record
+from fleet.uplink import services as uplink
 
 from ._common import RATE_PERIOD, S
 from .assignment import _fail, _mark_assigned, _previous_before_assigning, conditions_for
@@ -185,6 +186,8 @@ def _dispatch(deployment: Deployment, now: datetime) -> int:
         groups.setdefault(key, (install, []))[1].append(action)
     assigned = 0
     with transaction.atomic():
+        due_gateways: list[int] = []
+        transaction.on_commit(lambda: _publish_and_nudge(deployment, due_gateways, now))
         for install, actions in groups.values():
             try:
                 with transaction.atomic():
@@ -196,14 +199,28 @@ def _dispatch(deployment: Deployment, now: datetime) -> int:
                         install=install,
                     )
                     _mark_assigned(actions, previous, now)
+                due_gateways.extend(a.gateway_id for a in actions)
             except ArtifactNotReleasedError as e:
                 _pause(deployment, f"Paused: {e}")
                 break
             except FirmwareError:
-                assigned += sum(_assign_one(action, install, now) for action in actions)
+                for action in actions:
+                    if _assign_one(action, install, now):
+                        assigned += 1
+                        due_gateways.append(action.gateway_id)
                 continue
             assigned += len(actions)
     return assigned
+
+
+def _publish_and_nudge(deployment: Deployment, gateway_ids: list[int], now: datetime) -> None:
+    """Once the assignments are committed: publish them (the publisher task queued by the assignment
+    may still be waiting for a worker), then ask the connected gateways to check now instead of at
+    their next poll. Publishing first means the check finds the new targets."""
+    if not gateway_ids:
+        return
+    firmware.publish()
+    uplink.request_update_check(gateway_ids=gateway_ids, reason=f"deployment {deployment.pk}", now=now)
 
 
 def _assign_one(action: GatewayAction, install: dict[str, Any] | None, now: datetime) -> bool:
