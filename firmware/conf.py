@@ -43,7 +43,9 @@ def key_passphrase() -> str:
         return str(configured)
     path = tuf_dir() / "keys" / "passphrase"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from .tuf.keys import private_directory
+
+        private_directory(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(32))

@@ -40,3 +40,19 @@ def config_templates_visible_to(user: Any) -> QuerySet[ConfigTemplate]:
 
 def config_values_visible_to(user: Any) -> QuerySet[ConfigValues]:
     return ConfigValues.objects.filter(template__organization__in=organizations_visible_to(user))
+
+
+def released_target_paths() -> set[str]:
+    """Target paths signed into the firmware role (empty before `tuf_init`)."""
+    from .repo import get_repository
+    from .tuf.layout import FIRMWARE
+
+    repo = get_repository()
+    return set(repo.load(FIRMWARE).signed.targets) if repo.is_initialized else set()
+
+
+def unreleased(artifacts: list[Artifact]) -> list[Artifact]:
+    """Those of `artifacts` not signed into the firmware role yet (release signatures pending):
+    a deployment of one pauses at its first assignment until the release is imported."""
+    released = released_target_paths()
+    return [artifact for artifact in artifacts if artifact.target_path not in released]

@@ -60,6 +60,8 @@ if GRIDFLEET_ENV == "production":
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# A refused form explains itself; over plain HTTP in production it says TLS is required.
+CSRF_FAILURE_VIEW = "fleet.accounts.views.csrf_failure"
 # Addresses of reverse proxies whose X-Forwarded-For (and client-certificate headers) we believe.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 
@@ -292,6 +294,13 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# Where gateways fetch /tuf/ (this server or a CDN in front of it); empty: the URL of the request.
+GRIDFLEET_TUF_PUBLIC_URL = os.environ.get("GRIDFLEET_TUF_PUBLIC_URL", "")
+if GRIDFLEET_TUF_PUBLIC_URL and not GRIDFLEET_TUF_PUBLIC_URL.endswith("/tuf/"):
+    raise ImproperlyConfigured(
+        f"GRIDFLEET_TUF_PUBLIC_URL must end in /tuf/ (gateways append metadata/ and targets/ to it); "
+        f"got {GRIDFLEET_TUF_PUBLIC_URL!r}, e.g. https://fleet.example.com/tuf/."
+    )
 # Internal nginx location mapped to the file storage (deploy/nginx/gridfleet.conf): when set, Django
 # authorizes a TUF target and answers X-Accel-Redirect; nginx sends the bytes. Empty: Django streams them.
 GRIDFLEET_TUF_ACCEL_REDIRECT = os.environ.get("GRIDFLEET_TUF_ACCEL_REDIRECT", "")

@@ -86,3 +86,10 @@ def test_production_starts_with_a_real_secret_and_debug_off(tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["debug"] is False
+
+
+def test_a_tuf_public_url_not_ending_in_tuf_is_refused_at_start(tmp_path: Path) -> None:
+    result = load_settings(tmp_path, GRIDFLEET_TUF_PUBLIC_URL="https://cdn.example.com/repo")
+    assert result.returncode != 0
+    assert "GRIDFLEET_TUF_PUBLIC_URL must end in /tuf/" in result.stderr
+    assert load_settings(tmp_path, GRIDFLEET_TUF_PUBLIC_URL="https://cdn.example.com/tuf/").returncode == 0

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views import View
 
-from firmware.selectors import artifacts_visible_to
+from firmware.selectors import artifacts_visible_to, unreleased
 from fleet.accounts.permissions import CapabilityRequiredMixin, ensure_can
 from fleet.accounts.roles import Capability
 from fleet.audit.services import request_ip
@@ -79,8 +79,17 @@ class DeploymentCreateView(CapabilityRequiredMixin, View):
                 form.add_error(None, e.message)
             else:
                 messages.success(request, f"Deployment {deployment} started.")
+                for artifact in unreleased(req.artifacts):
+                    messages.warning(request, unreleased_warning(artifact))
                 return HttpResponseRedirect(reverse("deployment-detail", args=[deployment.pk]))
         return TemplateResponse(request, "deployments/deployment_form.html", {"form": form}, status=400)
+
+
+def unreleased_warning(artifact: Any) -> str:
+    return (
+        f"{artifact} is not signed into the firmware role yet: the deployment pauses at its first assignment "
+        "until the release signature is imported (tuf_export, sign offline, tuf_import; docs/install.md)."
+    )
 
 
 class DeploymentPreviewView(DeploymentCreateView):
@@ -95,6 +104,7 @@ class DeploymentPreviewView(DeploymentCreateView):
                 context["preview"] = services.preview(
                     organization=req.organization, artifacts=req.artifacts, target=req.target, plan=req.plan
                 )
+                context["unreleased"] = [unreleased_warning(a) for a in unreleased(req.artifacts)]
             except DomainError as e:
                 context["problem"] = e.message
         return TemplateResponse(request, "deployments/_preview.html", context)

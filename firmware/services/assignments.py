@@ -28,7 +28,8 @@ from firmware.models import (
     UpdateChannel,
 )
 from firmware.repo import get_repository
-from firmware.tuf.layout import FIRMWARE, device_target_path
+from firmware.selectors import released_target_paths
+from firmware.tuf.layout import device_target_path
 from fleet.audit.services import record, snapshot
 from fleet.core.timestamps import rfc3339
 from fleet.inventory.models import Gateway
@@ -133,11 +134,6 @@ def _rebuild_device_targets(gateways: list[Gateway]) -> None:
     _mark_pending(touched)
 
 
-def _released_paths() -> set[str]:
-    repo = get_repository()
-    return set(repo.load(FIRMWARE).signed.targets) if repo.is_initialized else set()
-
-
 def assign(
     *,
     gateway: Gateway,
@@ -224,7 +220,7 @@ def _check_assignable(artifact: Artifact, gateways: list[Gateway]) -> None:
             f"{artifact} supports {', '.join(artifact.hardware_models)}, not {', '.join(repr(m) for m in models_)}"
             + (f" ({len(incompatible)} gateways)" if len(gateways) > 1 else "")
         )
-    if artifact.target_path not in _released_paths():
+    if artifact.target_path not in released_target_paths():
         raise ArtifactNotReleasedError(
             f"{artifact} is not signed into the firmware role yet (release signatures pending)"
         )

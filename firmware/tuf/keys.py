@@ -65,6 +65,12 @@ class EncryptedFileSigner(CryptoSigner):
 SIGNER_FOR_URI_SCHEME[EncryptedFileSigner.SCHEME] = EncryptedFileSigner
 
 
+def private_directory(path: Path) -> None:
+    """Create `path` readable by its owner only (0700), whatever the umask; keys live there."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
 def key_to_json(key: Key) -> dict[str, Any]:
     return {"keyid": key.keyid, **key.to_dict()}
 
@@ -85,7 +91,7 @@ def generate_key_file(private_path: Path, passphrase: str) -> Key:
     private_key = Ed25519PrivateKey.generate()
     public_key = SSlibKey.from_crypto(private_key.public_key())
     pem = private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(passphrase.encode()))
-    private_path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(private_path.parent)
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
@@ -162,7 +168,7 @@ class OnlineKeyring:
         record = self._read()
         missing = [role for role in roles if role not in record["active"]]
         if missing:
-            self.keys_dir.mkdir(parents=True, exist_ok=True)
+            private_directory(self.keys_dir)
             for role in missing:
                 key = self._configured.get(role) or self._new_local_key(role)
                 record["active"][role] = key.to_json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
@@ -92,3 +93,30 @@ def test_viewers_and_technicians_cannot_create_or_operate_in_the_ui(users, form_
     assert client.post("/deployments/new/", {**form_data, "name": "again"}).status_code == 403
     assert client.post(f"/deployments/{deployment.pk}/cancel/").status_code == 403
     assert Deployment.objects.get().status == "running" and Deployment.objects.count() == 1
+
+
+def test_an_artifact_without_its_release_signature_is_warned_about_before_and_after_creating(users, form_data):
+    from firmware import bundles
+    from firmware import services as firmware
+    from firmware.models import Artifact
+
+    existing = Artifact.objects.get(pk=form_data["artifacts"][0])
+    data = bundles.build_bundle(
+        type="firmware", name="gw-os", version="2.1.0", files={"rootfs.img": b"rootfs"}, hardware_models=["GF-100"]
+    )
+    # Uploaded, never published: the release signature is still to come (offline release key).
+    pending = firmware.upload_artifact(
+        organization=existing.organization,
+        type="firmware",
+        name="gw-os",
+        version="2.1.0",
+        fileobj=io.BytesIO(data),
+        actor=users["operator"],
+    )
+    client = logged_in(users["operator"])
+    preview = client.post("/deployments/preview/", {**form_data, "artifacts": [pending.pk]}).content.decode()
+    assert "gw-os 2.1.0 is not signed into the firmware role yet" in preview
+    assert "not signed" not in client.post("/deployments/preview/", form_data).content.decode()
+
+    created = client.post("/deployments/new/", {**form_data, "artifacts": [pending.pk]}, follow=True)
+    assert "is not signed into the firmware role yet" in created.content.decode()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import ssl
 import subprocess
@@ -120,7 +121,9 @@ class Agent:
         # The server's welcome may replace it (docs/protocol/uplink.md 2.2).
         self.poll_interval = config.updates.poll_interval
         state = config.state_dir
-        state.mkdir(parents=True, exist_ok=True)
+        # Identity key, queue and install state: the agent's alone, whatever the umask.
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(state, 0o700)
         self._ssl = ssl_context_for(config)
         self.identity = identity or Identity.load(state, ssl_context=self._ssl)
         self.outbox = Outbox(state / "outbox.sqlite3", max_records=config.queue.max_records, durable=durable_queue)
