@@ -10,6 +10,8 @@ from typing import Any
 
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 from rest_framework import permissions
 
 from .roles import Capability
@@ -63,5 +65,9 @@ class CapabilityRequiredMixin(LoginRequiredMixin):
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         if request.user.is_authenticated and not organizations_where(request.user, self.capability).exists():
+            if not organizations_where(request.user, Capability.VIEW).exists():
+                # No organization at all (a fresh installation, or a user nobody added yet): the
+                # first-run page explains what to do instead of a bare 403.
+                return HttpResponseRedirect(reverse("first-run"))
             raise PermissionDenied(f"Your role does not allow '{self.capability}'.")
         return super().dispatch(request, *args, **kwargs)

@@ -6,14 +6,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.accounts.permissions import ensure_can
+from fleet.accounts.roles import Capability
 from fleet.audit.services import create_audited, record
 from fleet.core.errors import DomainError
 
 from .csv_io import CsvFormatError, RowError, read_rows
-from .models import Gateway, GatewayAttributeChange, Site
+from .models import Gateway, GatewayAttributeChange, Organization, Site
 
 
 @dataclass(frozen=True)
@@ -144,3 +147,13 @@ def activate_gateway(*, gateway: Gateway, user: Any = None, ip: str | None = Non
             after={"status": Gateway.Status.ACTIVE},
         )
     return gateway
+
+
+def create_organization(*, name: str, slug: str, kind: str, actor: Any, ip: str | None = None) -> Organization:
+    """A new tenant. Only superusers create organizations (the first one on a fresh installation)."""
+    ensure_can(actor, Capability.MANAGE_INVENTORY, None)
+    try:
+        with transaction.atomic():
+            return create_audited(Organization, data={"name": name, "slug": slug, "kind": kind}, user=actor, ip=ip)
+    except ValidationError as e:
+        raise DomainError("; ".join(f"{field}: {' '.join(errors)}" for field, errors in e.message_dict.items())) from e

@@ -4,6 +4,7 @@ from . import views
 
 urlpatterns = [
     path("", views.DashboardView.as_view(), name="dashboard"),
+    path("welcome/", views.FirstRunView.as_view(), name="first-run"),
     path("gateways/", views.GatewayListView.as_view(), name="gateway-list"),
     path("gateways/<int:pk>/", views.GatewayDetailView.as_view(), name="gateway-detail"),
     path("sites/", views.SiteListView.as_view(), name="site-list"),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -16,13 +18,15 @@ from django.views import View
 
 from fleet.accounts.permissions import CapabilityRequiredMixin
 from fleet.accounts.roles import Capability
+from fleet.accounts.selectors import organizations_visible_to
 from fleet.audit.selectors import audit_entries_visible_to
 from fleet.audit.services import request_ip
 from fleet.core.navigation import url_if_installed
+from fleet.errors import DomainError
 
 from . import csv_io, selectors, services
 from .filtersets import GatewayFilterSet, SiteFilterSet
-from .models import Gateway
+from .models import Gateway, Organization
 from .panels import gateway_panels
 
 
@@ -154,3 +158,41 @@ class InventoryExportView(CapabilityRequiredMixin, View):
         else:
             rows = selectors.sites_visible_to(request.user)
         return csv_io.export_response(kind, rows)
+
+
+class OrganizationForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    slug = forms.SlugField(
+        max_length=100, help_text="Short name used in URLs and TUF target paths, e.g. sunrise-solar."
+    )
+    kind = forms.ChoiceField(choices=Organization.Kind.choices, initial=Organization.Kind.UTILITY)
+
+
+class FirstRunView(LoginRequiredMixin, View):
+    """Where a user who belongs to no organization lands instead of a bare 403: a superuser creates
+    the first organization here and gets the next steps; anyone else is told whom to ask."""
+
+    def _render(self, request: HttpRequest, form: OrganizationForm, status: int = 200) -> HttpResponse:
+        context = {
+            "form": form,
+            "organizations": organizations_visible_to(request.user),
+            "can_create": request.user.is_superuser,
+        }
+        return TemplateResponse(request, "inventory/first_run.html", context, status=status)
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return self._render(request, OrganizationForm())
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        form = OrganizationForm(request.POST)
+        if form.is_valid():
+            try:
+                organization = services.create_organization(
+                    **form.cleaned_data, actor=request.user, ip=request_ip(request)
+                )
+            except DomainError as e:
+                form.add_error(None, e.message)
+            else:
+                messages.success(request, f"Organization {organization.name} created.")
+                return HttpResponseRedirect(reverse("first-run"))
+        return self._render(request, form, status=400)
