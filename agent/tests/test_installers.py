@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,28 @@ def test_failing_health_check_rolls_back_and_reports_its_output(
         ("rolled_back", "health_check_failed", "health-check.sh exited with status 3"),
     ]
     assert "modbus bridge did not start" in reports.logs[1]
+
+
+def test_each_step_and_the_script_output_go_to_the_agents_log(
+    tmp_path: Path, reports: Reports, firmware: FirmwareInstaller, caplog: pytest.LogCaptureFixture
+):
+    runner = runner_for(tmp_path, reports, firmware=firmware)
+    bundle = firmware_bundle(tmp_path, "2.0.0", health_check="echo 'modbus bridge did not start'\nexit 3\n")
+
+    with caplog.at_level(logging.INFO):
+        runner.install(deployment="7", kind="firmware", bundle=bundle, target="firmware/acme/gw-os-2.0.0.tar")
+
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(
+        line.startswith("update firmware/acme/gw-os-2.0.0.tar (firmware")
+        and "deployment 7" in line
+        and "installing" in line
+        for line in lines
+    ), lines
+    assert any("rolled_back: health_check_failed" in line for line in lines), lines
+    assert any(
+        "health-check.sh exited with status 3" in line and "modbus bridge did not start" in line for line in lines
+    )
 
 
 def test_agent_not_reconnecting_after_the_switch_rolls_back(tmp_path: Path, reports: Reports):

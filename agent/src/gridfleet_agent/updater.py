@@ -155,7 +155,18 @@ class UpdateService:
     # -- the check ------------------------------------------------------------------------------
     def check(self) -> CheckReport:
         with self._lock:
-            return self._check()
+            try:
+                report = self._check()
+            except UpdateError as e:
+                logger.warning("update check failed: %s", e)
+                raise
+        # One line per check in the agent's log: what the assignment asked and what was done.
+        logger.info(
+            "update check: assignment sequence %s; %s",
+            report.assignment_sequence,
+            ", ".join(f"{kind} {action}" for kind, action in report.actions.items()) or "nothing assigned",
+        )
+        return report
 
     def _check(self) -> CheckReport:
         report = CheckReport(at=self._clock().isoformat(timespec="seconds").replace("+00:00", "Z"))

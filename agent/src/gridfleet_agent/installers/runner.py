@@ -182,10 +182,28 @@ class InstallRunner:
     ) -> None:
         self.store = UpdateStateStore(state_file)
         self.installers = installers
-        self._report = report
+        self._send_report = report
         self._defer_hooks = defer_hooks
         self._reboot = reboot
         self.max_transitions = max_transitions
+
+    def _report(self, job: InstallJob, step: str, *, code: str = "", message: str = "", log: str = "") -> None:
+        """Report a step to the server, and log it: an uploaded log then explains a failed install."""
+        level = logging.WARNING if code else logging.INFO
+        logger.log(
+            level,
+            "update %s (%s %s, deployment %s, attempt %s): %s%s",
+            job.target,
+            job.kind,
+            job.version or "?",
+            job.deployment or "-",
+            job.attempt,
+            step,
+            f": {code}: {message}" if code else "",
+        )
+        if log:
+            logger.log(level, "update %s output:\n%s", job.target, log.rstrip())
+        self._send_report(job, step, code=code, message=message, log=log)
 
     # -- persisted state -------------------------------------------------------------------
     def state(self) -> UpdateState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from collections.abc import Mapping
@@ -10,6 +11,8 @@ from pathlib import Path
 from gridfleet_agent.installers.runner import InstallError
 
 LOG_EXCERPT_CHARS = 16_000
+
+logger = logging.getLogger(__name__)
 
 
 def run_script(script: Path, *, cwd: Path, env: Mapping[str, str], timeout: float, code: str) -> str:
@@ -32,6 +35,8 @@ def run_script(script: Path, *, cwd: Path, env: Mapping[str, str], timeout: floa
         raise InstallError(
             code, f"{script.name} timed out after {timeout:.0f} s", log_excerpt=output[-LOG_EXCERPT_CHARS:]
         ) from e
+    # Into the agent's rotated log (logs/agent.log), so an uploaded log shows what the script said.
+    logger.info("%s exited with status %s; output:\n%s", script.name, done.returncode, done.stdout.rstrip())
     if done.returncode != 0:
         raise InstallError(
             code,
