@@ -291,7 +291,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # python-tuf logs each key that has not signed (yet) at INFO: noise while offline signatures are collected.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "tuf": {"level": "WARNING"}},
 }
 
 # Where gateways fetch /tuf/ (this server or a CDN in front of it); empty: the URL of the request.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key", required=True, help="encrypted key file made by keygen")
     p.set_defaults(func=sign)
     args = parser.parse_args(argv)
+    # python-tuf reports every key that has not signed yet at INFO ("No signature for keyid"):
+    # normal while signatures are being collected, noise in a ceremony's output.
+    logging.getLogger("tuf").setLevel(logging.WARNING)
     return int(args.func(args))
 
 
