@@ -21,8 +21,8 @@ from fleet.accounts.roles import Capability
 from fleet.accounts.selectors import organizations_visible_to
 from fleet.audit.selectors import audit_entries_visible_to
 from fleet.audit.services import request_ip
+from fleet.core.errors import DomainError
 from fleet.core.navigation import url_if_installed
-from fleet.errors import DomainError
 
 from . import csv_io, selectors, services
 from .filtersets import GatewayFilterSet, SiteFilterSet
