@@ -9,9 +9,5 @@ class CsipError(DomainError):
     """A CSIP operation refused by a rule; `status_code` is the HTTP status CSIP expects."""
 
 
-class UnknownEndDeviceError(CsipError):
-    status_code = 403
-
-
 class InvalidControlError(CsipError):
     status_code = 400

@@ -82,17 +82,18 @@ def _own(device: EndDevice, pk: int) -> EndDevice:
     return device
 
 
-POLL: Callable[[], int] = lambda: settings.GRIDFLEET_CSIP_POLL_RATE  # noqa: E731 - read at request time (tests change it)
+def poll_rate() -> int:
+    return int(settings.GRIDFLEET_CSIP_POLL_RATE)
 
 
 @sep2_client(("GET",))
 def dcap(request: HttpRequest, device: EndDevice, now: Any) -> HttpResponse:
-    return xml_response(sep.device_capability(poll_rate=POLL()))
+    return xml_response(sep.device_capability(poll_rate=poll_rate()))
 
 
 @sep2_client(("GET",))
 def time(request: HttpRequest, device: EndDevice, now: Any) -> HttpResponse:
-    return xml_response(sep.time_resource(now=now, poll_rate=POLL()))
+    return xml_response(sep.time_resource(now=now, poll_rate=poll_rate()))
 
 
 @sep2_client(("GET", "POST"))
@@ -107,7 +108,9 @@ def end_device_list(request: HttpRequest, device: EndDevice, now: Any) -> HttpRe
             return _refused(request, 400, "the EndDevice posted is not the client's own", device.lfdi)
         return created(sep.edev_path(device), status=201)
     # A client sees only its own EndDevice.
-    return xml_response(sep.end_device_list([device], post_rate=settings.GRIDFLEET_CSIP_POST_RATE, poll_rate=POLL()))
+    return xml_response(
+        sep.end_device_list([device], post_rate=settings.GRIDFLEET_CSIP_POST_RATE, poll_rate=poll_rate())
+    )
 
 
 @sep2_client(("GET",))
@@ -119,14 +122,14 @@ def end_device(request: HttpRequest, device: EndDevice, now: Any, pk: int) -> Ht
 @sep2_client(("GET",))
 def registration(request: HttpRequest, device: EndDevice, now: Any, pk: int) -> HttpResponse:
     _own(device, pk)
-    return xml_response(sep.registration(device, poll_rate=POLL()))
+    return xml_response(sep.registration(device, poll_rate=poll_rate()))
 
 
 @sep2_client(("GET",))
 def function_set_assignments(request: HttpRequest, device: EndDevice, now: Any, pk: int) -> HttpResponse:
     _own(device, pk)
     programs = selectors.programs_for(device)
-    return xml_response(sep.function_set_assignments_list(device, programs=len(programs), poll_rate=POLL()))
+    return xml_response(sep.function_set_assignments_list(device, programs=len(programs), poll_rate=poll_rate()))
 
 
 @sep2_client(("GET",))
@@ -134,7 +137,7 @@ def program_list(request: HttpRequest, device: EndDevice, now: Any, pk: int) -> 
     _own(device, pk)
     programs = selectors.programs_for(device)
     counted = [(p, len(selectors.current_controls(p, now=now))) for p in programs]
-    return xml_response(sep.program_list(device, counted, poll_rate=POLL()))
+    return xml_response(sep.program_list(device, counted, poll_rate=poll_rate()))
 
 
 def _program(device: EndDevice, pk: int) -> DerProgram:
@@ -162,7 +165,7 @@ def default_control(request: HttpRequest, device: EndDevice, now: Any, pk: int) 
 def control_list(request: HttpRequest, device: EndDevice, now: Any, pk: int) -> HttpResponse:
     found = _program(device, pk)
     controls = [(c, selectors.control_status(c, now=now)) for c in selectors.current_controls(found, now=now)]
-    return xml_response(sep.control_list(found, controls, poll_rate=POLL()))
+    return xml_response(sep.control_list(found, controls, poll_rate=poll_rate()))
 
 
 @sep2_client(("GET",))
@@ -182,7 +185,7 @@ def responses(request: HttpRequest, device: EndDevice, now: Any, set_pk: int) ->
 @sep2_client(("GET",))
 def der_list(request: HttpRequest, device: EndDevice, now: Any, pk: int) -> HttpResponse:
     _own(device, pk)
-    return xml_response(sep.der_list(device, poll_rate=POLL()))
+    return xml_response(sep.der_list(device, poll_rate=poll_rate()))
 
 
 @sep2_client(("GET", "PUT"))
@@ -213,7 +216,7 @@ def mirror_usage_points(request: HttpRequest, device: EndDevice, now: Any) -> Ht
         # 201 for a new MirrorUsagePoint; 204 with its Location when the mRID exists already.
         return created(sep.mup_path(mup), status=201 if was_created else 204)
     mups = list(device.mirror_usage_points.order_by("pk"))
-    return xml_response(sep.mirror_usage_point_list(mups, poll_rate=POLL()))
+    return xml_response(sep.mirror_usage_point_list(mups, poll_rate=poll_rate()))
 
 
 @sep2_client(("GET", "POST"))
