@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from gridfleet_agent.installers.firmware import FirmwareInstaller
 from gridfleet_agent.installers.runner import InstallJob, InstallRunner, Result
 from gridfleet_agent.queue import Outbox
@@ -77,24 +78,28 @@ def test_an_installer_that_raises_something_unexpected_is_reported_not_fatal(tmp
     assert runner.current() is None
 
 
-# A driver that dies (SIGKILL) inside every rollback: without the loop guard every restart would
-# try the rollback again, forever.
-DIES_IN_ROLLBACK = """
+# A driver that dies (SIGKILL) inside every rollback and every commit: without the loop guard every
+# restart would try that step again, forever.
+DIES_IN_ROLLBACK_OR_COMMIT = """
 import os, signal, sys
 from pathlib import Path
+import pytest
 from gridfleet_agent.installers.firmware import FirmwareInstaller
 from gridfleet_agent.installers.runner import InstallRunner
 from gridfleet_agent.queue import Outbox
 from gridfleet_agent.reporting import queue_status_reporter
 
-class DiesInRollback(FirmwareInstaller):
+class Dies(FirmwareInstaller):
     def rollback(self, job):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def commit(self, job):
         os.kill(os.getpid(), signal.SIGKILL)
 
 state_dir, bundle = Path(sys.argv[1]), sys.argv[2]
 runner = InstallRunner(
     state_dir / "update-state.json",
-    {"firmware": DiesInRollback(state_dir / "firmware", factory_version="1.0.0")},
+    {"firmware": Dies(state_dir / "firmware", factory_version="1.0.0")},
     report=queue_status_reporter(Outbox(state_dir / "outbox.sqlite3")),
     max_transitions=12,
 )
@@ -105,13 +110,17 @@ print(outcome.result if outcome else None, outcome.code if outcome else "")
 """
 
 
-def test_the_loop_guard_stops_a_job_whose_step_kills_the_agent_every_time(tmp_path: Path):
+@pytest.mark.parametrize("health_check", [UNHEALTHY, HEALTHY], ids=["dies_in_rollback", "dies_in_commit"])
+def test_the_loop_guard_stops_a_job_whose_step_kills_the_agent_every_time(tmp_path: Path, health_check: str):
     def run(bundle: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-c", DIES_IN_ROLLBACK, str(tmp_path), bundle], capture_output=True, text=True, check=False
+            [sys.executable, "-c", DIES_IN_ROLLBACK_OR_COMMIT, str(tmp_path), bundle],
+            capture_output=True,
+            text=True,
+            check=False,
         )
 
-    first = run(str(firmware_bundle(tmp_path, "2.0.0", health_check=UNHEALTHY)))
+    first = run(str(firmware_bundle(tmp_path, "2.0.0", health_check=health_check)))
     assert first.returncode == -9, first.stderr
     restarts = [run("-") for _ in range(12)]
     finished = [r for r in restarts if r.returncode == 0]

@@ -336,12 +336,14 @@ class InstallRunner:
         interrupted = f"agent restarted while {job.step}"
         match job.step:
             case Step.STAGING | Step.STAGED:
+                # Re-entered so that the loop guard counts a discard that kills the agent every time.
+                job = self._enter(job, job.step)
                 self._discard(installer, job)
                 return self._finish(installer, job, Result.FAILURE, "interrupted", interrupted)
             case Step.REBOOTING:
                 return self._verify_and_commit(installer, self._enter(job, Step.HEALTH_CHECK))
             case Step.COMMITTING:
-                return self._commit(installer, job)
+                return self._commit(installer, self._enter(job, Step.COMMITTING))
             case _:  # switching, health_check, rolling_back
                 return self._roll_back(installer, job, job.code or "interrupted", job.message or interrupted, job.log)
 
