@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.checks import CheckMessage, Tags, Warning, register
 
 from firmware import conf
@@ -11,7 +12,7 @@ from firmware import conf
 
 @register(Tags.security, deploy=True)
 def tuf_key_passphrase_configured(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
-    if conf.get("GRIDFLEET_TUF_KEY_PASSPHRASE") or conf.configured_online_keys():
+    if settings.GRIDFLEET_TUF_KEY_PASSPHRASE or conf.configured_online_keys():
         return []
     return [
         Warning(

@@ -1,7 +1,8 @@
-"""Firmware / TUF settings with their defaults.
+"""Where the TUF repository lives and the online keys' secrets, derived from the settings.
 
-Values come from fleet.settings (which reads the environment); the defaults here apply when a
-setting is absent. See docs/tuf-repository.md for what each one changes.
+The settings themselves are read from the environment once, with their defaults, in
+fleet.settings (`GRIDFLEET_TUF_*`, `GRIDFLEET_ARTIFACT_MAX_BYTES`); docs/tuf-repository.md says
+what each one changes.
 """
 
 from __future__ import annotations
@@ -14,32 +15,14 @@ from typing import Any
 
 from django.conf import settings
 
-DEFAULTS: dict[str, Any] = {
-    # Where the repository (metadata/, staging/, keys/, index.json) lives.
-    "GRIDFLEET_TUF_DIR": "",
-    # Passphrase of the encrypted online key files; empty: a random one kept next to the keys.
-    "GRIDFLEET_TUF_KEY_PASSPHRASE": "",
-    # JSON {"timestamp"|"snapshot"|"bins": {"uri": "gcpkms:...", "public_key": {...}}}: online keys
-    # held by a KMS/HSM instead of local encrypted files.
-    "GRIDFLEET_TUF_ONLINE_KEYS": "",
-    # Base URL gateways use for /tuf/ (e.g. a CDN); empty: the URL of the request.
-    "GRIDFLEET_TUF_PUBLIC_URL": "",
-    # Largest accepted artifact upload.
-    "GRIDFLEET_ARTIFACT_MAX_BYTES": 2 * 1024**3,
-}
-
-
-def get(name: str) -> Any:
-    return getattr(settings, name, os.environ.get(name) or DEFAULTS[name])
-
 
 def tuf_dir() -> Path:
-    configured = get("GRIDFLEET_TUF_DIR")
+    configured = settings.GRIDFLEET_TUF_DIR
     return Path(configured) if configured else Path(settings.GRIDFLEET_VAR_DIR) / "tuf"
 
 
 def key_passphrase() -> str:
-    if configured := get("GRIDFLEET_TUF_KEY_PASSPHRASE"):
+    if configured := settings.GRIDFLEET_TUF_KEY_PASSPHRASE:
         return str(configured)
     path = tuf_dir() / "keys" / "passphrase"
     if not path.exists():
@@ -53,7 +36,8 @@ def key_passphrase() -> str:
 
 
 def configured_online_keys() -> dict[str, Any]:
-    value = get("GRIDFLEET_TUF_ONLINE_KEYS")
+    value = settings.GRIDFLEET_TUF_ONLINE_KEYS
     if not value:
         return {}
-    return json.loads(value) if isinstance(value, str) else dict(value)
+    keys: dict[str, Any] = json.loads(value) if isinstance(value, str) else dict(value)
+    return keys

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from pki.authentication import GatewayPrincipal, GatewayTokenAuthentication, IsGateway
 from pki.gateway_views import GatewayAPIView
 
-from . import conf, services
+from . import services
 from .repo import LICENSE, get_keyring
 from .tuf.keys import key_to_json
 from .tuf.layout import device_target_path
 
 
 def _tuf_base(request: Request) -> str:
-    configured = conf.get("GRIDFLEET_TUF_PUBLIC_URL")
+    configured = settings.GRIDFLEET_TUF_PUBLIC_URL
     return configured.rstrip("/") + "/" if configured else request.build_absolute_uri("/tuf/")
 
 

@@ -70,8 +70,3 @@ def store_many(datas: list[bytes]) -> list[Blob]:
 
 def open_blob(blob: Blob) -> IO[bytes]:
     return blob_storage().open(blob.storage_name, "rb")
-
-
-def read_blob(blob: Blob) -> bytes:
-    with open_blob(blob) as f:
-        return f.read()

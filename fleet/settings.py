@@ -312,18 +312,36 @@ GATEWAY_OFFLINE_AFTER = timedelta(seconds=env_int("GATEWAY_OFFLINE_AFTER_SECONDS
 # Largest CSV accepted by bulk import.
 INVENTORY_IMPORT_MAX_ROWS = env_int("INVENTORY_IMPORT_MAX_ROWS", 20000)
 
-# PKI (see pki/conf.py and docs/security.md). The KEK encrypts the CA private keys: required
-# unless DEBUG, where a development one is generated under GRIDFLEET_VAR_DIR.
+# PKI (docs/security.md). The KEK encrypts the CA private keys: required unless DEBUG, where
+# pki.conf.kek() generates a development one under GRIDFLEET_VAR_DIR.
 GRIDFLEET_PKI_KEK = os.environ.get("GRIDFLEET_PKI_KEK", "")
 GRIDFLEET_PKI_DEVICE_CERT_DAYS = env_int("GRIDFLEET_PKI_DEVICE_CERT_DAYS", 365)
+GRIDFLEET_PKI_ROOT_CA_DAYS = env_int("GRIDFLEET_PKI_ROOT_CA_DAYS", 20 * 365)
+GRIDFLEET_PKI_ISSUING_CA_DAYS = env_int("GRIDFLEET_PKI_ISSUING_CA_DAYS", 10 * 365)
+# A CRL is re-signed every hour; this is how long each one stays valid (its nextUpdate).
+GRIDFLEET_PKI_CRL_VALIDITY_HOURS = env_int("GRIDFLEET_PKI_CRL_VALIDITY_HOURS", 24)
 GRIDFLEET_PKI_ENROLLMENT_TOKEN_HOURS = env_int("GRIDFLEET_PKI_ENROLLMENT_TOKEN_HOURS", 7 * 24)
 GRIDFLEET_PKI_REQUIRE_ACCEPTANCE = env_bool("GRIDFLEET_PKI_REQUIRE_ACCEPTANCE", default=False)
 GRIDFLEET_PKI_ACCESS_TOKEN_TTL = env_int("GRIDFLEET_PKI_ACCESS_TOKEN_TTL", 600)
 GRIDFLEET_PKI_AUTH_MAX_SKEW = env_int("GRIDFLEET_PKI_AUTH_MAX_SKEW", 120)
 # Public base URL of this server (https://fleet.example.com); when set, issued certificates name their CRL URL.
 GRIDFLEET_PKI_PUBLIC_URL = os.environ.get("GRIDFLEET_PKI_PUBLIC_URL", "")
-# Optional mutual TLS: header with the client certificate verified by a proxy in TRUSTED_PROXIES.
+# Optional mutual TLS: header in which a TLS terminator in TRUSTED_PROXIES passes the verified
+# client certificate (URL-encoded PEM, nginx `$ssl_client_escaped_cert`); empty disables it.
 GRIDFLEET_PKI_CLIENT_CERT_HEADER = os.environ.get("GRIDFLEET_PKI_CLIENT_CERT_HEADER", "")
+
+# Signed updates (docs/tuf-repository.md). Where the TUF repository (metadata/, staging/, keys/,
+# index.json) lives; empty: GRIDFLEET_VAR_DIR/tuf (firmware.conf.tuf_dir()).
+GRIDFLEET_TUF_DIR = os.environ.get("GRIDFLEET_TUF_DIR", "")
+# Passphrase of the encrypted online key files; empty: a random one kept next to the keys.
+GRIDFLEET_TUF_KEY_PASSPHRASE = os.environ.get("GRIDFLEET_TUF_KEY_PASSPHRASE", "")
+# JSON {"timestamp"|"snapshot"|"bins": {"uri": "gcpkms:...", "public_key": {...}}}: online keys
+# held by a KMS/HSM instead of local encrypted files.
+GRIDFLEET_TUF_ONLINE_KEYS = os.environ.get("GRIDFLEET_TUF_ONLINE_KEYS", "")
+# Base URL gateways use for /tuf/ (e.g. a CDN); empty: the URL of the request.
+GRIDFLEET_TUF_PUBLIC_URL = os.environ.get("GRIDFLEET_TUF_PUBLIC_URL", "")
+# Largest accepted artifact upload.
+GRIDFLEET_ARTIFACT_MAX_BYTES = env_int("GRIDFLEET_ARTIFACT_MAX_BYTES", 2 * 1024**3)
 
 # The CSIP head-end (fleet/csip, docs/utility-link.md): where it listens for IEEE 2030.5 clients
 # (mutual TLS, served by `manage.py csip_headend` or inside the demo), the URL gateways are told,

@@ -21,7 +21,7 @@ from rest_framework import authentication, permissions
 from fleet.audit.services import request_ip
 from fleet.core.api import AuthenticationRefused
 from fleet.inventory.models import Gateway
-from pki import conf, services
+from pki import services
 from pki.errors import IdentityError
 from pki.models import DeviceCertificate
 
@@ -62,7 +62,7 @@ def bearer_token(header: str | bytes | None) -> str | None:
 
 def proxied_client_certificate(*, headers: dict[str, str], peer: str | None) -> str | None:
     """The PEM client certificate a trusted TLS terminator vouches for, if mutual TLS is on."""
-    header = conf.get("GRIDFLEET_PKI_CLIENT_CERT_HEADER")
+    header = settings.GRIDFLEET_PKI_CLIENT_CERT_HEADER
     if not header or peer not in settings.TRUSTED_PROXIES:
         return None
     value = headers.get(header.lower(), "").strip()

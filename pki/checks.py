@@ -12,7 +12,7 @@ from pki import conf
 
 @register(Tags.security, deploy=True)
 def kek_configured(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
-    value = conf.get("GRIDFLEET_PKI_KEK")
+    value = settings.GRIDFLEET_PKI_KEK
     if not value and not settings.DEBUG:
         return [Error("GRIDFLEET_PKI_KEK is not set; CA keys cannot be decrypted.", id="pki.E001")]
     if value and len(value) < conf.KEK_MIN_LENGTH:

@@ -1,7 +1,7 @@
-"""PKI settings with their defaults, and the key-encryption key (KEK) that protects CA keys.
+"""The key-encryption key (KEK) that protects the CA private keys.
 
-Values come from fleet.settings (which reads the environment); the defaults here apply when
-the setting is absent.
+The PKI's other settings are read from the environment once, with their defaults, in
+fleet.settings; code reads them as `settings.GRIDFLEET_PKI_*`.
 """
 
 from __future__ import annotations
@@ -10,35 +10,14 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 logger = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "GRIDFLEET_PKI_KEK": "",
-    "GRIDFLEET_PKI_DEVICE_CERT_DAYS": 365,
-    "GRIDFLEET_PKI_ROOT_CA_DAYS": 20 * 365,
-    "GRIDFLEET_PKI_ISSUING_CA_DAYS": 10 * 365,
-    "GRIDFLEET_PKI_ENROLLMENT_TOKEN_HOURS": 7 * 24,
-    "GRIDFLEET_PKI_REQUIRE_ACCEPTANCE": False,
-    "GRIDFLEET_PKI_ACCESS_TOKEN_TTL": 600,
-    "GRIDFLEET_PKI_AUTH_MAX_SKEW": 120,
-    "GRIDFLEET_PKI_PUBLIC_URL": "",
-    "GRIDFLEET_PKI_CRL_VALIDITY_HOURS": 24,
-    # Header in which a TLS terminator in TRUSTED_PROXIES passes the verified client certificate
-    # (URL-encoded PEM, nginx `$ssl_client_escaped_cert`); empty disables mutual TLS.
-    "GRIDFLEET_PKI_CLIENT_CERT_HEADER": "",
-}
-
 KEK_MIN_LENGTH = 32
 KEK_FILE_NAME = "pki-kek"
-
-
-def get(name: str) -> Any:
-    return getattr(settings, name, DEFAULTS[name])
 
 
 def kek() -> bytes:
@@ -48,7 +27,7 @@ def kek() -> bytes:
     outside the database and its backups. Only with DEBUG on (the embedded default) does Gridfleet
     generate one under GRIDFLEET_VAR_DIR so `make demo` works without setup; it logs that it did.
     """
-    value: str = get("GRIDFLEET_PKI_KEK")
+    value = settings.GRIDFLEET_PKI_KEK
     if value:
         if len(value) < KEK_MIN_LENGTH:
             raise ImproperlyConfigured(f"GRIDFLEET_PKI_KEK must be at least {KEK_MIN_LENGTH} characters.")

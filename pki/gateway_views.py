@@ -11,6 +11,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from django.conf import settings
 from django.http import Http404, HttpResponse
 from rest_framework import exceptions, status
 from rest_framework.permissions import AllowAny
@@ -20,7 +21,7 @@ from rest_framework.views import APIView
 
 from fleet.audit.services import request_ip
 from fleet.core.api import AuthenticationRefused
-from pki import conf, selectors, services
+from pki import selectors, services
 from pki.authentication import GatewayPrincipal, GatewayTokenAuthentication, IsGateway
 from pki.errors import InvalidAccessToken, InvalidRequest
 from pki.models import DeviceCertificate, EnrollmentRequest, RevocationList
@@ -118,7 +119,7 @@ class AccessTokenView(GatewayAPIView):
             {
                 "access_token": issued.token,
                 "token_type": "Bearer",
-                "expires_in": conf.get("GRIDFLEET_PKI_ACCESS_TOKEN_TTL"),
+                "expires_in": settings.GRIDFLEET_PKI_ACCESS_TOKEN_TTL,
                 "expires_at": issued.expires_at,
                 "certificate_not_after": issued.certificate.not_after,
                 "renew_after": issued.certificate.renew_after,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import IO, Any
 
+from django.conf import settings
 from django.db import transaction
 
-from firmware import bundles, conf, storage
+from firmware import bundles, storage
 from firmware.errors import (
     ArtifactExistsError,
     ArtifactRejectedError,
@@ -41,7 +42,7 @@ def upload_artifact(
     if not SEMVER.match(version):
         raise ArtifactRejectedError(f"version {version!r} is not a semantic version (e.g. 2.1.0)")
     fileobj.seek(0, 2)
-    size, limit = fileobj.tell(), int(conf.get("GRIDFLEET_ARTIFACT_MAX_BYTES"))
+    size, limit = fileobj.tell(), settings.GRIDFLEET_ARTIFACT_MAX_BYTES
     fileobj.seek(0)
     if size > limit:
         raise ArtifactRejectedError(f"the upload is {size} bytes; the limit is {limit} (GRIDFLEET_ARTIFACT_MAX_BYTES)")

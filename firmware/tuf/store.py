@@ -49,7 +49,3 @@ class MetadataStore:
 
     def read(self, role: str, version: int | None = None) -> bytes:
         return self.path(role, version).read_bytes()
-
-    def highest_version(self, role: str) -> int:
-        versions = [int(p.name.split(".", 1)[0]) for p in self.directory.glob(f"*.{role}.json")]
-        return max(versions, default=0)

@@ -11,7 +11,6 @@ from .authentication import (
     authenticate_access_token,
     authenticate_client_certificate,
     authenticate_signed_request,
-    mint_access_token,
 )
 from .authorities import active_issuing_ca, initialize_ca, rotate_kek
 from .crl import publish_crls, purge_expired_credentials
@@ -39,7 +38,6 @@ __all__ = [
     "enrollment_status",
     "import_trust_anchor",
     "initialize_ca",
-    "mint_access_token",
     "publish_crls",
     "purge_expired_credentials",
     "reject_enrollment_request",

@@ -11,12 +11,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from fleet.audit.services import record
 from fleet.inventory.models import Gateway
-from pki import ca, conf
+from pki import ca
 from pki.errors import (
     AccessTokenExpired,
     CertificateExpired,
@@ -39,7 +40,7 @@ from pki.models import (
 )
 
 from ._common import ACCESS_TOKEN_PREFIX, AUTH_REQUEST_TYPE, _audited_refusal, _sha256
-from .certificates import _active_certificates, _store_certificate
+from .certificates import _store_certificate
 
 # The gateway's random nonce: long enough not to repeat, short enough to keep the nonce table small.
 NONCE_MIN_CHARS = 16
@@ -135,7 +136,7 @@ def _check_usable(certificate: DeviceCertificate) -> None:
 
 def _create_access_token(certificate: DeviceCertificate) -> IssuedAccessToken:
     secret = ACCESS_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    expires_at = timezone.now() + timedelta(seconds=conf.get("GRIDFLEET_PKI_ACCESS_TOKEN_TTL"))
+    expires_at = timezone.now() + timedelta(seconds=settings.GRIDFLEET_PKI_ACCESS_TOKEN_TTL)
     AccessToken.objects.create(
         token_sha256=_sha256(secret), certificate=certificate, gateway=certificate.gateway, expires_at=expires_at
     )
@@ -165,7 +166,7 @@ def _authenticate(
     ca.verify_signature(leaf, data=payload_bytes, signature=signature)
     if payload["serial"] != ca.common_name(leaf.subject):
         raise SerialMismatch("The signed serial is not the certificate's subject CN.")
-    skew = conf.get("GRIDFLEET_PKI_AUTH_MAX_SKEW")
+    skew = settings.GRIDFLEET_PKI_AUTH_MAX_SKEW
     now = timezone.now()
     if abs(now.timestamp() - payload["iat"]) > skew:
         raise StaleRequest(f"'iat' is more than {skew} s away from server time {now.isoformat()}; check the clock.")
@@ -217,18 +218,6 @@ def authenticate_client_certificate(*, certificate_pem: str, ip: str | None = No
         context=context,
         call=lambda: _client_certificate(certificate_pem=certificate_pem, context=context),
     )
-
-
-def mint_access_token(*, gateway: Gateway) -> str:
-    """A bearer token for a gateway's newest usable certificate, as if it had signed an auth request.
-
-    For tests and server-side tools; gateways themselves go through authenticate_signed_request.
-    """
-    certificate = _active_certificates(gateway).select_related("gateway").order_by("-not_before").first()
-    if certificate is None:
-        raise UnknownCertificate(f"Gateway {gateway.serial} has no active certificate.")
-    _check_usable(certificate)
-    return _create_access_token(certificate).token
 
 
 def _check_access_token(token: str) -> DeviceCertificate:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
@@ -64,7 +65,7 @@ def initialize_ca(*, name: str, rotate_issuing: bool = False) -> CertificateAuth
             common_name=f"{name} Root CA",
             organization=name,
             now=now,
-            days=conf.get("GRIDFLEET_PKI_ROOT_CA_DAYS"),
+            days=settings.GRIDFLEET_PKI_ROOT_CA_DAYS,
         )
         root_authority = _store_authority(
             kind=CertificateAuthority.Kind.ROOT, name=f"{name} Root CA", cert=root_cert, key=root_key, parent=None
@@ -83,7 +84,7 @@ def initialize_ca(*, name: str, rotate_issuing: bool = False) -> CertificateAuth
         root_certificate=root_cert,
         root_key=root_key,
         now=now,
-        days=conf.get("GRIDFLEET_PKI_ISSUING_CA_DAYS"),
+        days=settings.GRIDFLEET_PKI_ISSUING_CA_DAYS,
     )
     issuing = _store_authority(
         kind=CertificateAuthority.Kind.ISSUING,
@@ -143,7 +144,7 @@ def _publish_crl(authority: CertificateAuthority, *, now: datetime) -> Revocatio
     authority = CertificateAuthority.objects.select_for_update().get(pk=authority.pk)
     authority.crl_number += 1
     authority.save(update_fields=["crl_number"])
-    next_update = now + timedelta(hours=conf.get("GRIDFLEET_PKI_CRL_VALIDITY_HOURS"))
+    next_update = now + timedelta(hours=settings.GRIDFLEET_PKI_CRL_VALIDITY_HOURS)
     revoked = DeviceCertificate.objects.filter(
         issuer=authority, status=DeviceCertificate.Status.REVOKED, not_after__gt=now
     ).order_by("revoked_at")

@@ -7,11 +7,12 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
 from fleet.inventory.models import Gateway
-from pki import ca, conf
+from pki import ca
 from pki.models import (
     CertificateAuthority,
     DeviceCertificate,
@@ -49,7 +50,7 @@ def _store_certificate(
 
 def _crl_url(authority: CertificateAuthority) -> str | None:
     """The CRL distribution point written into certificates: this CA's own, stable CRL URL."""
-    public = conf.get("GRIDFLEET_PKI_PUBLIC_URL").rstrip("/")
+    public = settings.GRIDFLEET_PKI_PUBLIC_URL.rstrip("/")
     return public + reverse("pki-gw:crl-authority-der", args=[authority.pk]) if public else None
 
 
@@ -61,7 +62,7 @@ def _issue(*, gateway: Gateway, public_key: ec.EllipticCurvePublicKey) -> Device
         issuer_certificate=issuing.certificate(),
         issuer_key=_ca_key(issuing),
         now=timezone.now(),
-        days=conf.get("GRIDFLEET_PKI_DEVICE_CERT_DAYS"),
+        days=settings.GRIDFLEET_PKI_DEVICE_CERT_DAYS,
         crl_url=_crl_url(issuing),
     )
     return _store_certificate(gateway=gateway, cert=cert, issuer=issuing)

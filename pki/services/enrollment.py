@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from fleet.audit.services import record
 from fleet.core.errors import DomainError
 from fleet.inventory.models import Gateway
-from pki import ca, conf
+from pki import ca
 from pki.errors import (
     AlreadyEnrolled,
     EnrollmentRejected,
@@ -107,7 +108,7 @@ def _enroll(*, serial: str, token: str, csr_pem: str, hardware_model: str, ip: s
     row.save(update_fields=["used_at"])
     public_key = csr.public_key()
     assert isinstance(public_key, ec.EllipticCurvePublicKey)
-    if conf.get("GRIDFLEET_PKI_REQUIRE_ACCEPTANCE"):
+    if settings.GRIDFLEET_PKI_REQUIRE_ACCEPTANCE:
         request = EnrollmentRequest.objects.create(gateway=gateway, csr_pem=csr_pem, reenroll=row.reenroll)
         record(
             action="pki.enrollment.requested",

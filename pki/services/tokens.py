@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -15,7 +16,6 @@ from django.utils import timezone
 from fleet.audit.services import record
 from fleet.core.errors import DomainError
 from fleet.inventory.models import Gateway, Organization, serial_validator
-from pki import conf
 from pki.models import (
     EnrollmentToken,
 )
@@ -59,7 +59,7 @@ def _new_token(
 
 
 def _token_expiry(valid_hours: int | None) -> datetime:
-    return timezone.now() + timedelta(hours=valid_hours or conf.get("GRIDFLEET_PKI_ENROLLMENT_TOKEN_HOURS"))
+    return timezone.now() + timedelta(hours=valid_hours or settings.GRIDFLEET_PKI_ENROLLMENT_TOKEN_HOURS)
 
 
 @transaction.atomic

@@ -14,10 +14,16 @@ from django.test import Client
 from firmware.models import Artifact, Assignment, Blob, DeviceTarget, PendingBin
 from firmware.repo import get_repository
 from firmware.services import publish
-from firmware.storage import read_blob
+from firmware.storage import open_blob
 from fleet.audit.models import AuditEntry
 from tests.factories import GatewayFactory, OrganizationFactory, member
 from tests.firmware.bundles import make_bundle
+
+
+def read_blob(blob: Blob) -> bytes:
+    with open_blob(blob) as f:
+        return f.read()
+
 
 ARTIFACTS = "/api/firmware/artifacts/"
 

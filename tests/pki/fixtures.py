@@ -81,9 +81,7 @@ class EnrolledGateway:
         ).decode()
 
     def access_token(self) -> str:
-        from pki import services
-
-        return services.mint_access_token(gateway=self.gateway)
+        return mint_access_token(gateway=self.gateway)
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.access_token()}"}
@@ -120,3 +118,18 @@ def enroll_gateway(pki_ca: CertificateAuthority) -> Callable[..., EnrolledGatewa
 @pytest.fixture
 def enrolled_gateway(enroll_gateway: Callable[..., EnrolledGateway]) -> EnrolledGateway:
     return enroll_gateway()
+
+
+def mint_access_token(*, gateway: Any) -> str:
+    """A bearer token for the gateway's newest usable certificate, as if it had signed an auth request.
+
+    Test-only: it skips the proof of possession a gateway gives (authenticate_signed_request), so it
+    lives here and not among the services.
+    """
+    from pki.services.authentication import _check_usable, _create_access_token
+    from pki.services.certificates import _active_certificates
+
+    certificate = _active_certificates(gateway).select_related("gateway").order_by("-not_before").first()
+    assert certificate is not None, f"gateway {gateway.serial} has no active certificate"
+    _check_usable(certificate)
+    return _create_access_token(certificate).token

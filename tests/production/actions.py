@@ -27,7 +27,7 @@ def _gateways(count: int) -> dict[str, Any]:
     from fleet.accounts.roles import Role
     from fleet.inventory.models import Gateway, Organization, Site
     from pki import services as pki
-    from tests.pki.fixtures import csr_pem
+    from tests.pki.fixtures import csr_pem, mint_access_token
 
     with open(os.devnull, "w") as quiet:
         call_command("pki_init", "--if-missing", name="Gridfleet Stack", stdout=quiet)
@@ -43,7 +43,7 @@ def _gateways(count: int) -> dict[str, Any]:
         key = ec.generate_private_key(ec.SECP256R1())
         pki.enroll(serial=serial, token=token, csr_pem=csr_pem(key, serial))
         gateway.refresh_from_db()
-        gateways[serial] = {"id": gateway.pk, "token": pki.mint_access_token(gateway=gateway)}
+        gateways[serial] = {"id": gateway.pk, "token": mint_access_token(gateway=gateway)}
     user = get_user_model().objects.create_user(username="operator", password="unused-password-7f3a")
     Membership.objects.create(user=user, organization=organization, role=Role.OPERATOR)
     client = Client()
@@ -87,7 +87,7 @@ def _device_target(serial: str) -> dict[str, Any]:
     """The gateway's newest device target (its path under /tuf/targets/) and a bearer token for it."""
     from firmware.models import DeviceBundle
     from fleet.inventory.models import Gateway
-    from pki import services as pki
+    from tests.pki.fixtures import mint_access_token
 
     gateway = Gateway.objects.select_related("update_channel").get(serial=serial)
     bundle = DeviceBundle.objects.filter(gateway=gateway).select_related("blob").order_by("-pk").first()
@@ -96,7 +96,7 @@ def _device_target(serial: str) -> dict[str, Any]:
         "path": f"devices/{gateway.update_channel.token}/{bundle.blob.sha256}.{bundle.filename}",
         "size": bundle.blob.size,
         "sha256": bundle.blob.sha256,
-        "token": pki.mint_access_token(gateway=gateway),
+        "token": mint_access_token(gateway=gateway),
     }
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from rest_framework import serializers
 
 from fleet.core.api import StrictFieldsMixin
@@ -14,7 +15,7 @@ from fleet.uplink.protocol import CommandName
 class VisibleGatewayField(serializers.PrimaryKeyRelatedField[Gateway]):
     def get_queryset(self) -> Any:
         request = self.context.get("request")
-        return gateways_visible_to(getattr(request, "user", None))
+        return gateways_visible_to(request.user if request is not None else AnonymousUser())
 
 
 class CommandSerializer(StrictFieldsMixin, serializers.ModelSerializer[Command]):

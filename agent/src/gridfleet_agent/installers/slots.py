@@ -36,10 +36,6 @@ class SlotStore:
     def current_link(self) -> Path:
         return self.root / "current"
 
-    @property
-    def current_dir(self) -> Path:
-        return self.slot_dir(self.active_slot())
-
     def slot_dir(self, slot: str) -> Path:
         return self.root / "slots" / slot
 
