@@ -19,6 +19,7 @@ from fleet.audit.services import request_ip
 from fleet.inventory.selectors import gateways_visible_to, sites_visible_to
 
 from .. import selectors, services
+from ..models import Artifact, Assignment, ConfigTemplate, ConfigValues, DeviceBundle
 from ..repo import get_repository
 from .serializers import (
     ArtifactSerializer,
@@ -38,7 +39,7 @@ class ArtifactViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[Artifact],
 ):
     """Uploaded bundles. Created by multipart upload (streamed to disk), never changed afterwards."""
 
@@ -79,7 +80,7 @@ class AssignmentViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[Assignment],
 ):
     """What each gateway must run. POST assigns an artifact; DELETE stops managing that type."""
 
@@ -121,7 +122,7 @@ class AssignmentViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class DeviceBundleViewSet(viewsets.ReadOnlyModelViewSet):
+class DeviceBundleViewSet(viewsets.ReadOnlyModelViewSet[DeviceBundle]):
     """Bundles the server built per gateway (assignment documents, configs, licenses)."""
 
     serializer_class = DeviceBundleSerializer
@@ -164,7 +165,7 @@ class ConfigTemplateViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[ConfigTemplate],
 ):
     serializer_class = ConfigTemplateSerializer
     permission_classes = [IsAuthenticated]
@@ -185,7 +186,7 @@ class ConfigValuesViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[ConfigValues],
 ):
     """Site or gateway values for a template; POST again to replace them."""
 

@@ -36,12 +36,6 @@ class StagingMismatchError(RepositoryError):
     status_code = 400
 
 
-class OfflineSignatureRequiredError(RepositoryError):
-    """A role signed by offline keys changed; it must be exported, signed and imported."""
-
-    code = "offline_signature_required"
-
-
 class PublishedFileExistsError(RepositoryError):
     """A versioned metadata file is already published; published files are never overwritten."""
 

@@ -20,6 +20,7 @@ from fleet.audit.services import request_ip
 from fleet.inventory.selectors import gateways_visible_to, groups_visible_to
 
 from .. import selectors, services
+from ..models import Deployment
 from .serializers import (
     ActionDetailSerializer,
     DeploymentRequestSerializer,
@@ -41,7 +42,8 @@ def request_serializer(request: Request) -> DeploymentRequestSerializer:
     )
 
 
-class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+# Any: besides deployments, its actions page through gateway actions and exclusions.
+class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Any]):
     """Deployments: list, create (with a preview first), detail with live progress per phase."""
 
     serializer_class = DeploymentSerializer
@@ -111,7 +113,7 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return self.get_paginated_response(ExclusionSerializer(page, many=True).data)
 
 
-class DeploymentOperationView(generics.GenericAPIView):
+class DeploymentOperationView(generics.GenericAPIView[Deployment]):
     """POST /api/deployments/<id>/<operation>/ with an optional {"reason": "..."}:
     pause, resume, cancel, retry-failed, approve (the phase awaiting approval), rollback."""
 
