@@ -6,40 +6,39 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from fleet.accounts.actors import Actor
 from fleet.accounts.roles import Capability
 from fleet.accounts.selectors import organizations_visible_to, organizations_where
 
 from .models import Artifact, Assignment, ConfigTemplate, ConfigValues, DeviceBundle
 
 
-def artifacts_visible_to(user: Actor) -> QuerySet[Artifact]:
+def artifacts_visible_to(user: Any) -> QuerySet[Artifact]:
     return Artifact.objects.filter(organization__in=organizations_visible_to(user)).select_related(
         "organization", "blob"
     )
 
 
-def organizations_for_artifacts(user: Actor) -> Any:
+def organizations_for_artifacts(user: Any) -> Any:
     return organizations_where(user, Capability.MANAGE_ARTIFACTS)
 
 
-def assignments_visible_to(user: Actor) -> QuerySet[Assignment]:
+def assignments_visible_to(user: Any) -> QuerySet[Assignment]:
     return Assignment.objects.filter(gateway__organization__in=organizations_visible_to(user)).select_related(
         "gateway", "artifact", "bundle"
     )
 
 
-def device_bundles_visible_to(user: Actor) -> QuerySet[DeviceBundle]:
+def device_bundles_visible_to(user: Any) -> QuerySet[DeviceBundle]:
     return DeviceBundle.objects.filter(gateway__organization__in=organizations_visible_to(user)).select_related(
         "gateway", "blob"
     )
 
 
-def config_templates_visible_to(user: Actor) -> QuerySet[ConfigTemplate]:
+def config_templates_visible_to(user: Any) -> QuerySet[ConfigTemplate]:
     return ConfigTemplate.objects.filter(organization__in=organizations_visible_to(user))
 
 
-def config_values_visible_to(user: Actor) -> QuerySet[ConfigValues]:
+def config_values_visible_to(user: Any) -> QuerySet[ConfigValues]:
     return ConfigValues.objects.filter(template__organization__in=organizations_visible_to(user))
 
 

@@ -8,7 +8,6 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from fleet.accounts.actors import Actor
 from fleet.accounts.roles import Capability
 from fleet.accounts.selectors import organizations_where
 from pki.errors import CANotInitialized
@@ -45,33 +44,33 @@ def gateway_ids_by_fingerprint(value: str) -> QuerySet[DeviceCertificate, Any]:
     return matches.values("gateway_id")
 
 
-def pki_organizations(user: Actor) -> Any:
+def pki_organizations(user: Any) -> Any:
     return organizations_where(user, Capability.MANAGE_PKI)
 
 
-def can_manage_pki(user: Actor) -> bool:
+def can_manage_pki(user: Any) -> bool:
     return bool(pki_organizations(user).exists())
 
 
-def certificates_visible_to(user: Actor) -> QuerySet[DeviceCertificate]:
+def certificates_visible_to(user: Any) -> QuerySet[DeviceCertificate]:
     return DeviceCertificate.objects.filter(gateway__organization__in=pki_organizations(user)).select_related(
         "gateway", "gateway__organization", "issuer", "trust_anchor"
     )
 
 
-def enrollment_tokens_visible_to(user: Actor) -> QuerySet[EnrollmentToken]:
+def enrollment_tokens_visible_to(user: Any) -> QuerySet[EnrollmentToken]:
     return EnrollmentToken.objects.filter(organization__in=pki_organizations(user)).select_related(
         "organization", "created_by"
     )
 
 
-def enrollment_requests_visible_to(user: Actor) -> QuerySet[EnrollmentRequest]:
+def enrollment_requests_visible_to(user: Any) -> QuerySet[EnrollmentRequest]:
     return EnrollmentRequest.objects.filter(gateway__organization__in=pki_organizations(user)).select_related(
         "gateway", "gateway__organization", "decided_by"
     )
 
 
-def trust_anchors_visible_to(user: Actor) -> QuerySet[TrustAnchor]:
+def trust_anchors_visible_to(user: Any) -> QuerySet[TrustAnchor]:
     """Anchors of the user's organizations, plus deployment-wide ones (read-only unless superuser)."""
     if not can_manage_pki(user):
         return TrustAnchor.objects.none()

@@ -8,7 +8,6 @@ from typing import Any
 
 from django.db.models import Count, Min, QuerySet
 
-from fleet.accounts.actors import Actor
 from fleet.accounts.roles import Capability
 from fleet.accounts.selectors import organizations_visible_to, organizations_where
 from fleet.inventory.models import Organization
@@ -17,15 +16,15 @@ from .models import ActionEvent, ActionState, Deployment, GatewayAction
 from .states import FAILURES, TERMINAL
 
 
-def deployments_visible_to(user: Actor) -> QuerySet[Deployment]:
+def deployments_visible_to(user: Any) -> QuerySet[Deployment]:
     return Deployment.objects.filter(organization__in=organizations_visible_to(user)).select_related("organization")
 
 
-def organizations_for_deployments(user: Actor) -> QuerySet[Organization]:
+def organizations_for_deployments(user: Any) -> QuerySet[Organization]:
     return organizations_where(user, Capability.MANAGE_DEPLOYMENTS)
 
 
-def actions_visible_to(user: Actor) -> QuerySet[GatewayAction]:
+def actions_visible_to(user: Any) -> QuerySet[GatewayAction]:
     return GatewayAction.objects.filter(deployment__organization__in=organizations_visible_to(user)).select_related(
         "deployment", "gateway", "phase", "artifact"
     )

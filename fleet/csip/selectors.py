@@ -7,7 +7,6 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from fleet.accounts.actors import Actor
 from fleet.accounts.selectors import organizations_visible_to
 from fleet.inventory.models import Gateway
 from fleet.inventory.selectors import group_members
@@ -54,25 +53,25 @@ def control_by_mrid(mrid: str) -> DerControl | None:
 # --- operators ---------------------------------------------------------------------------------
 
 
-def programs_visible_to(user: Actor) -> QuerySet[DerProgram]:
+def programs_visible_to(user: Any) -> QuerySet[DerProgram]:
     return DerProgram.objects.filter(organization__in=organizations_visible_to(user)).select_related(
         "organization", "site", "group"
     )
 
 
-def controls_visible_to(user: Actor) -> QuerySet[DerControl]:
+def controls_visible_to(user: Any) -> QuerySet[DerControl]:
     return DerControl.objects.filter(program__organization__in=organizations_visible_to(user)).select_related(
         "program", "program__organization"
     )
 
 
-def responses_visible_to(user: Actor) -> QuerySet[DerControlResponse]:
+def responses_visible_to(user: Any) -> QuerySet[DerControlResponse]:
     return DerControlResponse.objects.filter(
         end_device__gateway__organization__in=organizations_visible_to(user)
     ).select_related("end_device", "end_device__gateway", "control")
 
 
-def end_devices_visible_to(user: Actor) -> QuerySet[EndDevice]:
+def end_devices_visible_to(user: Any) -> QuerySet[EndDevice]:
     return EndDevice.objects.filter(gateway__organization__in=organizations_visible_to(user)).select_related("gateway")
 
 

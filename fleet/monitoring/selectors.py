@@ -9,7 +9,6 @@ from typing import Any
 from django.db.models import Avg, Case, Count, IntegerField, Max, Min, QuerySet, Value, When
 from django.db.models.expressions import Func
 
-from fleet.accounts.actors import Actor
 from fleet.accounts.selectors import organizations_visible_to
 from fleet.inventory.models import Gateway
 
@@ -22,7 +21,7 @@ SEVERITY_ORDER = Case(
 )
 
 
-def alarms_visible_to(user: Actor) -> QuerySet[Alarm]:
+def alarms_visible_to(user: Any) -> QuerySet[Alarm]:
     return (
         Alarm.objects.filter(organization__in=organizations_visible_to(user))
         .select_related("organization", "gateway", "site", "acknowledged_by")
@@ -30,13 +29,13 @@ def alarms_visible_to(user: Actor) -> QuerySet[Alarm]:
     )
 
 
-def open_alarm_counts(user: Actor) -> dict[str, int]:
+def open_alarm_counts(user: Any) -> dict[str, int]:
     """Open alarms by severity, for the dashboard."""
     rows = alarms_visible_to(user).filter(state__in=OPEN_STATES).values("severity").annotate(n=Count("id"))
     return {row["severity"]: row["n"] for row in rows}
 
 
-def logs_visible_to(user: Actor) -> QuerySet[LogEntry]:
+def logs_visible_to(user: Any) -> QuerySet[LogEntry]:
     return LogEntry.objects.filter(gateway__organization__in=organizations_visible_to(user)).select_related("gateway")
 
 
@@ -44,7 +43,7 @@ def recent_logs(*, gateway: Gateway, limit: int = 50) -> list[LogEntry]:
     return list(LogEntry.objects.filter(gateway=gateway).order_by("-ts", "-id")[:limit])
 
 
-def telemetry_latest_visible_to(user: Actor) -> QuerySet[TelemetryLatest]:
+def telemetry_latest_visible_to(user: Any) -> QuerySet[TelemetryLatest]:
     return TelemetryLatest.objects.filter(gateway__organization__in=organizations_visible_to(user))
 
 
@@ -100,19 +99,19 @@ def telemetry_series(
     ]
 
 
-def notification_routes_visible_to(user: Actor) -> QuerySet[NotificationRoute]:
+def notification_routes_visible_to(user: Any) -> QuerySet[NotificationRoute]:
     return NotificationRoute.objects.filter(organization__in=organizations_visible_to(user)).select_related(
         "organization"
     )
 
 
-def silences_visible_to(user: Actor) -> QuerySet[Silence]:
+def silences_visible_to(user: Any) -> QuerySet[Silence]:
     return Silence.objects.filter(organization__in=organizations_visible_to(user)).select_related(
         "organization", "created_by"
     )
 
 
-def monitoring_settings_visible_to(user: Actor) -> QuerySet[MonitoringSettings]:
+def monitoring_settings_visible_to(user: Any) -> QuerySet[MonitoringSettings]:
     return (
         MonitoringSettings.objects.filter(organization__in=organizations_visible_to(user))
         .select_related("organization")

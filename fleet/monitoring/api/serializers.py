@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -127,7 +126,7 @@ class OrganizationSlugField(serializers.SlugRelatedField[Organization]):
 
     def get_queryset(self) -> Any:
         request = self.context.get("request")
-        return organizations_visible_to(request.user if request is not None else AnonymousUser())
+        return organizations_visible_to(getattr(request, "user", None))
 
 
 class MonitoringSettingsSerializer(StrictFieldsMixin, serializers.ModelSerializer[MonitoringSettings]):

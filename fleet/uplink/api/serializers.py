@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AnonymousUser
 from rest_framework import serializers
 
 from fleet.core.api import StrictFieldsMixin
@@ -15,7 +14,7 @@ from fleet.uplink.protocol import CommandName
 class VisibleGatewayField(serializers.PrimaryKeyRelatedField[Gateway]):
     def get_queryset(self) -> Any:
         request = self.context.get("request")
-        return gateways_visible_to(request.user if request is not None else AnonymousUser())
+        return gateways_visible_to(getattr(request, "user", None))
 
 
 class CommandSerializer(StrictFieldsMixin, serializers.ModelSerializer[Command]):
