@@ -45,6 +45,7 @@ urlpatterns = [
     path("uplink/", include("fleet.uplink.urls")),
     path("tuf/", include("firmware.tuf_urls")),
     path("deployments/", include("firmware.deployments.urls")),
+    path("remote-access/", include("fleet.remoteaccess.urls")),
     path("csip/", include("fleet.csip.urls")),
     # The IEEE 2030.5 resource tree; answered only through the mutual-TLS head-end (fleet.csip.headend).
     path("sep2/", include("fleet.csip.urls_sep2")),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -262,3 +263,22 @@ async def test_the_terminal_runs_its_command_in_a_pseudo_terminal_of_the_asked_s
     lines = output.decode().split()
     assert lines[:2] == ["30", "100"]
     assert lines[2].startswith("/dev/pts/")
+
+
+async def test_a_quiet_serial_port_is_not_mistaken_for_its_end() -> None:
+    from gridfleet_agent.tunnel.endpoints import SerialEndpoint
+
+    device, replica = os.openpty()
+    port = SerialEndpoint({"port": os.ttyname(replica), "baudrate": 19200, "bytesize": 8, "parity": "E", "stopbits": 1})
+    try:
+        reading = asyncio.create_task(port.read(64))
+        await asyncio.sleep(0.2)
+        assert not reading.done()  # nothing on the line yet: still waiting, not b""
+        os.write(device, b"\x01\x03\x04")
+        assert await asyncio.wait_for(reading, 5) == b"\x01\x03\x04"
+        await port.write(b"\x01\x03")
+        assert os.read(device, 16) == b"\x01\x03"
+    finally:
+        await port.close()
+        os.close(device)
+        os.close(replica)

@@ -17,6 +17,7 @@ NAVIGATION = [
     ("Logs", "log-search"),
     ("Artifacts", "artifact-list"),
     ("Deployments", "deployment-list"),
+    ("Remote access", "remoteaccess-sessions"),
     ("Utility link", "csip-programs"),
     ("PKI", "pki-overview"),
     ("Audit", "audit-log"),

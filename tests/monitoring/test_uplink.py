@@ -411,7 +411,7 @@ def test_operators_send_commands_through_the_api_with_per_command_capabilities(
     }
     # A tunnel is opened as a maintenance session (tests/remoteaccess/), never as a bare command.
     refused = technician.post(url, tunnel, format="json")
-    assert refused.status_code == 400 and "/api/remote-access/sessions/" in refused.json()["name"][0]
+    assert refused.status_code == 400 and "/api/remote-access/sessions/" in refused.json()["fields"]["name"][0]
     power = {"gateway": gateway.pk, "name": "set_power_limit", "args": {"device": "x", "limit_pct": 101}}
     bad = operator.post(url, power, format="json")
     assert bad.status_code == 400 and "args.limit_pct" in bad.json()["fields"]["args"][0]

@@ -8,6 +8,7 @@ every frame crosses the Redis channel layer between two ASGI processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -160,6 +161,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     if front is not back:
         front.start()
     master, replica = os.openpty()
+    os.set_blocking(master, False)
     fleet = Fleet(var_dir, env, front, back, setup["api_tokens"], var_dir / "agent", os.ttyname(replica), master)
     try:
         modbus_port = free_port()
@@ -262,6 +264,39 @@ def test_cli_tunnel_carries_two_modbus_connections_to_the_inverter(fleet: Fleet)
     assert session_id in [s["id"] for s in json.loads(listed.stdout)]
 
 
+async def exchange_over_serial(port: int, device: int) -> tuple[bytes, bytes]:
+    """A programming tool sends a request; the device on the serial line answers it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = bytes.fromhex("01 03 9c 40 00 02 eb 8f")  # Modbus RTU: read 2 registers at 40000
+    writer.write(request)
+    await writer.drain()
+    seen = b""
+    deadline = time.monotonic() + 20
+    while len(seen) < len(request) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        with contextlib.suppress(BlockingIOError):
+            seen += os.read(device, 64)
+    os.write(device, bytes.fromhex("01 03 04 53 75 6e 53 b3 4d"))  # "SunS"
+    answer = await asyncio.wait_for(reader.readexactly(9), 10)
+    writer.close()
+    return seen, answer
+
+
+def test_a_serial_programming_port_is_bridged_through_the_tunnel(fleet: Fleet) -> None:
+    tunnel = OpenTunnel(fleet, "tech", "--serial", fleet.serial_device, "--baud", "19200", "--framing", "8E1")
+    try:
+        assert f"-> {fleet.serial_device} 19200 8E1 on {GATEWAY}" in tunnel.wait_for_line("Forwarding")
+        seen, answer = asyncio.run(exchange_over_serial(tunnel.port, fleet.serial_peer))
+        assert seen == bytes.fromhex("01 03 9c 40 00 02 eb 8f")
+        assert answer == bytes.fromhex("01 03 04 53 75 6e 53 b3 4d")
+        tunnel.wait_for_line("connection 1 closed")
+    finally:
+        tunnel.stop()
+    session = wait_for(lambda: (s := fleet.session(tunnel.session_id))["bytes_down"] and s, what="the byte counts")
+    assert session["kind"] == "serial" and session["target_label"] == f"{fleet.serial_device} 19200 8E1"
+    assert (session["bytes_up"], session["bytes_down"]) == (8, 9)
+
+
 def test_everyday_read_commands_print_tables_and_json(fleet: Fleet) -> None:
     table = fleet.cli("viewer", "gateways", "ls")
     assert table.returncode == 0, table.stderr
@@ -355,3 +390,37 @@ def test_revoking_the_gateway_certificate_closes_its_open_session_within_seconds
     session = fleet.session(session_id)
     assert session["state"] == "revoked" and "certificate was revoked" in session["end_reason"]
     assert any("revoked: the gateway's certificate was revoked" in line for line in tunnel.lines), tunnel.lines
+
+
+@pytest.mark.browser
+def test_browser_terminal_runs_a_command_and_plays_back_its_recording(fleet: Fleet, browser: Any) -> None:
+    page = browser.new_page()
+    page.goto(fleet.front.url + "/login/")
+    page.fill("input[name=username]", "tech")
+    page.fill("input[name=password]", "tech-password-1")
+    page.click("button[type=submit]")
+    gateway_id = fleet.api("admin", "GET", f"/api/inventory/gateways/?search={GATEWAY}").json()["results"][0]["id"]
+    page.goto(f"{fleet.front.url}/gateways/{gateway_id}/")
+    page.select_option("select[name=target]", label="Terminal on the gateway")
+    page.fill("input[name=reason]", "look at the gateway's disk")
+    page.click("text=Open maintenance session")
+    page.wait_for_url("**/remote-access/sessions/**")
+    page.wait_for_function("document.querySelector('#terminal-status').textContent === 'Connected.'", timeout=60_000)
+    page.wait_for_function("document.querySelector('#terminal .xterm-rows').textContent.includes('#')", timeout=30_000)
+    page.click("#terminal")
+    page.keyboard.type("echo tunnel-$((6*7))\n")
+    page.wait_for_function(
+        "document.querySelector('#terminal .xterm-rows').textContent.includes('tunnel-42')", timeout=30_000
+    )
+    session_id = page.url.rstrip("/").rsplit("/", 1)[1]
+    page.click("text=Close session")
+    page.wait_for_selector("#play-recording")
+    assert fleet.session(session_id)["state"] == "closed"
+    page.click("#play-recording")
+    page.wait_for_selector("#playback[data-finished=true]", timeout=60_000)
+    replayed = page.inner_text("#playback .xterm-rows")
+    assert "echo tunnel-$((6*7))" in replayed and "tunnel-42" in replayed
+    recording = fleet.api("tech", "GET", f"/api/remote-access/sessions/{session_id}/recording/")
+    header, *events = recording.text.splitlines()
+    assert json.loads(header)["version"] == 2
+    assert any("tunnel-42" in json.loads(event)[2] for event in events)

@@ -101,16 +101,14 @@ def request(
 
 
 def _explain(body: bytes) -> str:
+    """The API's one error body: {"code", "detail", "fields"?}."""
     try:
         problem = json.loads(body)
     except ValueError:
         return body.decode(errors="replace")[:300]
-    if isinstance(problem, dict):
-        parts = []
-        for key, value in problem.items():
-            if key == "code":
-                continue
-            text = "; ".join(map(str, value)) if isinstance(value, list) else str(value)
-            parts.append(text if key == "detail" else f"{key}: {text}")
-        return " ".join(parts)
-    return str(problem)
+    if not isinstance(problem, dict):
+        return str(problem)
+    detail = str(problem.get("detail") or "")
+    fields = problem.get("fields") or {}
+    more = [f"{name}: {'; '.join(map(str, errors))}" for name, errors in fields.items() if errors != [detail]]
+    return " ".join([detail, *more]).strip()

@@ -46,11 +46,14 @@ class FdEndpoint:
             remove(self.fd)
 
     async def read(self, limit: int) -> bytes:
+        # Wait for readability first: a serial port opened with timeout=0 (VMIN=0) answers an
+        # empty read with b"" rather than EAGAIN, which would look like the end of the stream.
         while not self.closed:
+            await self._ready(self._loop.add_reader, self._loop.remove_reader)
             try:
                 return os.read(self.fd, limit)
             except BlockingIOError:
-                await self._ready(self._loop.add_reader, self._loop.remove_reader)
+                continue
             except OSError:  # EIO: the terminal's process ended
                 return b""
         return b""
