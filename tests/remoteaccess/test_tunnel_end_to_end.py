@@ -376,22 +376,6 @@ def test_expiry_closes_both_ends_at_once_and_an_expired_session_stays_shut(fleet
     assert again["state"] == "refused" and "expired" in again["reason"]
 
 
-def test_revoking_the_gateway_certificate_closes_its_open_session_within_seconds(fleet: Fleet) -> None:
-    tunnel = OpenTunnel(fleet, "tech", "--target", DEVICE)
-    try:
-        session_id = tunnel.session_id
-        tunnel.port  # noqa: B018 (forwarding)
-        fleet.act("revoke", GATEWAY)
-        started = time.monotonic()
-        tunnel.process.wait(15)
-        assert time.monotonic() - started < 10
-    finally:
-        tunnel.stop()
-    session = fleet.session(session_id)
-    assert session["state"] == "revoked" and "certificate was revoked" in session["end_reason"]
-    assert any("revoked: the gateway's certificate was revoked" in line for line in tunnel.lines), tunnel.lines
-
-
 @pytest.mark.browser
 def test_browser_terminal_runs_a_command_and_plays_back_its_recording(fleet: Fleet, browser: Any) -> None:
     page = browser.new_page()
@@ -424,3 +408,20 @@ def test_browser_terminal_runs_a_command_and_plays_back_its_recording(fleet: Fle
     header, *events = recording.text.splitlines()
     assert json.loads(header)["version"] == 2
     assert any("tunnel-42" in json.loads(event)[2] for event in events)
+
+
+# Last: the gateway cannot connect any more afterwards.
+def test_revoking_the_gateway_certificate_closes_its_open_session_within_seconds(fleet: Fleet) -> None:
+    tunnel = OpenTunnel(fleet, "tech", "--target", DEVICE)
+    try:
+        session_id = tunnel.session_id
+        tunnel.port  # noqa: B018 (forwarding)
+        fleet.act("revoke", GATEWAY)
+        started = time.monotonic()
+        tunnel.process.wait(15)
+        assert time.monotonic() - started < 10
+    finally:
+        tunnel.stop()
+    session = fleet.session(session_id)
+    assert session["state"] == "revoked" and "certificate was revoked" in session["end_reason"]
+    assert any("revoked: the gateway's certificate was revoked" in line for line in tunnel.lines), tunnel.lines
