@@ -38,6 +38,7 @@ class DemoCredentials:
     created: bool
 
 
+DEMO_REMOTE_ACCESS_TEMPLATE = "demo-remote-access"
 DEMO_SCADA_TEMPLATE = "demo-scada"
 
 
@@ -290,3 +291,32 @@ def ensure_demo_scada(*, gateway: Gateway, host: str, dnp3_port: int, iec104_por
         return latest
     firmware.set_config_values(template=template, values=values, gateway=gateway, actor=None)
     return firmware.build_config(gateway=gateway, template=template)
+
+
+def ensure_demo_remote_access(*, gateways: list[Gateway]) -> None:
+    """Every simulated gateway's signed configuration allows a maintenance tunnel to its inverter's
+    Modbus TCP port (the simulator's), so a newcomer can open one from the gateway page or with
+    `gridfleet tunnel open SERIAL --target SERIAL-INV1 --local 1502 --reason demo`. Added to the
+    gateway's current configuration values (one config bundle per gateway), not replacing them."""
+    from firmware import services as firmware
+    from firmware.models import ConfigTemplate, DeviceBundle
+
+    for gateway in gateways:
+        latest = (
+            DeviceBundle.objects.filter(gateway=gateway, kind=DeviceBundle.Kind.CONFIG).order_by("-version").first()
+        )
+        values = dict(latest.source.get("values") or {}) if latest is not None else {}
+        wanted = {"targets": [{"device": f"{gateway.serial}-INV1"}], "terminal": False}
+        if values.get("remote_access") == wanted:
+            continue
+        values["remote_access"] = wanted
+        template_id = latest.source.get("template") if latest is not None else None
+        template = ConfigTemplate.objects.filter(pk=template_id).first() if template_id else None
+        if template is None:
+            template, _ = ConfigTemplate.objects.get_or_create(
+                organization=gateway.organization,
+                name=DEMO_REMOTE_ACCESS_TEMPLATE,
+                defaults={"schema": {"type": "object"}, "files": {}},
+            )
+        firmware.set_config_values(template=template, values=values, gateway=gateway, actor=None)
+        firmware.build_config(gateway=gateway, template=template)

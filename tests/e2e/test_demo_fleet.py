@@ -104,6 +104,40 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def test_a_newcomer_opens_a_tunnel_to_a_simulated_inverter_with_the_cli(demo_server: Any) -> None:
+    from pymodbus.client import ModbusTcpClient
+
+    with httpx.Client(base_url=demo_server.url) as client:
+        headers = token_headers(client, demo_server)
+        deadline = time.monotonic() + 120  # the allow-list arrives as a signed configuration through TUF
+        while time.monotonic() < deadline:
+            gateway = client.get("/api/inventory/gateways/", params={"search": "DEMO-GW-0001"}, headers=headers)
+            if gateway.json()["results"][0]["attributes"].get("remote_access", {}).get("targets"):
+                break
+            time.sleep(2)
+        env = {**demo_server.env, "GRIDFLEET_URL": demo_server.url, "GRIDFLEET_TOKEN": headers["Authorization"][6:]}
+    cli = str(Path(sys.executable).parent / "gridfleet")
+    tunnel = subprocess.Popen(
+        [cli, "tunnel", "open", "DEMO-GW-0001", "--target", "DEMO-GW-0001-INV1", "--local", "0", "--reason", "demo"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert tunnel.stdout is not None
+        line = tunnel.stdout.readline()
+        while line and "Forwarding" not in line:
+            line = tunnel.stdout.readline()
+        port = int(line.split("127.0.0.1:")[1].split()[0])
+        modbus = ModbusTcpClient("127.0.0.1", port=port, timeout=10)
+        assert modbus.connect()
+        assert modbus.read_holding_registers(40000, count=2, device_id=1).registers == [0x5375, 0x6E53]  # SunS
+        modbus.close()
+    finally:
+        tunnel.terminate()
+        tunnel.wait(20)
+
+
 def test_stopping_the_demo_stops_its_simulated_gateways(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env |= {"GRIDFLEET_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "fleet.settings"}

@@ -70,6 +70,13 @@ class Command(BaseCommand):
                 f"  {agents[0].serial} serves SCADA: DNP3 outstation {options['host']}:{dnp3_port} (address 10, "
                 f"MESA-DER map) and IEC 104 on {options['host']}:{iec104_port}; see docs/field-devices.md\n"
             )
+        if agents:
+            demo.ensure_demo_remote_access(gateways=agents)
+            self.stdout.write(
+                f"  Remote access: every simulated gateway allows a tunnel to its inverter's Modbus port; e.g. "
+                f"gridfleet tunnel open {agents[0].serial} --target {agents[0].serial}-INV1 --local 1502 "
+                f"--reason demo (docs/remote-access.md)\n"
+            )
         simulator = self._start_agents(agents, admin=admin, server_url=url) if agents else None
         # uvicorn re-raises SIGTERM once it has shut down; exiting through SystemExit instead lets the
         # simulated agents be stopped below rather than orphaned.
