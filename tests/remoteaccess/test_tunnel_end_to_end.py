@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from tests.agent.e2e_server import ServerProcess
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, wait_for, wait_for_port
 
 from .e2e_stack import action, fresh_database, shared_env
 
@@ -35,15 +35,6 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 GATEWAY = "E2E-001"
 DEVICE = f"{GATEWAY}-INV1"
-
-
-def wait_for(condition: Callable[[], Any], *, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @dataclass
