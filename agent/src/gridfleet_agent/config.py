@@ -106,7 +106,8 @@ class AgentConfig:
     queue: QueueSection = field(default_factory=QueueSection)
     installers: InstallersSection = field(default_factory=InstallersSection)
     csip: dict[str, Any] = field(default_factory=dict)
-    """The ``[csip]`` table: the utility link over IEEE 2030.5 (docs/utility-link.md)."""
+    """The ``[csip]`` table: development fallback for the signed configuration's ``csip`` section,
+    which configures the utility link over IEEE 2030.5 (docs/utility-link.md)."""
     remote_access: RemoteAccessSection = field(default_factory=RemoteAccessSection)
     field: dict[str, Any] = field(default_factory=dict)
     """The ``[field]`` table, handed to the field protocol stack (docs/field-devices.md)."""

@@ -106,6 +106,12 @@ class QueueLogHandler(logging.Handler):
             self.handleError(record)
 
 
+def _log_link_failure(task: asyncio.Task[None]) -> None:
+    """The link runs beside the agent's loops: a crash is logged, it does not stop the agent."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("utility link stopped: %s", task.exception(), exc_info=task.exception())
+
+
 class Agent:
     def __init__(
         self,
@@ -188,7 +194,9 @@ class Agent:
         self._last_inventory: dict[str, Any] | None = None
         self._field_factory = field
         self._field: FieldDevices | None = None
-        self._link: Any = None  # gridfleet_agent.csip.UtilityLink, when [csip] is configured
+        self._link: Any = None  # gridfleet_agent.csip.UtilityLink, when `csip` is configured
+        self._link_task: asyncio.Task[None] | None = None
+        self._link_settings: tuple[dict[str, Any], Path] | None = None  # the table it runs with, and its base
         self._link_alarm_raised = False
         self._protocols: Any = None  # scada.services.ProtocolServices, when the signed config asks for any
         self._protocols_config_version: str | None = None
@@ -230,13 +238,13 @@ class Agent:
             tasks.append(asyncio.create_task(serve_control(self), name="control"))
         try:
             await self._start_field()
-            if self.config.csip:
-                tasks.append(asyncio.create_task(self._utility_link(), name=f"utility-link-{self.serial}"))
+            self._start_link()
             await asyncio.gather(*tasks)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop_link()
             await self.tunnels.close_all()
             await self._stop_protocols()
             if self._field is not None:
@@ -311,21 +319,58 @@ class Agent:
         self.uplink.wake()
 
     # -- utility link (IEEE 2030.5 / CSIP) ---------------------------------------------------------
-    async def _utility_link(self) -> None:
+    def _csip_settings(self) -> tuple[dict[str, Any], Path] | None:
+        """The `csip` section of the signed configuration (relative paths: the bundle's files/).
+
+        The local `[csip]` table is a development fallback, used only while the active signed
+        configuration has no `csip` section; `"enabled": false` there switches the link off.
+        """
+        signed = self._signed_config()
+        if signed is not None and isinstance(signed.get("csip"), dict):
+            table = dict(signed["csip"])
+            if table.pop("enabled", True) is False:
+                return None
+            config_file = getattr(self.installers.get("config"), "config_file", None)
+            return table, (config_file.parent if isinstance(config_file, Path) else self.config.state_dir) / "files"
+        return (dict(self.config.csip), self.config.state_dir) if self.config.csip else None
+
+    def _start_link(self) -> None:
+        self._link_settings = self._csip_settings()
+        if self._link_settings is not None:
+            self._link_task = asyncio.create_task(
+                self._utility_link(*self._link_settings), name=f"utility-link-{self.serial}"
+            )
+            self._link_task.add_done_callback(_log_link_failure)
+
+    async def _stop_link(self) -> None:
+        if self._link_task is not None:
+            self._link_task.cancel()
+            await asyncio.gather(self._link_task, return_exceptions=True)
+        self._link_task = self._link = None
+
+    async def _restart_link_if_changed(self) -> None:
+        """A new signed configuration: the link restarts when its `csip` section changed."""
+        if self._csip_settings() != self._link_settings:
+            logger.info("utility link configuration changed: restarting the link")
+            await self._stop_link()
+            self._start_link()
+
+    async def _utility_link(self, table: dict[str, Any], base: Path) -> None:
         """Run the utility link (optional extra `csip`: py20305) on the field stack's setpoint path."""
         from gridfleet_agent.csip import UtilityLink
         from gridfleet_agent.csip.setup import link_config
 
         field = self._field
         if field is None or not hasattr(field, "apply_setpoint"):
-            logger.error("[csip] is configured but no field stack takes setpoints; the utility link stays off")
+            logger.error("csip is configured but no field stack takes setpoints; the utility link stays off")
             return
         backoff = Backoff(base=5.0, cap=300.0)
         while True:
             try:
                 config = await asyncio.to_thread(
                     link_config,
-                    self.config.csip,
+                    table,
+                    base=base,
                     state_dir=self.config.state_dir,
                     device_ids=getattr(field, "device_ids", _no_devices),
                     server_url=self.config.server_url,
@@ -427,6 +472,7 @@ class Agent:
             # A new signed configuration was installed: the SCADA/cloud protocols follow it.
             await self._stop_protocols()
             await self._start_protocols()
+            await self._restart_link_if_changed()
         self._queue_inventory_if_changed()
         self.uplink.wake()
 

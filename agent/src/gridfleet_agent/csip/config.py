@@ -1,5 +1,6 @@
-"""The `[csip]` section of the agent configuration: where the utility server is, the utility-link
-identity (certificate and key, separate from the fleet identity) and which field devices make the DER."""
+"""The `csip` section of the signed configuration (or the local `[csip]` fallback): where the
+utility server is, the utility-link identity (certificate and key, separate from the fleet
+identity) and which field devices make the DER."""
 
 from __future__ import annotations
 

@@ -1,11 +1,10 @@
-"""From the agent's `[csip]` table to a running link's configuration.
+"""From the `csip` section of the signed configuration (or the local `[csip]` development
+fallback) to a running link's configuration (keys: docs/utility-link.md, "The agent side").
 
-[csip]
-der = [{ kind = "inverter", rated_w = 10000 }]   # or { field_device = "inv-1", rated_w = 7600 }
-post_rate = 300
-# With a utility's own PKI, name the files it issued (otherwise the identity comes from the
-# fleet server's test utility PKI through a CSR, and so do server_url and the PIN):
-# server_url = "https://utility.example.com"  certificate = "..."  key = "..."  ca_bundle = "..."  pin = 123455
+    {"der": [{"kind": "inverter", "rated_w": 10000}], "post_rate": 300}
+    # With a utility's own PKI, name the files it issued (otherwise the identity comes from the
+    # fleet server's test utility PKI through a CSR, and so do server_url and the PIN):
+    # "server_url", "certificate", "key", "ca_bundle", "pin"
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ def expand_der(table: Mapping[str, Any], device_ids: Callable[[str | None], list
 def link_config(
     table: Mapping[str, Any],
     *,
+    base: Path,
     state_dir: Path,
     device_ids: Callable[[str | None], list[str]],
     server_url: str,
@@ -40,8 +40,8 @@ def link_config(
     serial: str,
     ssl_context: ssl.SSLContext | None,
 ) -> CsipConfig:
-    """Resolve the table; obtains the utility-link identity by CSR when no certificate is named.
-    Blocking (the CSR round trip): run it in a thread."""
+    """Resolve the table (relative file paths against `base`); obtains the utility-link identity by
+    CSR into `state_dir` when no certificate is named. Blocking (the CSR round trip): run it in a thread."""
     data = dict(table)
     data["der"] = expand_der(table, device_ids)
     if "certificate" not in data:
@@ -54,4 +54,4 @@ def link_config(
             dcap_path=data.get("dcap_path", found.dcap_path),
             pin=data.get("pin", found.pin),
         )
-    return CsipConfig.from_dict(data, base=state_dir)
+    return CsipConfig.from_dict(data, base=base)
