@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from fleet.csip.headend import HeadEnd
 from fleet.csip.models import EndDevice
 from fleet.csip.utility_pki import UtilityPki, test_utility_pki
 from pki import ca
+from tests.factories import UserFactory
 from tests.pki.fixtures import csr_pem
 
 
@@ -88,3 +90,16 @@ def foreign_identity(tmp_path: Path, utility_pki: UtilityPki) -> UtilityIdentity
 
 def expired(now: datetime) -> datetime:
     return now - timedelta(days=40)
+
+
+def default_program(gateway: Any, *, pct: int) -> Any:
+    """A DER program covering the gateway's organization whose DefaultDERControl is `pct` % of WMax."""
+    admin = UserFactory(is_superuser=True)
+    return services.create_program(
+        organization=gateway.organization, name="Defaults", user=admin, default_max_lim_pct=Decimal(pct)
+    )
+
+
+def another_pin(pin: int) -> int:
+    """A valid registration PIN (sep2 check digit) that is not `pin`."""
+    return 111115 if pin != 111115 else 222220

@@ -18,6 +18,7 @@ from gridfleet_agent_simulators.sunspec import SunSpecSimulator
 
 from fleet.csip import services
 from fleet.csip.models import DerControlResponse, LogEvent, MirrorUsagePoint, Reading
+from tests.csip.conftest import another_pin, default_program
 from tests.factories import GatewayFactory, UserFactory
 
 pytestmark = pytest.mark.slow
@@ -145,11 +146,8 @@ def test_the_agent_does_not_follow_a_server_whose_registration_pin_is_not_the_in
 ) -> None:
     gateway = GatewayFactory()
     identity = enroll_utility_identity(gateway)
-    admin = UserFactory(is_superuser=True)
-    services.create_program(
-        organization=gateway.organization, name="Defaults", user=admin, default_max_lim_pct=Decimal(50)
-    )
-    wrong_pin = 111115 if identity.end_device.pin != 111115 else 222220
+    default_program(gateway, pct=50)
+    wrong_pin = another_pin(identity.end_device.pin)
     config = link_config(headend, identity, pin=wrong_pin)
 
     async def scenario() -> tuple[LinkState, float | None]:

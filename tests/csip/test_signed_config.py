@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,9 @@ from gridfleet_agent.daemon import Agent
 from gridfleet_agent_simulators.sunspec import SunSpecSimulator
 
 from agent.tests.bundles import make_bundle
-from fleet.csip import services
+from tests.csip.conftest import another_pin, default_program
 from tests.csip.test_end_to_end import RATED_W, until
-from tests.factories import GatewayFactory, UserFactory
+from tests.factories import GatewayFactory
 from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -60,10 +59,7 @@ def test_a_signed_configuration_starts_the_utility_link_and_a_new_one_restarts_i
 ) -> None:
     gateway = GatewayFactory()
     identity = enroll_utility_identity(gateway)
-    admin = UserFactory(is_superuser=True)
-    services.create_program(
-        organization=gateway.organization, name="Defaults", user=admin, default_max_lim_pct=Decimal(60)
-    )
+    default_program(gateway, pct=60)
     # The utility's trust anchor ships inside the signed bundle (files/), named by a relative path;
     # the utility-link certificate and key are the gateway's own files.
     section = {
@@ -76,7 +72,7 @@ def test_a_signed_configuration_starts_the_utility_link_and_a_new_one_restarts_i
         "der": [{"kind": "inverter", "rated_w": RATED_W}],
     }
     trust_anchor = {"utility-ca.pem": identity.ca_bundle.read_text()}
-    wrong_pin = 111115 if identity.end_device.pin != 111115 else 222220
+    wrong_pin = another_pin(identity.end_device.pin)
 
     async def scenario() -> list[Any]:
         async with SunSpecSimulator(rated_w=RATED_W) as sim:
