@@ -178,13 +178,14 @@ class GatewayGroup(models.Model):
 
 
 class FieldDevice(models.Model):
-    """An inverter, meter, battery or weather station the gateway talks to on site."""
+    """An inverter, meter, battery, weather station or I/O module the gateway talks to on site."""
 
     class Kind(models.TextChoices):
         INVERTER = "inverter", "Inverter"
         METER = "meter", "Meter"
         BATTERY = "battery", "Battery"
         WEATHER_STATION = "weather_station", "Weather station"
+        IO_MODULE = "io_module", "I/O module"  # digital/analog inputs, relays, contactors
 
     class Protocol(models.TextChoices):
         SUNSPEC_TCP = "sunspec-tcp", "SunSpec Modbus TCP"

@@ -66,11 +66,11 @@ def test_every_problem_is_reported_at_once_with_the_path_to_fix() -> None:
 
     assert caught.value.problems == [
         "devices[0].id: required, 1-64 letters, digits, '.', '_' or '-'",
-        "devices[0].protocol: must be one of sunspec-tcp, sunspec-rtu (got 'modbus')",
+        "devices[0].protocol: must be one of sunspec-tcp, sunspec-rtu, modbus-tcp, modbus-rtu (got 'modbus')",
         "devices[0].unit_id: must be an integer 1..247 (got 300)",
         "devices[0].poll_interval: must be a number of seconds 0.05..86400 (got 0)",
         "devices[1].colour: unknown key (known: baudrate, comm_loss_after, debounce_polls, host, id, kind, models, "
-        "parity, points, poll_interval, port, protocol, serial_port, timeout, unit_id)",
+        "parity, points, poll_interval, port, protocol, serial, serial_port, template, timeout, unit_id)",
         "devices[1].serial_port: required for sunspec-rtu (e.g. /dev/ttyUSB0)",
         "devices[1].models: unsupported model ids [64110] (supported: 1, 101-103, 123, 201-204, 701-714, 802, 803)",
         "devices[1].points[0]: write a point as '<model id>.<point name>', e.g. '701.TmpAmb' or '705.Crv[1].Pt[2].V'",

@@ -16,10 +16,12 @@ from typing import Any, Literal, cast
 
 from gridfleet_agent.errors import AgentError
 from gridfleet_agent.field.events import VENDOR_EVENT_POINTS, EventDefinition, Severity
+from gridfleet_agent.field.templates import KINDS, Template, parse_templates
 
-Protocol = Literal["sunspec-tcp", "sunspec-rtu"]
-PROTOCOLS: tuple[Protocol, ...] = ("sunspec-tcp", "sunspec-rtu")
-DEVICE_KINDS = ("inverter", "meter", "battery", "weather_station")
+Protocol = Literal["sunspec-tcp", "sunspec-rtu", "modbus-tcp", "modbus-rtu"]
+PROTOCOLS: tuple[Protocol, ...] = ("sunspec-tcp", "sunspec-rtu", "modbus-tcp", "modbus-rtu")
+TCP_PROTOCOLS = ("sunspec-tcp", "modbus-tcp")
+DEVICE_KINDS = KINDS
 SUPPORTED_MODELS = frozenset({1, 101, 102, 103, 123, 201, 202, 203, 204, *range(701, 715), 802, 803})
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # also an MQTT topic level
 _NAME = r"[A-Za-z][A-Za-z0-9_]*"
@@ -60,11 +62,15 @@ class DeviceConfig:
     debounce_polls: int = 2
     #: Consecutive failed polls before the communication-loss alarm is raised.
     comm_loss_after: int = 3
+    #: modbus-tcp/-rtu: the device template (shipped or in `templates`) describing its registers.
+    template: str | None = None
+    #: Serial number reported as inventory, for template devices that do not tell it.
+    serial: str | None = None
 
     @property
     def address(self) -> str:
         """Where the device is, as the server's FieldDevice.address shows it."""
-        if self.protocol == "sunspec-tcp":
+        if self.protocol in TCP_PROTOCOLS:
             return f"{self.host}:{self.port}/{self.unit_id}"
         return f"{self.serial_port}/{self.unit_id}"
 
@@ -90,6 +96,8 @@ class FieldConfig:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     #: make (lower case) -> "<model>.<EvtVndN>" -> bit -> alarm, on top of events.VENDOR_EVENTS.
     vendor_events: VendorEvents = field(default_factory=dict)
+    #: Device templates by name: the shipped ones overlaid with the configuration's.
+    templates: Mapping[str, Template] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FieldConfig:
@@ -109,11 +117,18 @@ class _Parser:
 
     def __init__(self) -> None:
         self.problems: list[str] = []
+        self.templates: dict[str, Template] = {}
 
     def parse(self, data: Mapping[str, Any]) -> FieldConfig:
         if not isinstance(data, Mapping):
             raise FieldConfigError(["field: must be an object with 'devices' and optional 'mqtt'"])
-        self._unknown_keys("field", data, {"devices", "mqtt", "vendor_events"})
+        self._unknown_keys("field", data, {"devices", "mqtt", "vendor_events", "templates"})
+        raw_templates = data.get("templates", {})
+        if not isinstance(raw_templates, Mapping):
+            self.problems.append("templates: must be an object of template name -> YAML text")
+            raw_templates = {}
+        self.templates, problems = parse_templates(raw_templates)
+        self.problems += problems
         raw_devices = data.get("devices", [])
         devices: list[DeviceConfig] = []
         if not isinstance(raw_devices, list):
@@ -129,8 +144,16 @@ class _Parser:
                 self.problems.append(f"devices: id {device.id!r} is used more than once")
             seen.add(device.id)
         line_settings: dict[str, tuple[int, str]] = {}
+        line_protocol: dict[str, str] = {}
         for device in devices:
-            if device.protocol == "sunspec-rtu" and device.serial_port is not None:
+            if device.serial_port is not None and line_protocol.setdefault(device.serial_port, device.protocol) != (
+                device.protocol
+            ):
+                self.problems.append(
+                    f"devices: {device.id!r} is {device.protocol} on {device.serial_port}, which another device uses "
+                    f"for {line_protocol[device.serial_port]}; one serial line speaks one of them (each opens the port)"
+                )
+            if device.protocol in ("sunspec-rtu", "modbus-rtu") and device.serial_port is not None:
                 settings = line_settings.setdefault(device.serial_port, (device.baudrate, device.parity))
                 if settings != (device.baudrate, device.parity):
                     self.problems.append(
@@ -141,7 +164,7 @@ class _Parser:
         vendor_events = self._vendor_events(data.get("vendor_events", {}))
         if self.problems:
             raise FieldConfigError(self.problems)
-        return FieldConfig(devices=tuple(devices), mqtt=mqtt, vendor_events=vendor_events)
+        return FieldConfig(devices=tuple(devices), mqtt=mqtt, vendor_events=vendor_events, templates=self.templates)
 
     def _vendor_events(self, raw: Any) -> VendorEvents:
         """{"Acme Solar": {"103.EvtVnd1": {"3": {"code", "severity", "message"}}}}"""
@@ -195,16 +218,30 @@ class _Parser:
         protocol = raw.get("protocol")
         if protocol not in PROTOCOLS:
             self.problems.append(f"{path}.protocol: must be one of {', '.join(PROTOCOLS)} (got {protocol!r})")
-        kind = raw.get("kind", "inverter")
+        template_name = raw.get("template")
+        template = self.templates.get(template_name) if isinstance(template_name, str) else None
+        if protocol in ("modbus-tcp", "modbus-rtu") and template is None:
+            self.problems.append(
+                f"{path}.template: required for {protocol}, one of {', '.join(sorted(self.templates))} "
+                f"or a template in 'templates' (got {template_name!r})"
+            )
+        elif protocol in ("sunspec-tcp", "sunspec-rtu") and template_name is not None:
+            self.problems.append(
+                f"{path}.template: only for modbus-tcp/modbus-rtu (SunSpec devices describe themselves)"
+            )
+        serial = raw.get("serial")
+        if serial is not None and (not isinstance(serial, str) or not 1 <= len(serial) <= 64):
+            self.problems.append(f"{path}.serial: 1..64 characters")
+        kind = raw.get("kind", template.kind if template else "inverter")
         if kind not in DEVICE_KINDS:
             self.problems.append(f"{path}.kind: must be one of {', '.join(DEVICE_KINDS)} (got {kind!r})")
         unit_id = self._int(f"{path}.unit_id", raw.get("unit_id", 1), 1, 247)
         host = raw.get("host")
         serial_port = raw.get("serial_port")
-        if protocol == "sunspec-tcp" and (not isinstance(host, str) or not host):
-            self.problems.append(f"{path}.host: required for sunspec-tcp (IP address or host name)")
-        if protocol == "sunspec-rtu" and (not isinstance(serial_port, str) or not serial_port):
-            self.problems.append(f"{path}.serial_port: required for sunspec-rtu (e.g. /dev/ttyUSB0)")
+        if protocol in TCP_PROTOCOLS and (not isinstance(host, str) or not host):
+            self.problems.append(f"{path}.host: required for {protocol} (IP address or host name)")
+        if protocol in ("sunspec-rtu", "modbus-rtu") and (not isinstance(serial_port, str) or not serial_port):
+            self.problems.append(f"{path}.serial_port: required for {protocol} (e.g. /dev/ttyUSB0)")
         port = self._int(f"{path}.port", raw.get("port", 502), 1, 65535)
         baudrate = self._int(f"{path}.baudrate", raw.get("baudrate", 9600), 1200, 921600)
         parity = raw.get("parity", "N")
@@ -234,6 +271,8 @@ class _Parser:
             points=points,
             debounce_polls=debounce,
             comm_loss_after=comm_loss_after,
+            template=template_name,
+            serial=serial,
         )
 
     def _mqtt(self, raw: Any) -> MqttConfig:

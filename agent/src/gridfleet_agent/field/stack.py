@@ -30,6 +30,7 @@ from typing import Any, Literal, TypeVar
 from gridfleet_agent.field.alarms import AlarmTransition, CommLossTracker, EventAlarmTracker
 from gridfleet_agent.field.config import DeviceConfig, FieldConfig
 from gridfleet_agent.field.errors import ControlError, ControlFailed, ControlRejected, DeviceUnreachable
+from gridfleet_agent.field.modbus import TemplateDevice
 from gridfleet_agent.field.mqtt import MqttPublisher
 from gridfleet_agent.field.setpoints import PowerLimit, Setpoint, SetpointResult, describe, setpoint_from_command
 from gridfleet_agent.field.sunspec import DeviceIdentity, Reading, SunSpecDevice
@@ -40,6 +41,8 @@ Record = dict[str, Any]
 Sink = Callable[[Record], Awaitable[None] | None]
 T = TypeVar("T")
 Blocking = Callable[..., Awaitable[Any]]
+#: A device the stack polls: SunSpec (self-describing) or described by a template.
+FieldDevice = SunSpecDevice | TemplateDevice
 
 MAX_POINTS_PER_RECORD = 256  # uplink section 3.3; a bigger reading goes out as several records
 MQTT_CONNECT_WAIT = 2.0  # seconds start() waits for the broker before going on without it
@@ -73,7 +76,7 @@ class FieldStack:
         self._pollers = {
             d.id: DevicePoller(
                 d,
-                SunSpecDevice(d, self.config.vendor_events),
+                self._device(d),
                 emit=self._emit,
                 identity_changed=self._identity_changed,
                 blocking=self._blocking,
@@ -84,6 +87,11 @@ class FieldStack:
         self._mqtt = MqttPublisher(self.config.mqtt) if self.config.mqtt.enabled else None
         # One worker per device plus one for controls and the MQTT start-up wait.
         self._executor = ThreadPoolExecutor(max_workers=len(self._pollers) + 1, thread_name_prefix="field-io")
+
+    def _device(self, config: DeviceConfig) -> FieldDevice:
+        if config.template is not None:
+            return TemplateDevice(config, self.config.templates[config.template])
+        return SunSpecDevice(config, self.config.vendor_events)
 
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
@@ -203,7 +211,7 @@ class DevicePoller:
     def __init__(
         self,
         config: DeviceConfig,
-        device: SunSpecDevice,
+        device: FieldDevice,
         *,
         emit: Callable[[Record], Awaitable[None]],
         identity_changed: Callable[[], Awaitable[None]],

@@ -150,6 +150,12 @@ class Reading:
     events: tuple[EventReading, ...] = ()
 
 
+def bus_lock(bus: str) -> threading.Lock:
+    """The one lock of a bus ("tcp:host:port:unit" or "rtu:/dev/ttyX"), shared by its devices."""
+    with _bus_locks_guard:
+        return _bus_locks.setdefault(bus, threading.Lock())
+
+
 class SunSpecDevice:
     """One configured SunSpec device. Not thread-safe by itself: call through the bus lock."""
 
@@ -164,11 +170,9 @@ class SunSpecDevice:
         self._device: sunspec_client.SunSpecModbusClientDevice | None = None
         self.identity: DeviceIdentity | None = None
         if config.protocol == "sunspec-tcp":
-            bus = f"tcp:{config.host}:{config.port}:{config.unit_id}"
+            self.lock = bus_lock(f"tcp:{config.host}:{config.port}:{config.unit_id}")
         else:
-            bus = f"rtu:{config.serial_port}"
-        with _bus_locks_guard:
-            self.lock = _bus_locks.setdefault(bus, threading.Lock())
+            self.lock = bus_lock(f"rtu:{config.serial_port}")
 
     def discover(self) -> DeviceIdentity:
         """Find the SunSpec map, list its models and read model 1."""
