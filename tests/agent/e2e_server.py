@@ -178,18 +178,29 @@ def _config_and_license(serial: str) -> dict[str, Any]:
     return {"config_version": config.version, "license_version": license_.version}
 
 
-def _scada_config(serial: str, port: str) -> dict[str, Any]:
-    """A signed configuration asking the gateway for an IEC 60870-5-104 outstation on loopback."""
+def _signed_config(serial: str, name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A configuration bundle for the gateway whose config.json is `values`, signed and delivered
+    through TUF like any configuration."""
     from firmware import services as firmware
     from fleet.inventory.models import Gateway
 
     gateway = Gateway.objects.get(serial=serial)
     template = firmware.create_config_template(
-        organization=gateway.organization, name=f"scada-{serial}", schema={"type": "object"}, files={}, actor=None
+        organization=gateway.organization, name=name, schema={"type": "object"}, files={}, actor=None
     )
-    values = {"scada": {"iec104": {"host": "127.0.0.1", "port": int(port), "comm_loss_after": 600}}}
     firmware.set_config_values(template=template, values=values, gateway=gateway, actor=None)
     return {"config_version": firmware.build_config(gateway=gateway, template=template).version}
+
+
+def _scada_config(serial: str, port: str) -> dict[str, Any]:
+    """A signed configuration asking the gateway for an IEC 60870-5-104 outstation on loopback."""
+    values = {"scada": {"iec104": {"host": "127.0.0.1", "port": int(port), "comm_loss_after": 600}}}
+    return _signed_config(serial, f"scada-{serial}", values)
+
+
+def _field_config(serial: str, field: str, name: str) -> dict[str, Any]:
+    """A signed configuration whose config.json is {"field": <field>}: field devices and templates."""
+    return _signed_config(serial, name, {"field": json.loads(field)})
 
 
 def _command(serial: str, name: str, args: str) -> dict[str, Any]:
@@ -215,6 +226,8 @@ if __name__ == "__main__":
         result = _config_and_license(*rest)
     elif action == "scada-config":
         result = _scada_config(*rest)
+    elif action == "field-config":
+        result = _field_config(*rest)
     elif action == "command":
         result = _command(*rest)
     else:

@@ -25,8 +25,9 @@ import c104
 import pytest
 from gridfleet_agent.config import parse_config
 from gridfleet_agent.daemon import Agent, QueueLogHandler
+from gridfleet_agent.field.templates import parse_template
 from gridfleet_agent.identity import enroll
-from gridfleet_agent_simulators.sunspec import SunSpecSimulator
+from gridfleet_agent_simulators.sunspec import SunSpecSimulator, TemplateSimulator
 
 from agent.tests.bundles import firmware_bundle
 from tests.servers import free_port, wait_for
@@ -441,6 +442,90 @@ def test_field_devices_and_commands_queued_while_offline_reach_the_server(server
     assert server.process.query("SELECT kind, protocol FROM inventory_fielddevice WHERE gateway_id = ?", gateway) == [
         ("inverter", "sunspec-tcp")
     ]
+
+
+SITE_METER = """\
+# The site's revenue meter: holding registers, 32-bit, tenths of a watt.
+template: site-meter
+kind: meter
+make: Acme Metering
+model: AM-3
+points:
+  - {name: W, register: 10, type: int32, scale: 0.1, unit: W}
+  - {name: TotWhExp, register: 12, type: uint32, unit: Wh}
+"""
+
+
+def test_a_template_meter_from_the_signed_configuration_reaches_the_inventory_with_readings(
+    server: Server, tmp_path: Path
+):
+    """The device template travels inside the gateway's configuration bundle (TUF-signed); the
+    agent builds its field stack from it, and the non-SunSpec meter shows up on the server. A
+    later bundle with a broken template is refused with its line and field and rolled back."""
+    serial = "E2E-009"
+    gateway = server.gateway_id(serial)
+    identity = enroll(server.url, server.tokens[serial], serial, tmp_path / "state")
+    telemetry = "SELECT point, value FROM monitoring_telemetrylatest WHERE gateway_id = ? AND device = 'mtr-9'"
+
+    def field(template: str, port: int) -> str:
+        device = {"id": "mtr-9", "protocol": "modbus-tcp", "template": "site-meter", "host": "127.0.0.1"}
+        device.update(port=port, serial="AM3-0009", poll_interval=0.2)
+        return json.dumps({"templates": {"site-meter": template}, "devices": [device]})
+
+    async def check_updates() -> None:
+        await asyncio.to_thread(run_action, server.process.var_dir, "command", serial, "check_updates", "{}")
+
+    async def scenario() -> None:
+        meter_template = parse_template("site-meter", SITE_METER)
+        async with TemplateSimulator(meter_template, values={"W": -2750.5, "TotWhExp": 5120}) as meter:
+            await asyncio.to_thread(
+                run_action, server.process.var_dir, "field-config", serial, field(SITE_METER, meter.port), "fields-1"
+            )
+            await check_updates()
+            config = parse_config(
+                {
+                    "agent": {"server_url": server.url, "state_dir": str(tmp_path / "state")},
+                    "updates": {"poll_interval": 3600},
+                }
+            )
+            agent = Agent(config, identity=identity, control_socket=False)
+            running = asyncio.create_task(agent.run())
+            try:
+                for _ in range(600):
+                    if len(await asyncio.to_thread(server.process.query, telemetry, gateway)) == 2:
+                        break
+                    await asyncio.sleep(0.1)
+                broken = SITE_METER.replace("type: uint32", "type: uint33")
+                await asyncio.to_thread(
+                    run_action, server.process.var_dir, "field-config", serial, field(broken, meter.port), "fields-2"
+                )
+                await check_updates()
+                failed = "SELECT message FROM monitoring_gatewayevent WHERE gateway_id = ? AND name LIKE 'install.%'"
+                for _ in range(600):
+                    if await asyncio.to_thread(server.process.query, failed, gateway):
+                        break
+                    await asyncio.sleep(0.1)
+                meter.set("W", -1000.0)
+                for _ in range(300):
+                    if (("W", -1000.0)) in await asyncio.to_thread(server.process.query, telemetry, gateway):
+                        break
+                    await asyncio.sleep(0.1)
+            finally:
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+    assert server.process.query(
+        "SELECT kind, protocol, make, model, serial FROM inventory_fielddevice WHERE gateway_id = ?", gateway
+    ) == [("meter", "modbus-tcp", "Acme Metering", "AM-3", "AM3-0009")]
+    (message,) = server.process.query(
+        "SELECT message FROM monitoring_gatewayevent WHERE gateway_id = ? AND name LIKE 'install.%'", gateway
+    )[0]
+    assert "templates.site-meter: line 8, points[1].type: must be one of int16, uint16" in message
+    assert "devices[0]" not in message  # the device is fine; only its template is not
+    # The broken bundle was rolled back: the meter kept reporting from the first configuration.
+    assert dict(server.process.query(telemetry, gateway)) == {"W": -1000.0, "TotWhExp": 5120.0}
 
 
 def test_tuf_client_command_refreshes_from_the_server_repository(server: Server, tmp_path: Path):

@@ -30,7 +30,7 @@ from gridfleet_agent.identity import Identity, IdentityError
 from gridfleet_agent.installers.config import ConfigInstaller
 from gridfleet_agent.installers.license import LicenseInstaller
 from gridfleet_agent.installers.registry import OWN_INSTALLERS, InstallerContext, load_installer, load_installers
-from gridfleet_agent.installers.runner import Installer, InstallRunner, Step, command_defer_hook
+from gridfleet_agent.installers.runner import Installer, InstallError, InstallRunner, Step, command_defer_hook
 from gridfleet_agent.inventory import disk_free_mb, mem_total_mb, os_name
 from gridfleet_agent.queue import Outbox, RecordKind, utc_timestamp
 from gridfleet_agent.reporting import queue_status_reporter
@@ -41,6 +41,7 @@ from gridfleet_agent.uplink import Uplink, UplinkError
 logger = logging.getLogger(__name__)
 
 INVENTORY_INTERVAL = 60.0
+FIELD_RESTART_TIMEOUT = 60.0  # seconds a new field configuration may take to start
 FIRST_CHECK_DELAY = 5.0  # seconds, jittered: lets the uplink come up first after a start
 MIN_POLL_INTERVAL = 5.0  # seconds: a server-sent update_poll_interval below this is ignored
 SEEN_COMMANDS_KEPT = 256
@@ -147,6 +148,11 @@ class Agent:
                 license_key=self._license_key,
             ),
         )
+        # The built-in config installer also feeds the field stack (field_section, _reload_field).
+        config_installer = self.installers["config"]
+        self.config_bundle = config_installer if isinstance(config_installer, ConfigInstaller) else None
+        if self.config_bundle is not None:
+            self.config_bundle.on_reload.append(self._reload_field)
         self.runner = InstallRunner(
             state / "update-state.json",
             self.installers,
@@ -200,6 +206,7 @@ class Agent:
         self._link_alarm_raised = False
         self._protocols: Any = None  # scada.services.ProtocolServices, when the signed config asks for any
         self._protocols_config_version: str | None = None
+        self._field_started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seen_commands_file = state / "commands-seen.json"
 
@@ -255,13 +262,53 @@ class Agent:
     async def _start_field(self) -> None:
         if self._field_factory is not None:
             self._field = self._field_factory(self.field_record)
-        elif self.config.field.get("devices"):
-            from gridfleet_agent.field import FieldStack  # optional extra: pymodbus, pysunspec2, paho-mqtt
-
-            self._field = FieldStack(self.config.field, self.field_record)
+        else:
+            self._field = self._field_stack(self.field_section())
         if self._field is not None:
             await self._field.start()
+        self._field_started = True
         await self._start_protocols()
+
+    def field_section(self) -> dict[str, Any]:
+        """The field configuration in force: the installed configuration bundle's ``field`` object
+        (it arrives signed, through TUF) when it has one, else the agent configuration's ``[field]``."""
+        try:
+            bundle = json.loads(self.config_bundle.config_file.read_bytes()) if self.config_bundle else None
+        except (OSError, ValueError):
+            bundle = None
+        section = bundle.get("field") if isinstance(bundle, dict) else None
+        return section if isinstance(section, dict) else self.config.field
+
+    def _field_stack(self, section: dict[str, Any]) -> FieldDevices | None:
+        """A new field stack for `section`; raises the field's ValueError (FieldConfigError) if invalid."""
+        if not section.get("devices"):
+            return None
+        from gridfleet_agent.field import FieldStack  # optional extra: pymodbus, pysunspec2, paho-mqtt, pyyaml
+
+        return FieldStack(section, self.field_record)
+
+    def _reload_field(self, config_file: Path) -> None:
+        """Runs after the config installer switched bundles (in the install thread): the field stack
+        is rebuilt from the new bundle. An invalid field section (a template with a mistake, say)
+        fails the install with every problem named, and the runner rolls back. The SCADA/cloud
+        protocols follow after the check (_after_check), onto the new stack."""
+        if self._loop is None or self._field_factory is not None or not self._field_started:
+            return  # not running yet (start-up recovery): _start_field reads the current bundle
+        future = asyncio.run_coroutine_threadsafe(self._restart_field(), self._loop)
+        try:
+            future.result(timeout=FIELD_RESTART_TIMEOUT)
+        except ValueError as e:
+            raise InstallError("invalid_config", f"field: {e}") from e
+
+    async def _restart_field(self) -> None:
+        section = self.field_section()
+        replacement = self._field_stack(section)  # validates before the running stack is stopped
+        if self._field is not None:
+            await self._field.stop()
+        self._field = replacement
+        if replacement is not None:
+            await replacement.start()
+        self._queue_inventory_if_changed()
 
     async def _start_protocols(self) -> None:
         """SCADA and cloud protocols, from the `scada` and `cloud` sections of the signed configuration.

@@ -36,6 +36,7 @@ from gridfleet_agent.field.sunspec import (
     INVERTER_MODELS,
     POWER_LIMIT_CONTROLS,
 )
+from gridfleet_agent.field.templates import TABLES, Register, Template, decode, encode
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -700,6 +701,119 @@ async def follow_the_sun(sim: SunSpecSimulator, *, day_seconds: float = 86400.0,
     while True:
         sim.set_available_power(sim.rated_w * sun_fraction(time.time(), day_seconds))
         await asyncio.sleep(step)
+
+
+class TemplateSimulator:
+    """A Modbus TCP device laid out from a device template (templates.py): each point, alarm
+    word and setpoint at its register, encoded as the template says, served by pymodbus 3.16
+    with the four tables apart (coils, discrete inputs, holding, input registers)::
+
+        async with TemplateSimulator(template, values={"W": -3200.0}, port=0) as meter:
+            meter.set("W", 1500.0)      # engineering units
+            meter.set_alarm_bit(0, 3)   # bit 3 of the template's first alarm word
+    """
+
+    def __init__(
+        self,
+        template: Template,
+        *,
+        values: Mapping[str, float] | None = None,
+        unit_id: int = 1,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.template = template
+        self.unit_id, self.host, self.port = unit_id, host, port
+        specs: list[Register] = [*template.points, *template.alarms, *template.setpoints]
+        size = {t: max((s.register + s.count for s in specs if s.table == t), default=0) + 1 for t in TABLES}
+        #: Registers of the holding/input tables; one int (0/1) per coil/discrete input.
+        self.tables: dict[str, list[int]] = {t: [0] * size[t] for t in TABLES}
+        self._server: ModbusTcpServer | None = None
+        for name, value in (values or {}).items():
+            self.set(name, value)
+
+    def _spec(self, name: str) -> Register:
+        spec = next((p for p in self.template.points if p.name == name), None) or self.template.setpoint(name)
+        if spec is None:
+            raise SimulatorError(f"template {self.template.name} has no point {name!r}")
+        return spec
+
+    def set(self, name: str, value: float) -> None:
+        spec = self._spec(name)
+        registers = encode(spec, value, self.template.word_order)
+        self.tables[spec.table][spec.register : spec.register + len(registers)] = registers
+
+    def get(self, name: str) -> float | int:
+        spec = self._spec(name)
+        return decode(
+            spec, self.tables[spec.table][spec.register : spec.register + spec.count], self.template.word_order
+        )
+
+    def set_alarm_bit(self, index: int, bit: int, on: bool = True) -> None:
+        alarm = self.template.alarms[index]
+        words = self.tables[alarm.table][alarm.register : alarm.register + alarm.count]
+        current = int(decode(alarm, words, self.template.word_order))
+        updated = current | (1 << bit) if on else current & ~(1 << bit)
+        self.tables[alarm.table][alarm.register : alarm.register + alarm.count] = encode(
+            alarm, updated, self.template.word_order
+        )
+
+    async def start(self) -> None:
+        def bits(table: str) -> list[SimData]:
+            return [SimData(0, values=[0] * (len(self.tables[table]) // 16 + 1), datatype=DataType.BITS)]
+
+        def registers(table: str) -> list[SimData]:
+            return [SimData(0, values=list(self.tables[table]), datatype=DataType.REGISTERS)]
+
+        device = SimDevice(
+            id=self.unit_id,
+            simdata=(bits("coil"), bits("discrete"), registers("holding"), registers("input")),
+            action=self._on_request,
+        )
+        self._server = ModbusTcpServer(device, address=(self.host, self.port))
+        await self._server.serve_forever(background=True)
+        if self.port == 0:
+            self.port = cast(asyncio.Server, self._server.transport).sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.shutdown()  # type: ignore[no-untyped-call]
+            self._server = None
+
+    async def __aenter__(self) -> TemplateSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def _on_request(  # noqa: PLR0917 (pymodbus calls it with positional arguments)
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        current_registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        """Our tables are the source of truth: writes land in them, then pymodbus' copy of the
+        table is refreshed from them (bits packed 16 to a register, lowest bit first)."""
+        table = {1: "coil", 5: "coil", 15: "coil", 2: "discrete", 3: "holding", 6: "holding", 16: "holding"}.get(
+            function_code, "input"
+        )
+        data = self.tables[table]
+        if set_values is not None:
+            data[address : address + len(set_values)] = [int(v) for v in set_values]
+        if table in ("coil", "discrete"):
+            packed = [
+                sum(bit << i for i, bit in enumerate(data[r * 16 : r * 16 + 16])) for r in range(len(current_registers))
+            ]
+            current_registers[:] = packed
+        else:
+            current_registers[: len(data)] = data
+        return None
 
 
 class SimulatedSite:

@@ -3,7 +3,8 @@
 For commissioning a site: check a field configuration against the real devices (discovery,
 readings, alarms) without a server, and try a power limit. Records are printed as JSON lines.
 CONFIG is the `field` object as JSON, or the agent's TOML configuration (its `[field]` table).
-Exit status: 0 done, 2 invalid configuration, 3 the power limit was not applied.
+With --check it only validates the configuration and its device templates. Exit status: 0 done,
+2 invalid configuration, 3 the power limit was not applied.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("config", type=Path, help="field configuration (.json) or agent configuration (.toml)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds to poll (default: %(default)s)")
     parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only validate the configuration and its device templates (every problem with its line and field)",
+    )
+    parser.add_argument(
         "--set-power-limit",
         nargs=2,
         metavar=("DEVICE", "PERCENT"),
@@ -69,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"invalid field configuration: {problem}", file=sys.stderr)
         return 2
+    if args.check:
+        used = sorted({d.template for d in config.devices if d.template})
+        print(f"field configuration valid: {len(config.devices)} devices, templates used: {', '.join(used) or 'none'}")
+        return 0
     try:
         return asyncio.run(run(config, duration=args.duration, power_limit=power_limit))
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from gridfleet_agent.field.templates import KINDS, Template, parse_templates
 Protocol = Literal["sunspec-tcp", "sunspec-rtu", "modbus-tcp", "modbus-rtu"]
 PROTOCOLS: tuple[Protocol, ...] = ("sunspec-tcp", "sunspec-rtu", "modbus-tcp", "modbus-rtu")
 TCP_PROTOCOLS = ("sunspec-tcp", "modbus-tcp")
+MAX_SERIAL = 64  # characters, as the server's FieldDevice.serial
 DEVICE_KINDS = KINDS
 SUPPORTED_MODELS = frozenset({1, 101, 102, 103, 123, 201, 202, 203, 204, *range(701, 715), 802, 803})
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # also an MQTT topic level
@@ -118,6 +119,7 @@ class _Parser:
     def __init__(self) -> None:
         self.problems: list[str] = []
         self.templates: dict[str, Template] = {}
+        self.raw_templates: set[str] = set()
 
     def parse(self, data: Mapping[str, Any]) -> FieldConfig:
         if not isinstance(data, Mapping):
@@ -127,6 +129,7 @@ class _Parser:
         if not isinstance(raw_templates, Mapping):
             self.problems.append("templates: must be an object of template name -> YAML text")
             raw_templates = {}
+        self.raw_templates = set(raw_templates)
         self.templates, problems = parse_templates(raw_templates)
         self.problems += problems
         raw_devices = data.get("devices", [])
@@ -143,6 +146,15 @@ class _Parser:
             if device.id in seen:
                 self.problems.append(f"devices: id {device.id!r} is used more than once")
             seen.add(device.id)
+        self._serial_lines(devices)
+        mqtt = self._mqtt(data.get("mqtt", {}))
+        vendor_events = self._vendor_events(data.get("vendor_events", {}))
+        if self.problems:
+            raise FieldConfigError(self.problems)
+        return FieldConfig(devices=tuple(devices), mqtt=mqtt, vendor_events=vendor_events, templates=self.templates)
+
+    def _serial_lines(self, devices: list[DeviceConfig]) -> None:
+        """Devices sharing a serial port share its settings and its protocol."""
         line_settings: dict[str, tuple[int, str]] = {}
         line_protocol: dict[str, str] = {}
         for device in devices:
@@ -160,11 +172,6 @@ class _Parser:
                         f"devices: {device.id!r} shares {device.serial_port} with another device but not its "
                         f"baudrate/parity ({settings[0]} {settings[1]}); one serial line has one setting"
                     )
-        mqtt = self._mqtt(data.get("mqtt", {}))
-        vendor_events = self._vendor_events(data.get("vendor_events", {}))
-        if self.problems:
-            raise FieldConfigError(self.problems)
-        return FieldConfig(devices=tuple(devices), mqtt=mqtt, vendor_events=vendor_events, templates=self.templates)
 
     def _vendor_events(self, raw: Any) -> VendorEvents:
         """{"Acme Solar": {"103.EvtVnd1": {"3": {"code", "severity", "message"}}}}"""
@@ -220,18 +227,17 @@ class _Parser:
             self.problems.append(f"{path}.protocol: must be one of {', '.join(PROTOCOLS)} (got {protocol!r})")
         template_name = raw.get("template")
         template = self.templates.get(template_name) if isinstance(template_name, str) else None
-        if protocol in ("modbus-tcp", "modbus-rtu") and template is None:
+        broken = isinstance(template_name, str) and template_name in self.raw_templates  # reported already
+        if protocol in ("modbus-tcp", "modbus-rtu") and template is None and not broken:
             self.problems.append(
                 f"{path}.template: required for {protocol}, one of {', '.join(sorted(self.templates))} "
                 f"or a template in 'templates' (got {template_name!r})"
             )
         elif protocol in ("sunspec-tcp", "sunspec-rtu") and template_name is not None:
-            self.problems.append(
-                f"{path}.template: only for modbus-tcp/modbus-rtu (SunSpec devices describe themselves)"
-            )
+            self.problems.append(f"{path}.template: only for modbus-tcp/-rtu (SunSpec devices describe themselves)")
         serial = raw.get("serial")
-        if serial is not None and (not isinstance(serial, str) or not 1 <= len(serial) <= 64):
-            self.problems.append(f"{path}.serial: 1..64 characters")
+        if serial is not None and (not isinstance(serial, str) or not 1 <= len(serial) <= MAX_SERIAL):
+            self.problems.append(f"{path}.serial: 1..{MAX_SERIAL} characters")
         kind = raw.get("kind", template.kind if template else "inverter")
         if kind not in DEVICE_KINDS:
             self.problems.append(f"{path}.kind: must be one of {', '.join(DEVICE_KINDS)} (got {kind!r})")

@@ -37,6 +37,7 @@ from typing import Any, Literal
 import yaml
 from pymodbus.client.mixin import ModbusClientMixin
 
+from gridfleet_agent.errors import AgentError
 from gridfleet_agent.field.events import EventDefinition, Severity
 
 Table = Literal["holding", "input", "coil", "discrete"]
@@ -59,9 +60,11 @@ KINDS = ("inverter", "meter", "battery", "weather_station", "io_module")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _SEVERITIES = tuple(s.value for s in Severity)
+MAX_ADDRESS = 65535  # Modbus addresses are 16-bit
+MAX_CODE = 200  # characters of an alarm code, as the uplink's alarm.code
 
 
-class TemplateError(ValueError):
+class TemplateError(AgentError, ValueError):
     """A template is invalid; `problems` lists each as 'line N, field: what to change'."""
 
     def __init__(self, name: str, problems: Sequence[str]) -> None:
@@ -231,9 +234,9 @@ class _TemplateParser:
     def register(self, path: str, raw: _Located, *, tables: Sequence[str] = TABLES) -> dict[str, Any] | None:
         before = len(self.problems)
         address = raw.get("register")
-        if isinstance(address, bool) or not isinstance(address, int) or not 0 <= address <= 65535:
+        if isinstance(address, bool) or not isinstance(address, int) or not 0 <= address <= MAX_ADDRESS:
             self.problem(
-                raw, "register", f"{path}.register", f"required, a register address 0..65535 (got {address!r})"
+                raw, "register", f"{path}.register", f"required, an address 0..{MAX_ADDRESS} (got {address!r})"
             )
         table = raw.get("table", "holding")
         if table not in tables:
@@ -297,8 +300,8 @@ class _TemplateParser:
                 continue
             self.unknown(spec, f"{where}.", {"code", "severity", "message"})
             code, severity = spec.get("code"), spec.get("severity", "indeterminate")
-            if not isinstance(code, str) or not 1 <= len(code) <= 200:
-                self.problem(spec, "code", f"{where}.code", "required, 1..200 characters")
+            if not isinstance(code, str) or not 1 <= len(code) <= MAX_CODE:
+                self.problem(spec, "code", f"{where}.code", f"required, 1..{MAX_CODE} characters")
             elif severity not in _SEVERITIES:
                 self.problem(spec, "severity", f"{where}.severity", f"one of {', '.join(_SEVERITIES)}")
             else:

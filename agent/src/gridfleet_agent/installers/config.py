@@ -69,6 +69,14 @@ class ConfigInstaller:
     def __init__(self, root: Path, *, reload: ReloadHook | None = None) -> None:
         self.slots = SlotStore(root)
         self._reload = reload
+        #: In-process consumers of the configuration (the agent's field stack), called after the
+        #: reload command with the same file; raising InstallError fails the install like it.
+        self.on_reload: list[ReloadHook] = []
+
+    def _reload_all(self, config_file: Path) -> None:
+        for hook in (self._reload, *self.on_reload):
+            if hook is not None:
+                hook(config_file)
 
     @property
     def config_file(self) -> Path:
@@ -105,18 +113,17 @@ class ConfigInstaller:
         self.slots.switch(job)
 
     def health_check(self, job: InstallJob) -> None:
-        if self._reload is not None:
-            self._reload(self.config_file)
+        self._reload_all(self.config_file)
 
     def commit(self, job: InstallJob) -> None:
         """The new configuration is live and reloaded; the old slot is kept until the next install."""
 
     def rollback(self, job: InstallJob) -> None:
         self.slots.rollback(job)
-        if self._reload is not None and self.config_file.exists():
+        if self.config_file.exists():
             # The previous config is back on disk; the services pick it up on their next start.
             with contextlib.suppress(InstallError):
-                self._reload(self.config_file)
+                self._reload_all(self.config_file)
 
     def discard(self, job: InstallJob) -> None:
         self.slots.discard(job)
