@@ -16,6 +16,7 @@ from typing import Any, Literal, cast
 
 from gridfleet_agent.errors import AgentError
 from gridfleet_agent.field.events import VENDOR_EVENT_POINTS, EventDefinition, Severity
+from gridfleet_agent.field.logic import SiteLogicConfig, parse_site_logic
 from gridfleet_agent.field.templates import KINDS, Template, parse_templates
 
 Protocol = Literal["sunspec-tcp", "sunspec-rtu", "modbus-tcp", "modbus-rtu"]
@@ -99,6 +100,8 @@ class FieldConfig:
     vendor_events: VendorEvents = field(default_factory=dict)
     #: Device templates by name: the shipped ones overlaid with the configuration's.
     templates: Mapping[str, Template] = field(default_factory=dict)
+    #: Rules run on the gateway (logic.py).
+    site_logic: SiteLogicConfig = field(default_factory=SiteLogicConfig)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FieldConfig:
@@ -124,7 +127,7 @@ class _Parser:
     def parse(self, data: Mapping[str, Any]) -> FieldConfig:
         if not isinstance(data, Mapping):
             raise FieldConfigError(["field: must be an object with 'devices' and optional 'mqtt'"])
-        self._unknown_keys("field", data, {"devices", "mqtt", "vendor_events", "templates"})
+        self._unknown_keys("field", data, {"devices", "mqtt", "vendor_events", "templates", "site_logic"})
         raw_templates = data.get("templates", {})
         if not isinstance(raw_templates, Mapping):
             self.problems.append("templates: must be an object of template name -> YAML text")
@@ -149,9 +152,16 @@ class _Parser:
         self._serial_lines(devices)
         mqtt = self._mqtt(data.get("mqtt", {}))
         vendor_events = self._vendor_events(data.get("vendor_events", {}))
+        site_logic = parse_site_logic(data.get("site_logic"), {d.id: d.kind for d in devices}, self.problems)
         if self.problems:
             raise FieldConfigError(self.problems)
-        return FieldConfig(devices=tuple(devices), mqtt=mqtt, vendor_events=vendor_events, templates=self.templates)
+        return FieldConfig(
+            devices=tuple(devices),
+            mqtt=mqtt,
+            vendor_events=vendor_events,
+            templates=self.templates,
+            site_logic=site_logic,
+        )
 
     def _serial_lines(self, devices: list[DeviceConfig]) -> None:
         """Devices sharing a serial port share its settings and its protocol."""

@@ -30,6 +30,8 @@ from typing import Any, Literal, TypeVar
 from gridfleet_agent.field.alarms import AlarmTransition, CommLossTracker, EventAlarmTracker
 from gridfleet_agent.field.config import DeviceConfig, FieldConfig
 from gridfleet_agent.field.errors import ControlError, ControlFailed, ControlRejected, DeviceUnreachable
+from gridfleet_agent.field.events import COMM_LOSS
+from gridfleet_agent.field.logic import Firing, RuleEngine
 from gridfleet_agent.field.modbus import TemplateDevice
 from gridfleet_agent.field.mqtt import MqttPublisher
 from gridfleet_agent.field.setpoints import PowerLimit, Setpoint, SetpointResult, describe, setpoint_from_command
@@ -46,6 +48,7 @@ FieldDevice = SunSpecDevice | TemplateDevice
 
 MAX_POINTS_PER_RECORD = 256  # uplink section 3.3; a bigger reading goes out as several records
 MQTT_CONNECT_WAIT = 2.0  # seconds start() waits for the broker before going on without it
+LOGIC_TICK = 1.0  # seconds between site-logic clock ticks (durations and staleness)
 
 
 class UnknownDevice(ControlRejected):
@@ -85,6 +88,9 @@ class FieldStack:
         }
         self._tasks: list[asyncio.Task[None]] = []
         self._mqtt = MqttPublisher(self.config.mqtt) if self.config.mqtt.enabled else None
+        rules = self.config.site_logic.rules
+        self._logic = RuleEngine(rules) if rules else None
+        self._actions: asyncio.Queue[Firing] = asyncio.Queue()
         # One worker per device plus one for controls and the MQTT start-up wait.
         self._executor = ThreadPoolExecutor(max_workers=len(self._pollers) + 1, thread_name_prefix="field-io")
 
@@ -109,6 +115,11 @@ class FieldStack:
             asyncio.create_task(poller.run(), name=f"field-poll-{device_id}")
             for device_id, poller in self._pollers.items()
         ]
+        if self._logic is not None:
+            self._tasks += [
+                asyncio.create_task(self._tick_logic(), name="site-logic-clock"),
+                asyncio.create_task(self._run_logic(), name="site-logic-actions"),
+            ]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -149,12 +160,7 @@ class FieldStack:
         report: dict[str, Any] = {"device": device_id, "source": source, "setpoint": describe(setpoint)}
         try:
             poller = self._poller(device_id)
-            try:
-                if poller.device.needs_discovery:
-                    await poller.discover()
-            except DeviceUnreachable as exc:
-                raise ControlFailed(f"{device_id} is not answering: {exc}") from exc
-            result: SetpointResult = await self._blocking(poller.device.apply, setpoint)
+            result = await self._apply_discovered(poller, setpoint)
         except ControlError as exc:
             status = "rejected" if isinstance(exc, ControlRejected) else "failed"
             logger.warning("setpoint %s for %s from %s %s: %s", report["setpoint"], device_id, source, status, exc)
@@ -164,6 +170,21 @@ class FieldStack:
         report.update(sunspec_model=result.sunspec_model, readback=result.readback)
         await self._emit(make_record("event", _setpoint_event(report, "succeeded", result.message)))
         return result
+
+    async def _apply_discovered(self, poller: DevicePoller, setpoint: Setpoint) -> SetpointResult:
+        """Apply on a discovered device; a poll that failed meanwhile and dropped the connection
+        gets one rediscovery, so the error says why the device is not answering."""
+        for attempt in range(2):
+            try:
+                if poller.device.needs_discovery:
+                    await poller.discover()
+                result: SetpointResult = await self._blocking(poller.device.apply, setpoint)
+            except DeviceUnreachable as exc:
+                if attempt == 1 or not poller.device.needs_discovery:
+                    raise ControlFailed(f"{poller.config.id} is not answering: {exc}") from exc
+            else:
+                return result
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     async def execute(self, name: str, args: Mapping[str, Any]) -> CommandOutcome:
         """Run a server command addressed to the field stack (uplink section 2.6): one of
@@ -198,6 +219,65 @@ class FieldStack:
             logger.exception("field record sink failed for a %s record", record["kind"])
         if self._mqtt is not None:
             self._mqtt.publish(record)
+        if self._logic is not None:
+            self._feed_logic(record)
+
+    # -- site logic (logic.py): fed with every telemetry record, ticked every second -------------
+
+    def _feed_logic(self, record: Record) -> None:
+        assert self._logic is not None
+        payload, now = record["payload"], asyncio.get_running_loop().time()
+        if record["kind"] == "telemetry":
+            firings = self._logic.observe(payload["device"], payload["points"], now)
+        elif record["kind"] == "alarm" and payload["code"] == COMM_LOSS.code and payload["state"] == "raised":
+            firings = self._logic.comm_lost(payload["device"], now)
+        else:
+            return
+        for firing in firings:
+            self._actions.put_nowait(firing)
+
+    async def _tick_logic(self) -> None:
+        assert self._logic is not None
+        while True:
+            await asyncio.sleep(LOGIC_TICK)
+            for firing in self._logic.tick(asyncio.get_running_loop().time()):
+                self._actions.put_nowait(firing)
+
+    async def _run_logic(self) -> None:
+        """Carries out the rules' actions one after another, in the order they fired."""
+        while True:
+            firing = await self._actions.get()
+            await self._carry_out(firing)
+
+    async def _carry_out(self, firing: Firing) -> None:
+        rule, action = firing.rule, firing.action
+        results: list[dict[str, Any]] = []
+        if action is not None:
+            for device_id in action.devices or tuple(self.device_ids(action.kind)):
+                setpoint = action.setpoint_for(device_id)
+                if rule.dry_run:
+                    results.append({"device": device_id, "status": "dry_run", "setpoint": describe(setpoint)})
+                    continue
+                try:
+                    result = await self.apply_setpoint(device_id, setpoint, source=f"site-logic:{rule.name}")
+                except ControlError as exc:
+                    status = "rejected" if isinstance(exc, ControlRejected) else "failed"
+                    results.append({"device": device_id, "status": status, "message": str(exc)})
+                else:
+                    results.append({"device": device_id, "status": "succeeded", "readback": result.readback})
+        what = "would run" if rule.dry_run and action is not None else "ran" if action is not None else "nothing to run"
+        message = f"rule {rule.name}: {firing.reason}; {firing.transition} {what}"
+        logger.info("site logic: %s %s", message, results)
+        data = {
+            "rule": rule.name,
+            "transition": firing.transition,
+            "reason": firing.reason,
+            "value": firing.value,
+            "action": action.describe() if action is not None else None,
+            "dry_run": rule.dry_run,
+            "results": results,
+        }
+        await self._emit(make_record("event", {"name": "site_logic.action", "message": message, "data": data}))
 
 
 def _setpoint_event(report: dict[str, Any], status: str, message: str) -> dict[str, Any]:
