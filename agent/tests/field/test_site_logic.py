@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from gridfleet_agent.field import FieldConfigError, FieldStack
 from gridfleet_agent.field.logic import RuleEngine, RuleState, parse_site_logic
-from gridfleet_agent.field.simulator import SimulatedSite, TemplateSimulator
 from gridfleet_agent.field.templates import parse_template, shipped_templates
+from gridfleet_agent_simulators.sunspec import SimulatedSite, TemplateSimulator
 
 from .fixtures import RecordingSink
 

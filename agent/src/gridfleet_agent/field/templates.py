@@ -177,7 +177,8 @@ class _TemplateParser:
 
     def parse(self, text: str) -> Template:
         try:
-            data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+            # _LineLoader is a SafeLoader subclass that only records line numbers.
+            data = yaml.load(text, Loader=_LineLoader)  # noqa: S506  # nosec B506
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"line {mark.line + 1}, " if mark is not None else ""
