@@ -526,6 +526,15 @@ def test_a_template_meter_from_the_signed_configuration_reaches_the_inventory_wi
     assert "devices[0]" not in message  # the device is fine; only its template is not
     # The broken bundle was rolled back: the meter kept reporting from the first configuration.
     assert dict(server.process.query(telemetry, gateway)) == {"W": -1000.0, "TotWhExp": 5120.0}
+    # The link to the meter is on the gateway page (inventory attributes.protocols).
+    (attributes,) = server.process.query("SELECT attributes FROM inventory_gateway WHERE id = ?", gateway)[0]
+    (link,) = [p for p in json.loads(attributes)["protocols"] if p["name"] == "field:mtr-9"]
+    assert (link["protocol"], link["state"], link["peer"], link["points"]) == (
+        "modbus-tcp",
+        "connected",
+        "Acme Metering AM-3",
+        2,
+    )
 
 
 def test_tuf_client_command_refreshes_from_the_server_repository(server: Server, tmp_path: Path):

@@ -74,6 +74,8 @@ class FieldDevices(Protocol):
 
     def field_devices(self) -> list[dict[str, Any]]: ...
 
+    def link_statuses(self) -> list[dict[str, Any]]: ...
+
     async def execute(self, name: str, args: dict[str, Any]) -> Any: ...
 
 
@@ -577,8 +579,12 @@ class Agent:
                 *(self._protocols.field_devices() if self._protocols is not None else []),
             ],
         }
-        if self._protocols is not None:
-            inventory["attributes"]["protocols"] = self._protocols.statuses()
+        links = [
+            *(self._field.link_statuses() if self._field is not None else []),
+            *(self._protocols.statuses() if self._protocols is not None else []),
+        ]
+        if links:
+            inventory["attributes"]["protocols"] = links
         return inventory
 
     def _queue_inventory_if_changed(self, *, force: bool = False) -> None:

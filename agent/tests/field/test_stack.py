@@ -292,3 +292,36 @@ async def test_unknown_commands_are_rejected(
 def test_an_invalid_configuration_is_refused_before_anything_starts(sink: RecordingSink) -> None:
     with pytest.raises(FieldConfigError, match=r"devices\[0\]\.host: required for sunspec-tcp"):
         FieldStack({"devices": [{"id": "inv-1", "protocol": "sunspec-tcp"}]}, sink)
+
+
+async def test_each_device_link_reports_its_state_point_count_and_errors(
+    simulator: SunSpecSimulator, sink: RecordingSink, device_entry: DeviceEntry
+) -> None:
+    async with FieldStack({"devices": [device_entry(simulator, timeout=0.2, comm_loss_after=2)]}, sink) as stack:
+        await sink.wait_for("telemetry")
+        up = stack.link_statuses()
+        simulator.stop_responding()
+        lost = await sink.wait_for("alarm", code="field.comms_lost", state="raised")
+        down = stack.link_statuses()
+        simulator.resume_responding()
+        await sink.wait_for("alarm", code="field.comms_lost", state="cleared", after=lost)
+        back = stack.link_statuses()
+
+    assert up[0] | {"since": "-"} == {
+        "name": "field:inv-1",
+        "protocol": "sunspec-tcp",
+        "role": "client",
+        "endpoint": f"127.0.0.1:{simulator.port}/1",
+        "state": "connected",
+        "peer": "Gridfleet SIM-3P-10K",
+        "points": up[0]["points"],
+        "errors": 0,
+        "last_error": "",
+        "since": "-",
+    }
+    assert up[0]["points"] > 20
+    assert (down[0]["state"], down[0]["errors"]) == ("down", 2)
+    assert "timed out" in down[0]["last_error"] or "No response" in down[0]["last_error"]
+    assert back[0]["state"] == "connected" and back[0]["errors"] >= 2
+    # Each change of state is an inventory signal, so the gateway page follows at once.
+    assert len(sink.of_kind("inventory")) >= 3

@@ -67,6 +67,9 @@ class SimulatedInverter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
+    def link_statuses(self) -> list[dict[str, Any]]:
+        return []  # not a Modbus link: a stand-in that only makes records
+
     def field_devices(self) -> list[dict[str, Any]]:
         return [
             {
@@ -157,6 +160,9 @@ class FaultySunSpecSite:
 
     def field_devices(self) -> list[dict[str, Any]]:
         return self._site.field_devices()
+
+    def link_statuses(self) -> list[dict[str, Any]]:
+        return self._site.link_statuses()
 
     async def execute(self, name: str, args: dict[str, Any]) -> Any:
         return await self._site.execute(name, args)

@@ -903,6 +903,9 @@ class SimulatedSite:
     def field_devices(self) -> list[dict[str, Any]]:
         return self.stack.field_devices() if self.stack is not None else []
 
+    def link_statuses(self) -> list[dict[str, Any]]:
+        return self.stack.link_statuses() if self.stack is not None else []
+
     async def execute(self, name: str, args: Mapping[str, Any]) -> CommandOutcome:
         if self.stack is None:
             return CommandOutcome("failed", "the simulated site is not started")

@@ -20,6 +20,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -143,6 +144,10 @@ class FieldStack:
     def field_devices(self) -> list[dict[str, Any]]:
         """`inventory.field_devices` entries for every device discovered so far."""
         return [p.inventory_entry() for p in self._pollers.values() if p.identity is not None]
+
+    def link_statuses(self) -> list[dict[str, Any]]:
+        """The link to each configured device, for the gateway page (uplink attributes.protocols)."""
+        return [p.link_status() for p in self._pollers.values()]
 
     def device_ids(self, kind: str | None = None) -> list[str]:
         """The configured device ids, optionally only those of one kind (e.g. "inverter")."""
@@ -305,6 +310,12 @@ class DevicePoller:
         self._identity_changed = identity_changed
         self._events: dict[str, EventAlarmTracker] = {}  # per event source key
         self._comm = CommLossTracker(config.comm_loss_after)
+        #: The link to this device as the gateway page shows it (link_status).
+        self.state: Literal["starting", "connected", "down"] = "starting"
+        self.since = time.time()
+        self.points = 0
+        self.errors = 0
+        self.last_error = ""
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -327,14 +338,16 @@ class DevicePoller:
             reading: Reading = await self._blocking(self.device.read)
         except DeviceUnreachable as exc:
             logger.info("field device %s: %s", self.config.id, exc)
-            await self._alarm(self._comm.failed(), {"error": str(exc), "address": self.config.address})
+            await self._failed(str(exc))
             return
         except Exception as exc:  # an answer pysunspec2 cannot make sense of must not end this device's polling
             logger.exception("field device %s gave an unusable answer", self.config.id)
             await self._blocking(self.device.close)  # start over with a fresh discovery
-            await self._alarm(self._comm.failed(), {"error": f"unusable answer: {exc}", "address": self.config.address})
+            await self._failed(f"unusable answer: {exc}")
             return
         await self._alarm(self._comm.succeeded(), {"address": self.config.address})
+        self.points = len(reading.values)
+        await self._link_state("connected")
         values = list(reading.values.items())
         for start in range(0, len(values), MAX_POINTS_PER_RECORD):
             points = dict(values[start : start + MAX_POINTS_PER_RECORD])
@@ -345,6 +358,35 @@ class DevicePoller:
                 tracker = self._events[event.source.key] = EventAlarmTracker(self.config.debounce_polls, event.source)
             for transition in tracker.update(event.bits):
                 await self._alarm(transition, {"bit": transition.definition.bit, "points": list(event.points)})
+
+    async def _failed(self, error: str) -> None:
+        self.errors += 1
+        self.last_error = error
+        await self._alarm(self._comm.failed(), {"error": error, "address": self.config.address})
+        if self._comm.active:  # the same moment field.comms_lost is raised
+            await self._link_state("down")
+
+    async def _link_state(self, state: Literal["connected", "down"]) -> None:
+        if state != self.state:
+            self.state, self.since = state, time.time()
+            await self._identity_changed()  # the daemon's inventory (with the link table) is due again
+
+    def link_status(self) -> dict[str, Any]:
+        """One row of the gateway page's protocol table (uplink inventory attributes.protocols)."""
+        identity = self.identity
+        peer = " ".join(p for p in (identity.make, identity.model) if p) if identity is not None else ""
+        return {
+            "name": f"field:{self.config.id}",
+            "protocol": self.config.protocol,
+            "role": "client",
+            "endpoint": self.config.address,
+            "state": self.state,
+            "peer": peer,
+            "points": self.points,
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since)),
+        }
 
     async def _alarm(self, transition: AlarmTransition | None, details: dict[str, Any]) -> None:
         if transition is None:
