@@ -176,7 +176,9 @@ async def test_a_device_that_never_answers_raises_the_communication_alarm(
         raised = await sink.wait_for("alarm", code="field.comms_lost", state="raised")
 
     assert "refused" in raised["payload"]["details"]["error"].lower()
-    assert sink.of_kind("telemetry") == [] and sink.of_kind("inventory") == []
+    assert sink.of_kind("telemetry") == []
+    # Only the link going down signals an inventory change; no device was identified.
+    assert [r["payload"]["field_devices"] for r in sink.of_kind("inventory")] == [[]]
 
 
 async def test_power_limit_command_is_written_to_model_704_and_read_back(
