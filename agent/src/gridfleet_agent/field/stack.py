@@ -368,8 +368,10 @@ class DevicePoller:
 
     async def _link_state(self, state: Literal["connected", "down"]) -> None:
         if state != self.state:
+            first_contact = self.state == "starting" and state == "connected"  # discovery just signalled
             self.state, self.since = state, time.time()
-            await self._identity_changed()  # the daemon's inventory (with the link table) is due again
+            if not first_contact:
+                await self._identity_changed()  # the daemon's inventory (with the link table) is due again
 
     def link_status(self) -> dict[str, Any]:
         """One row of the gateway page's protocol table (uplink inventory attributes.protocols)."""
