@@ -61,7 +61,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     var_dir = tmp_path_factory.mktemp("server")
-    tokens = run_action(var_dir, "setup", "9")["tokens"]
+    tokens = run_action(var_dir, "setup", "10")["tokens"]
     process = ServerProcess(var_dir)
     process.start()
     try:
@@ -462,7 +462,7 @@ def test_a_template_meter_from_the_signed_configuration_reaches_the_inventory_wi
     """The device template travels inside the gateway's configuration bundle (TUF-signed); the
     agent builds its field stack from it, and the non-SunSpec meter shows up on the server. A
     later bundle with a broken template is refused with its line and field and rolled back."""
-    serial = "E2E-009"
+    serial = "E2E-010"
     gateway = server.gateway_id(serial)
     identity = enroll(server.url, server.tokens[serial], serial, tmp_path / "state")
     telemetry = "SELECT point, value FROM monitoring_telemetrylatest WHERE gateway_id = ? AND device = 'mtr-9'"
