@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Coroutine, Mapping, Sequence
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Self, cast
 
 from gridfleet_agent.errors import AgentError
 from gridfleet_agent.field.errors import ControlFailed
@@ -260,7 +260,38 @@ class SimulatorError(AgentError):
     """A value or model the simulated device does not have."""
 
 
-class SunSpecSimulator:
+class ServedDevice:
+    """A pymodbus 3.16 simulated device's server lifecycle: serve, stop, `async with`."""
+
+    host: str
+    port: int
+    _server: ModbusTcpServer | ModbusSerialServer | None = None
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def _serve_tcp(self, device: SimDevice) -> None:
+        self._server = ModbusTcpServer(device, address=(self.host, self.port))
+        await self._server.serve_forever(background=True)
+        if self.port == 0:  # port 0: the system picked a free one
+            self.port = cast(asyncio.Server, self._server.transport).sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.shutdown()  # type: ignore[no-untyped-call]
+            self._server = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+
+class SunSpecSimulator(ServedDevice):
     """One simulated SunSpec device (one Modbus unit id) served over Modbus TCP, or Modbus
     RTU when `serial_port` is given (e.g. one end of a `socat` pty pair).
 
@@ -325,7 +356,6 @@ class SunSpecSimulator:
         self._responding = asyncio.Event()
         self._responding.set()
         self._ignoring_writes = False
-        self._server: ModbusTcpServer | ModbusSerialServer | None = None
 
     @classmethod
     def preset(
@@ -458,10 +488,7 @@ class SunSpecSimulator:
             await self._server.serve_forever(background=True)
             logger.info("SunSpec simulator on serial %s unit %s", self.serial_port, self.unit_id)
             return
-        self._server = ModbusTcpServer(device, address=(self.host, self.port))
-        await self._server.serve_forever(background=True)
-        if self.port == 0:
-            self.port = cast(asyncio.Server, self._server.transport).sockets[0].getsockname()[1]
+        await self._serve_tcp(device)
         logger.info("SunSpec simulator listening on %s:%s unit %s", self.host, self.port, self.unit_id)
 
     @property
@@ -471,18 +498,7 @@ class SunSpecSimulator:
 
     async def stop(self) -> None:
         self._responding.set()  # release requests held by stop_responding()
-        if self._server is not None:
-            await self._server.shutdown()  # type: ignore[no-untyped-call]
-            self._server = None
-
-    async def __aenter__(self) -> SunSpecSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
+        await super().stop()
 
     async def _on_request(  # noqa: PLR0917 (pymodbus calls it with positional arguments)
         self,
@@ -703,7 +719,7 @@ async def follow_the_sun(sim: SunSpecSimulator, *, day_seconds: float = 86400.0,
         await asyncio.sleep(step)
 
 
-class TemplateSimulator:
+class TemplateSimulator(ServedDevice):
     """A Modbus TCP device laid out from a device template (templates.py): each point, alarm
     word and setpoint at its register, encoded as the template says, served by pymodbus 3.16
     with the four tables apart (coils, discrete inputs, holding, input registers)::
@@ -728,7 +744,6 @@ class TemplateSimulator:
         size = {t: max((s.register + s.count for s in specs if s.table == t), default=0) + 1 for t in TABLES}
         #: Registers of the holding/input tables; one int (0/1) per coil/discrete input.
         self.tables: dict[str, list[int]] = {t: [0] * size[t] for t in TABLES}
-        self._server: ModbusTcpServer | None = None
         for name, value in (values or {}).items():
             self.set(name, value)
 
@@ -770,24 +785,7 @@ class TemplateSimulator:
             simdata=(bits("coil"), bits("discrete"), registers("holding"), registers("input")),
             action=self._on_request,
         )
-        self._server = ModbusTcpServer(device, address=(self.host, self.port))
-        await self._server.serve_forever(background=True)
-        if self.port == 0:
-            self.port = cast(asyncio.Server, self._server.transport).sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            await self._server.shutdown()  # type: ignore[no-untyped-call]
-            self._server = None
-
-    async def __aenter__(self) -> TemplateSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
+        await self._serve_tcp(device)
 
     async def _on_request(  # noqa: PLR0917 (pymodbus calls it with positional arguments)
         self,
