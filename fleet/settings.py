@@ -242,7 +242,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["fleet.accounts.permissions.OrgRolePermission"],
+    "DEFAULT_PERMISSION_CLASSES": ["fleet.accounts.permissions.ReadCapability"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.SearchFilter",

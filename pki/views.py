@@ -13,10 +13,10 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views import View
 
-from fleet.accounts.permissions import CapabilityRequiredMixin, ensure_can
+from fleet.accounts.permissions import CapabilityRequiredMixin
 from fleet.accounts.roles import Capability
 from fleet.audit.services import request_ip
-from fleet.core.errors import DomainError
+from fleet.core.errors import DomainError, PermissionDeniedError
 from pki import selectors, services
 from pki.api.views import tokens_csv_response
 from pki.errors import CANotInitialized
@@ -26,7 +26,7 @@ from pki.models import DeviceCertificate, EnrollmentRequest
 
 
 class PkiAdminMixin(CapabilityRequiredMixin):
-    capability = Capability.MANAGE_PKI
+    read_capability = Capability.MANAGE_PKI
 
 
 def _page(request: HttpRequest, rows: Any) -> Any:
@@ -81,6 +81,8 @@ class RevokeView(PkiAdminMixin, View):
             services.revoke_certificate(
                 certificate=certificate, reason=form.cleaned_data["reason"], user=request.user, ip=request_ip(request)
             )
+        except PermissionDeniedError:
+            raise  # a refusal by role is a 403 page, not a message
         except DomainError as e:
             form.add_error(None, e.message)
             return TemplateResponse(request, "pki/revoke.html", {"certificate": certificate, "form": form}, status=400)
@@ -118,6 +120,8 @@ class TokenListView(PkiAdminMixin, View):
                     valid_hours=data["valid_hours"],
                     ip=request_ip(request),
                 )
+            except PermissionDeniedError:
+                raise  # a refusal by role is a 403 page, not a message
             except DomainError as e:
                 batch_form.add_error("serials", e.message)
                 return self._render(request, 400, batch_form=batch_form)
@@ -135,6 +139,8 @@ class TokenListView(PkiAdminMixin, View):
                 valid_hours=data["valid_hours"],
                 ip=request_ip(request),
             )
+        except PermissionDeniedError:
+            raise  # a refusal by role is a 403 page, not a message
         except DomainError as e:
             form.add_error("serial", e.message)
             return self._render(request, 400, form=form)
@@ -147,6 +153,8 @@ class EnrollmentDecisionView(PkiAdminMixin, View):
         decide = services.accept_enrollment_request if decision == "accept" else services.reject_enrollment_request
         try:
             decide(request=enrollment, user=request.user, ip=request_ip(request))
+        except PermissionDeniedError:
+            raise  # a refusal by role is a 403 page, not a message
         except DomainError as e:
             messages.error(request, e.message)
         else:
@@ -163,7 +171,6 @@ class TrustAnchorImportView(PkiAdminMixin, View):
         form = TrustAnchorForm(request.POST, organizations=selectors.pki_organizations(request.user))
         if form.is_valid():
             organization = form.cleaned_data["organization"]
-            ensure_can(request.user, Capability.MANAGE_PKI, organization)
             try:
                 anchor = services.import_trust_anchor(
                     organization=organization,
@@ -172,6 +179,8 @@ class TrustAnchorImportView(PkiAdminMixin, View):
                     user=request.user,
                     ip=request_ip(request),
                 )
+            except PermissionDeniedError:
+                raise  # a refusal by role is a 403 page, not a message
             except DomainError as e:
                 form.add_error("certificate_pem", e.message)
             else:
@@ -191,7 +200,6 @@ class TokenWithdrawView(PkiAdminMixin, View):
 class TrustAnchorRemoveView(PkiAdminMixin, View):
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         anchor = get_object_or_404(selectors.trust_anchors_visible_to(request.user), pk=pk)
-        ensure_can(request.user, Capability.MANAGE_PKI, anchor.organization)
         services.remove_trust_anchor(anchor=anchor, user=request.user, ip=request_ip(request))
         messages.success(request, f"Removed trust anchor {anchor.name}.")
         return HttpResponseRedirect(reverse("pki-overview"))

@@ -7,15 +7,13 @@ from typing import Any
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, parsers, status, viewsets
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from fleet.accounts.permissions import ensure_can
-from fleet.accounts.roles import Capability
 from fleet.accounts.selectors import organizations_visible_to
 from fleet.audit.services import request_ip
+from fleet.core.api import SelectorQuerysetMixin
 from fleet.inventory.selectors import gateways_visible_to, sites_visible_to
 
 from .. import selectors, services
@@ -36,6 +34,7 @@ from .serializers import (
 
 
 class ArtifactViewSet(
+    SelectorQuerysetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -44,21 +43,18 @@ class ArtifactViewSet(
     """Uploaded bundles. Created by multipart upload (streamed to disk), never changed afterwards."""
 
     serializer_class = ArtifactSerializer
-    permission_classes = [IsAuthenticated]
     parser_classes = [parsers.MultiPartParser, parsers.FormParser]
     filterset_fields = ["type", "name", "organization"]
     search_fields = ["name", "version", "release_notes"]
     ordering_fields = ["name", "version", "created"]
 
-    def get_queryset(self) -> Any:
-        return selectors.artifacts_visible_to(self.request.user)
+    selector = staticmethod(selectors.artifacts_visible_to)
 
     @extend_schema(request={"multipart/form-data": ArtifactUploadSerializer}, responses={201: ArtifactSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         form = ArtifactUploadSerializer(data=request.data, organizations=organizations_visible_to(request.user))
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        ensure_can(request.user, Capability.MANAGE_ARTIFACTS, data["organization"])
         upload = data["file"]
         artifact = services.upload_artifact(
             organization=data["organization"],
@@ -77,6 +73,7 @@ class ArtifactViewSet(
 
 
 class AssignmentViewSet(
+    SelectorQuerysetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.DestroyModelMixin,
@@ -85,11 +82,9 @@ class AssignmentViewSet(
     """What each gateway must run. POST assigns an artifact; DELETE stops managing that type."""
 
     serializer_class = AssignmentSerializer
-    permission_classes = [IsAuthenticated]
     filterset_fields = ["gateway", "artifact_type"]
 
-    def get_queryset(self) -> Any:
-        return selectors.assignments_visible_to(self.request.user)
+    selector = staticmethod(selectors.assignments_visible_to)
 
     @extend_schema(request=AssignRequestSerializer, responses={201: AssignmentSerializer})
     def create(self, request: Request) -> Response:
@@ -100,7 +95,6 @@ class AssignmentViewSet(
         )
         form.is_valid(raise_exception=True)
         artifact = form.validated_data["artifact"]
-        ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, form.validated_data["gateway"].organization)
         assignment = services.assign(
             gateway=form.validated_data["gateway"],
             artifact_type=artifact.type,
@@ -112,7 +106,6 @@ class AssignmentViewSet(
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         assignment = self.get_object()
-        ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, assignment.gateway.organization)
         services.unassign(
             gateway=assignment.gateway,
             artifact_type=assignment.artifact_type,
@@ -122,32 +115,25 @@ class AssignmentViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class DeviceBundleViewSet(viewsets.ReadOnlyModelViewSet[DeviceBundle]):
+class DeviceBundleViewSet(SelectorQuerysetMixin, viewsets.ReadOnlyModelViewSet[DeviceBundle]):
     """Bundles the server built per gateway (assignment documents, configs, licenses)."""
 
     serializer_class = DeviceBundleSerializer
-    permission_classes = [IsAuthenticated]
     filterset_fields = ["gateway", "kind"]
 
-    def get_queryset(self) -> Any:
-        return selectors.device_bundles_visible_to(self.request.user)
+    selector = staticmethod(selectors.device_bundles_visible_to)
 
 
 class LicenseView(APIView):
-    permission_classes = [IsAuthenticated]
-
     @extend_schema(request=LicenseRequestSerializer, responses={201: DeviceBundleSerializer})
     def post(self, request: Request) -> Response:
         form = LicenseRequestSerializer(data=request.data, gateways=gateways_visible_to(request.user))
         form.is_valid(raise_exception=True)
-        ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, form.validated_data["gateway"].organization)
         bundle = services.issue_license(**form.validated_data, actor=request.user, ip=request_ip(request))
         return Response(DeviceBundleSerializer(bundle).data, status=status.HTTP_201_CREATED)
 
 
 class ConfigBuildView(APIView):
-    permission_classes = [IsAuthenticated]
-
     @extend_schema(request=ConfigBuildRequestSerializer, responses={201: DeviceBundleSerializer})
     def post(self, request: Request) -> Response:
         form = ConfigBuildRequestSerializer(
@@ -156,33 +142,31 @@ class ConfigBuildView(APIView):
             templates=selectors.config_templates_visible_to(request.user),
         )
         form.is_valid(raise_exception=True)
-        ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, form.validated_data["gateway"].organization)
         bundle = services.build_config(**form.validated_data, actor=request.user, ip=request_ip(request))
         return Response(DeviceBundleSerializer(bundle).data, status=status.HTTP_201_CREATED)
 
 
 class ConfigTemplateViewSet(
+    SelectorQuerysetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
     viewsets.GenericViewSet[ConfigTemplate],
 ):
     serializer_class = ConfigTemplateSerializer
-    permission_classes = [IsAuthenticated]
 
-    def get_queryset(self) -> Any:
-        return selectors.config_templates_visible_to(self.request.user)
+    selector = staticmethod(selectors.config_templates_visible_to)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         form = ConfigTemplateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        ensure_can(request.user, Capability.MANAGE_ARTIFACTS, data["organization"])
         template = services.create_config_template(**data, actor=request.user, ip=request_ip(request))
         return Response(ConfigTemplateSerializer(template).data, status=status.HTTP_201_CREATED)
 
 
 class ConfigValuesViewSet(
+    SelectorQuerysetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -191,11 +175,9 @@ class ConfigValuesViewSet(
     """Site or gateway values for a template; POST again to replace them."""
 
     serializer_class = ConfigValuesSerializer
-    permission_classes = [IsAuthenticated]
     filterset_fields = ["template", "site", "gateway"]
 
-    def get_queryset(self) -> Any:
-        return selectors.config_values_visible_to(self.request.user)
+    selector = staticmethod(selectors.config_values_visible_to)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         form = ConfigValuesSerializer(data=request.data)
@@ -204,7 +186,6 @@ class ConfigValuesViewSet(
         limit_choices(form.fields["gateway"], gateways_visible_to(request.user))
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, data["template"].organization)
         row = services.set_config_values(**data, actor=request.user, ip=request_ip(request))
         return Response(ConfigValuesSerializer(row).data, status=status.HTTP_201_CREATED)
 
@@ -212,20 +193,15 @@ class ConfigValuesViewSet(
 class ChannelReissueView(APIView):
     """Give a gateway a new opaque update token; its device targets move to the new path."""
 
-    permission_classes = [IsAuthenticated]
-
     @extend_schema(request=None, responses={200: dict})
     def post(self, request: Request, gateway_id: int) -> Response:
         gateway = get_object_or_404(gateways_visible_to(request.user), pk=gateway_id)
-        ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, gateway.organization)
         services.reissue_channel_token(gateway=gateway, actor=request.user, ip=request_ip(request))
         return Response({"gateway": gateway.pk, "reissued": True})
 
 
 class RepositoryStatusView(APIView):
     """Versions and expiries of the TUF roles, and offline metadata waiting for signatures."""
-
-    permission_classes = [IsAuthenticated]
 
     @extend_schema(responses={200: dict})
     def get(self, request: Request) -> Response:

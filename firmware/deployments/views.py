@@ -14,10 +14,10 @@ from django.utils import timezone
 from django.views import View
 
 from firmware.selectors import artifacts_visible_to, unreleased
-from fleet.accounts.permissions import CapabilityRequiredMixin, ensure_can
+from fleet.accounts.permissions import CapabilityRequiredMixin
 from fleet.accounts.roles import Capability
 from fleet.audit.services import request_ip
-from fleet.core.errors import DomainError
+from fleet.core.errors import DomainError, PermissionDeniedError
 from fleet.inventory.selectors import gateways_visible_to, groups_visible_to
 
 from . import selectors, services
@@ -44,7 +44,7 @@ class DeploymentListView(CapabilityRequiredMixin, View):
 
 
 class DeploymentCreateView(CapabilityRequiredMixin, View):
-    capability = Capability.MANAGE_DEPLOYMENTS
+    read_capability = Capability.MANAGE_DEPLOYMENTS
 
     def _form(self, request: HttpRequest) -> DeploymentForm:
         user = request.user
@@ -75,6 +75,8 @@ class DeploymentCreateView(CapabilityRequiredMixin, View):
                     now=timezone.now(),
                     ip=request_ip(request),
                 )
+            except PermissionDeniedError:
+                raise  # a refusal by role is a 403 page, not a message
             except DomainError as e:
                 form.add_error(None, e.message)
             else:
@@ -102,9 +104,15 @@ class DeploymentPreviewView(DeploymentCreateView):
             req = form.to_request()
             try:
                 context["preview"] = services.preview(
-                    organization=req.organization, artifacts=req.artifacts, target=req.target, plan=req.plan
+                    organization=req.organization,
+                    artifacts=req.artifacts,
+                    target=req.target,
+                    plan=req.plan,
+                    actor=request.user,
                 )
                 context["unreleased"] = [unreleased_warning(a) for a in unreleased(req.artifacts)]
+            except PermissionDeniedError:
+                raise  # a refusal by role is a 403 page, not a message
             except DomainError as e:
                 context["problem"] = e.message
         return TemplateResponse(request, "deployments/_preview.html", context)
@@ -142,11 +150,8 @@ class DeploymentProgressView(DeploymentDetailView):
 
 
 class DeploymentOperationView(CapabilityRequiredMixin, View):
-    capability = Capability.MANAGE_DEPLOYMENTS
-
     def post(self, request: HttpRequest, pk: int, operation: str) -> HttpResponse:
         deployment = get_object_or_404(selectors.deployments_visible_to(request.user), pk=pk)
-        ensure_can(request.user, Capability.MANAGE_DEPLOYMENTS, deployment.organization)
         try:
             result = services.operate(
                 deployment=deployment,
@@ -156,6 +161,8 @@ class DeploymentOperationView(CapabilityRequiredMixin, View):
                 now=timezone.now(),
                 ip=request_ip(request),
             )
+        except PermissionDeniedError:
+            raise  # a refusal by role is a 403 page, not a message
         except DomainError as e:
             messages.error(request, f"{operation}: {e.message}")
             return HttpResponseRedirect(reverse("deployment-detail", args=[pk]))

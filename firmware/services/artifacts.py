@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import IO, Any
+from typing import IO
 
 from django.conf import settings
 from django.db import transaction
@@ -16,6 +16,8 @@ from firmware.models import (
     Artifact,
     ArtifactType,
 )
+from fleet.accounts.authorization import Actor, authorize, person
+from fleet.accounts.roles import Capability
 from fleet.audit.services import record, snapshot
 from fleet.inventory.models import Organization
 
@@ -34,9 +36,10 @@ def upload_artifact(
     release_notes: str = "",
     declared_size: int | None = None,
     declared_sha256: str | None = None,
-    actor: Any,
+    actor: Actor,
     ip: str | None = None,
 ) -> Artifact:
+    authorize(actor, Capability.MANAGE_ARTIFACTS, organization)
     if type not in ArtifactType.values:
         raise ArtifactRejectedError(f"unknown type {type!r}; use one of {', '.join(ArtifactType.values)}")
     if not SEMVER.match(version):
@@ -89,7 +92,7 @@ def upload_artifact(
             release_notes=release_notes,
             manifest=checked.manifest,
             blob=blob,
-            uploaded_by=actor if getattr(actor, "is_authenticated", False) else None,
+            uploaded_by=person(actor),
         )
         record(action="firmware.artifact.upload", target=artifact, user=actor, ip=ip, after=snapshot(artifact))
         _schedule_publish()

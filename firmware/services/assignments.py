@@ -30,6 +30,8 @@ from firmware.models import (
 from firmware.repo import get_repository
 from firmware.selectors import released_target_paths
 from firmware.tuf.layout import device_target_path
+from fleet.accounts.authorization import Actor, authorize
+from fleet.accounts.roles import Capability
 from fleet.audit.services import record, snapshot
 from fleet.core.timestamps import rfc3339
 from fleet.inventory.models import Gateway
@@ -142,11 +144,12 @@ def assign(
     version: str | None = None,
     deployment: str = "",
     install: dict[str, Any] | None = None,
-    actor: Any = None,
+    actor: Actor,
     ip: str | None = None,
 ) -> Assignment:
     """Make `gateway` run `artifact` (or the artifact of this type and `version` in its
     organization) and mark its bins for publishing. Refuses incompatible or unreleased artifacts."""
+    authorize(actor, Capability.MANAGE_DEPLOYMENTS, gateway.organization_id)
     if artifact is None:
         if version is None:
             raise FirmwareError("name an artifact or a version to assign")
@@ -235,11 +238,12 @@ def assign_many(
     artifact: Artifact,
     deployment: str = "",
     install: dict[str, Any] | None = None,
-    actor: Any = None,
+    actor: Actor,
     ip: str | None = None,
 ) -> int:
     """`assign` for many gateways at once (a rollout phase): batched writes, one audit entry.
     Refuses the whole batch if any gateway is incompatible or in another organization."""
+    authorize(actor, Capability.MANAGE_DEPLOYMENTS, artifact.organization_id)
     gateways = list(gateways)
     _check_install(install)
     _check_assignable(artifact, gateways)
@@ -278,7 +282,7 @@ def assign_many(
 
 
 def _set_assignment(
-    *, gateway: Gateway, artifact_type: str, values: dict[str, Any], actor: Any, ip: str | None
+    *, gateway: Gateway, artifact_type: str, values: dict[str, Any], actor: Actor, ip: str | None
 ) -> Assignment:
     with transaction.atomic():
         existing = Assignment.objects.filter(gateway=gateway, artifact_type=artifact_type).first()
@@ -298,7 +302,8 @@ def _set_assignment(
     return assignment
 
 
-def unassign(*, gateway: Gateway, artifact_type: str, actor: Any = None, ip: str | None = None) -> None:
+def unassign(*, gateway: Gateway, artifact_type: str, actor: Actor, ip: str | None = None) -> None:
+    authorize(actor, Capability.MANAGE_DEPLOYMENTS, gateway.organization_id)
     with transaction.atomic():
         existing = Assignment.objects.filter(gateway=gateway, artifact_type=artifact_type).first()
         if existing is None:

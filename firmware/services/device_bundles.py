@@ -25,6 +25,8 @@ from firmware.models import (
     UpdateChannel,
 )
 from firmware.repo import license_signer
+from fleet.accounts.authorization import Actor, authorize
+from fleet.accounts.roles import Capability
 from fleet.audit.services import record, snapshot
 from fleet.core.timestamps import rfc3339
 from fleet.inventory.models import Gateway, Organization
@@ -45,7 +47,7 @@ def _assign_bundle(
     name: str,
     files: dict[str, bytes],
     source: dict[str, Any],
-    actor: Any,
+    actor: Actor,
     ip: str | None,
 ) -> DeviceBundle:
     version = _next_bundle_version(gateway, kind)
@@ -80,10 +82,9 @@ def config_values_for(*, template: ConfigTemplate, gateway: Gateway) -> dict[str
     return values
 
 
-def build_config(
-    *, gateway: Gateway, template: ConfigTemplate, actor: Any = None, ip: str | None = None
-) -> DeviceBundle:
+def build_config(*, gateway: Gateway, template: ConfigTemplate, actor: Actor, ip: str | None = None) -> DeviceBundle:
     """Render `template` with the gateway's validated values into a new config bundle and assign it."""
+    authorize(actor, Capability.MANAGE_DEPLOYMENTS, gateway.organization_id)
     if template.organization_id != gateway.organization_id:
         raise FirmwareError(f"template {template} belongs to another organization than {gateway}")
     values = config_values_for(template=template, gateway=gateway)
@@ -122,10 +123,11 @@ def issue_license(
     limits: dict[str, int],
     features: list[str],
     valid_days: int = 365,
-    actor: Any = None,
+    actor: Actor,
     ip: str | None = None,
 ) -> DeviceBundle:
     """Sign a license for one gateway with the server's license key and assign it."""
+    authorize(actor, Capability.MANAGE_DEPLOYMENTS, gateway.organization_id)
     if valid_days < 1:
         raise FirmwareError("a license must be valid for at least one day")
     channel = ensure_channel(gateway=gateway)
@@ -159,9 +161,10 @@ def create_config_template(
     name: str,
     schema: dict[str, Any],
     files: dict[str, str],
-    actor: Any,
+    actor: Actor,
     ip: str | None = None,
 ) -> ConfigTemplate:
+    authorize(actor, Capability.MANAGE_ARTIFACTS, organization)
     with transaction.atomic():
         if ConfigTemplate.objects.filter(organization=organization, name=name).exists():
             raise FirmwareError(f"a config template named {name!r} already exists")
@@ -176,10 +179,11 @@ def set_config_values(
     values: dict[str, Any],
     site: Any = None,
     gateway: Gateway | None = None,
-    actor: Any,
+    actor: Actor,
     ip: str | None = None,
 ) -> ConfigValues:
     """Store site- or gateway-level values (validated when a bundle is built from the merge)."""
+    authorize(actor, Capability.MANAGE_DEPLOYMENTS, template.organization_id)
     owner = site or gateway
     if owner is None or (site is not None and gateway is not None):
         raise FirmwareError("give either a site or a gateway")
@@ -195,9 +199,10 @@ def set_config_values(
     return row
 
 
-def reissue_channel_token(*, gateway: Gateway, actor: Any, ip: str | None = None) -> UpdateChannel:
+def reissue_channel_token(*, gateway: Gateway, actor: Actor, ip: str | None = None) -> UpdateChannel:
     """Give the gateway a new opaque token (e.g. its old one leaked): its targets move to the new
     path and the old path answers 404. The gateway learns the token from /gw/v1/updates/channel."""
+    authorize(actor, Capability.MANAGE_DEPLOYMENTS, gateway.organization_id)
     with transaction.atomic():
         channel = ensure_channel(gateway=gateway)
         old = channel.token

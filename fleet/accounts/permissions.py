@@ -1,7 +1,12 @@
-"""Authorization for users, the one place it is decided for the REST API and the web UI alike.
+"""The edge of authorization: who may open an area of the REST API or the web UI to read it.
 
-Reads are scoped by selectors (a user never gets a queryset with another tenant's rows, so a
-guessed id is a 404). Writes need a capability in the organization that owns the object.
+Writes are not decided here: every state-changing service checks its actor itself
+(`fleet.accounts.authorization.authorize`). Rows are scoped by selectors (a user never gets a
+queryset with another tenant's rows, so a guessed id is a 404). What is left at the edge is
+authentication and the area gate: an area that needs more than VIEW to be seen at all (PKI,
+audit, members, the forms of writers) declares its `read_capability`, and a user who holds it in
+no organization gets 403 for anything in that area rather than empty pages and 404s. Whether a
+user who may be in the area may make a given change is the service's decision.
 """
 
 from __future__ import annotations
@@ -9,65 +14,45 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from rest_framework import permissions
 
+from fleet.core.errors import PermissionDeniedError
+
 from .roles import Capability
-from .selectors import organizations_where, user_can
+from .selectors import organizations_where
 
 
-def organization_of(obj: Any) -> Any:
-    """The organization that owns an object: models expose `organization` (maybe via a property)."""
-    return getattr(obj, "organization", None)
+def may_read_area(user: Any, capability: Capability) -> bool:
+    return organizations_where(user, capability).exists()
 
 
-def ensure_can(user: Any, capability: Capability, organization: Any) -> None:
-    if not user_can(user, capability, organization):
-        role_hint = f" in organization '{organization}'" if organization is not None else ""
-        raise PermissionDenied(f"Your role does not allow '{capability}'{role_hint}.")
+class ReadCapability(permissions.BasePermission):
+    """DRF default: an authenticated, active user holding the view's `read_capability` somewhere."""
 
-
-class OrgRolePermission(permissions.BasePermission):
-    """Views set `write_capability` (default: manage inventory) and optionally `read_capability`."""
-
-    message = "Your role in this organization does not allow this action."
-
-    def _capability(self, request: Any, view: Any) -> Capability:
-        if request.method in permissions.SAFE_METHODS:
-            return getattr(view, "read_capability", Capability.VIEW)
-        return getattr(view, "write_capability", Capability.MANAGE_INVENTORY)
+    message = "Your role does not allow this area."
 
     def has_permission(self, request: Any, view: Any) -> bool:
         user = request.user
         if not (user and user.is_authenticated and getattr(user, "is_active", False)):
             return False
-        return organizations_where(user, self._capability(request, view)).exists()
-
-    def has_object_permission(self, request: Any, view: Any, obj: Any) -> bool:
-        return user_can(request.user, self._capability(request, view), organization_of(obj))
-
-
-class SuperuserOnly(permissions.BasePermission):
-    message = "Only superusers may do this."
-
-    def has_permission(self, request: Any, view: Any) -> bool:
-        if request.method in permissions.SAFE_METHODS:
-            return bool(request.user and request.user.is_authenticated)
-        return bool(request.user and request.user.is_superuser)
+        return may_read_area(user, getattr(view, "read_capability", Capability.VIEW))
 
 
 class CapabilityRequiredMixin(LoginRequiredMixin):
-    """For UI views: `capability` needed in at least one organization to open the page."""
+    """For UI views: the area gate, `read_capability` in at least one organization.
 
-    capability: Capability = Capability.VIEW
+    Whether a form post may change what it names is decided by the service it calls (403).
+    """
+
+    read_capability: Capability = Capability.VIEW
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        if request.user.is_authenticated and not organizations_where(request.user, self.capability).exists():
-            if not organizations_where(request.user, Capability.VIEW).exists():
+        if request.user.is_authenticated and not may_read_area(request.user, self.read_capability):
+            if not may_read_area(request.user, Capability.VIEW):
                 # No organization at all (a fresh installation, or a user nobody added yet): the
                 # first-run page explains what to do instead of a bare 403.
                 return HttpResponseRedirect(reverse("first-run"))
-            raise PermissionDenied(f"Your role does not allow '{self.capability}'.")
+            raise PermissionDeniedError(f"Your role does not allow '{self.read_capability}'.")
         return super().dispatch(request, *args, **kwargs)

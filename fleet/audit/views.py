@@ -11,7 +11,7 @@ from .selectors import audit_entries_visible_to
 
 
 class AuditLogView(CapabilityRequiredMixin, View):
-    capability = Capability.VIEW_AUDIT
+    read_capability = Capability.VIEW_AUDIT
 
     def get(self, request: HttpRequest) -> HttpResponse:
         filterset = AuditEntryFilterSet(request.GET, queryset=audit_entries_visible_to(request.user))

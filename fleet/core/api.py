@@ -173,6 +173,20 @@ class StrictFieldsMixin:
         return super().to_internal_value(data)  # type: ignore[misc]
 
 
+class SelectorQuerysetMixin:
+    """A view whose rows come from a tenancy selector: set `selector = staticmethod(<x_visible_to>)`.
+
+    Selectors are the one place tenancy is decided (a guessed id of another tenant's row is a 404).
+    """
+
+    @staticmethod
+    def selector(user: Any) -> Any:
+        raise NotImplementedError("Set `selector = staticmethod(<tenancy selector>)` on the view.")
+
+    def get_queryset(self) -> Any:
+        return self.selector(self.request.user)  # type: ignore[attr-defined]
+
+
 def only_user_api_endpoints(endpoints: list[tuple[str, str, str, Any]], **kwargs: Any) -> list[Any]:
     """drf-spectacular hook: the OpenAPI document covers the user/integrator API under /api/.
 

@@ -13,7 +13,7 @@ from typing import Any
 from cryptography import x509
 from django.db import transaction
 
-from fleet.accounts.permissions import ensure_can
+from fleet.accounts.authorization import authorize
 from fleet.accounts.roles import Capability
 from fleet.audit.services import record, snapshot
 from fleet.inventory.models import Gateway, GatewayGroup, Organization, Site
@@ -119,7 +119,7 @@ def create_program(
     default_max_lim_pct: Decimal | None = None,
     ip: str | None = None,
 ) -> DerProgram:
-    ensure_can(user, Capability.DISPATCH_DER, organization)
+    authorize(user, Capability.DISPATCH_DER, organization)
     if site is not None and group is not None:
         raise InvalidControlError("A program covers a site or a group, not both.", field="group")
     for scope in (site, group):
@@ -163,7 +163,7 @@ def create_control(
 ) -> DerControl:
     """Schedule a DER event: an export limit (W), an active power limit (% of WMax), connect or
     disconnect, or a fixed power factor."""
-    ensure_can(user, Capability.DISPATCH_DER, program.organization)
+    authorize(user, Capability.DISPATCH_DER, program.organization)
     if sum(v is not None for v in (export_limit_w, max_lim_pct, connect, power_factor)) != 1:
         raise InvalidControlError(
             "Give exactly one setpoint: either an export limit in W, a power limit in %, connect, or a power factor.",
@@ -211,7 +211,7 @@ def create_control(
 
 @transaction.atomic
 def cancel_control(*, control: DerControl, user: Any, now: datetime, ip: str | None = None) -> DerControl:
-    ensure_can(user, Capability.DISPATCH_DER, control.program.organization)
+    authorize(user, Capability.DISPATCH_DER, control.program.organization)
     if control.cancelled:
         raise InvalidControlError("This event is cancelled already.", code="already_cancelled")
     before = snapshot(control)

@@ -19,7 +19,7 @@ from fleet.accounts.permissions import CapabilityRequiredMixin
 from fleet.accounts.roles import Capability
 from fleet.accounts.selectors import organizations_where
 from fleet.audit.services import request_ip
-from fleet.core.errors import DomainError
+from fleet.core.errors import DomainError, PermissionDeniedError
 from fleet.inventory.models import Gateway
 from fleet.inventory.selectors import groups_visible_to, sites_visible_to
 from fleet.monitoring.charts import line_chart
@@ -65,6 +65,8 @@ class ProgramListView(CapabilityRequiredMixin, View):
             return self.get(request, form)
         try:
             program = services.create_program(**form.cleaned_data, user=request.user, ip=request_ip(request))
+        except PermissionDeniedError:
+            raise  # a refusal by role is a 403 page, not a message
         except DomainError as exc:
             form.add_error(getattr(exc, "field", None), exc.message)
             return self.get(request, form)
@@ -84,7 +86,7 @@ def control_setpoint(kind: str, value: Decimal | None) -> dict[str, Any]:
 
 
 class ControlCreateView(CapabilityRequiredMixin, View):
-    capability = Capability.DISPATCH_DER
+    read_capability = Capability.DISPATCH_DER
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         program = get_object_or_404(selectors.programs_visible_to(request.user), pk=pk)
@@ -107,6 +109,8 @@ class ControlCreateView(CapabilityRequiredMixin, View):
                 ip=request_ip(request),
                 **setpoint,
             )
+        except PermissionDeniedError:
+            raise  # a refusal by role is a 403 page, not a message
         except DomainError as exc:
             messages.error(request, exc.message)
             return HttpResponseRedirect(reverse("csip-programs"))
@@ -129,6 +133,8 @@ class ControlDetailView(CapabilityRequiredMixin, View):
         control = get_object_or_404(selectors.controls_visible_to(request.user), pk=pk)
         try:
             services.cancel_control(control=control, user=request.user, now=timezone.now(), ip=request_ip(request))
+        except PermissionDeniedError:
+            raise  # a refusal by role is a 403 page, not a message
         except DomainError as exc:
             messages.error(request, exc.message)
         else:

@@ -10,8 +10,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from fleet.accounts.permissions import ensure_can
-from fleet.accounts.roles import Capability
+from fleet.accounts.authorization import Actor, authorize_superuser
+from fleet.accounts.services import create_object
 from fleet.audit.services import create_audited, record
 from fleet.core.errors import DomainError
 
@@ -77,7 +77,7 @@ def import_csv(*, kind: str, text: str, user: Any, ip: str | None = None) -> Imp
     model = Gateway if kind == "gateways" else Site
     with transaction.atomic():
         for data in validated:
-            create_audited(model, data=data, user=user, ip=ip)
+            create_object(model, data=data, actor=user, ip=ip)
         record(
             action=f"{kind}.import",
             user=user,
@@ -149,9 +149,9 @@ def activate_gateway(*, gateway: Gateway, user: Any = None, ip: str | None = Non
     return gateway
 
 
-def create_organization(*, name: str, slug: str, kind: str, actor: Any, ip: str | None = None) -> Organization:
+def create_organization(*, name: str, slug: str, kind: str, actor: Actor, ip: str | None = None) -> Organization:
     """A new tenant. Only superusers create organizations (the first one on a fresh installation)."""
-    ensure_can(actor, Capability.MANAGE_INVENTORY, None)
+    authorize_superuser(actor, "create organizations")
     try:
         with transaction.atomic():
             return create_audited(Organization, data={"name": name, "slug": slug, "kind": kind}, user=actor, ip=ip)

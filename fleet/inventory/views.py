@@ -126,7 +126,7 @@ class GroupDetailView(CapabilityRequiredMixin, View):
 class InventoryImportView(CapabilityRequiredMixin, View):
     """Upload a CSV of sites or gateways; all rows are checked and one bad row imports nothing."""
 
-    capability = Capability.MANAGE_INVENTORY
+    read_capability = Capability.MANAGE_INVENTORY
 
     def get(self, request: HttpRequest, kind: str) -> HttpResponse:
         return TemplateResponse(request, "inventory/import.html", {"kind": kind, "columns": csv_io.COLUMNS[kind]})

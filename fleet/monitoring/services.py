@@ -18,7 +18,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from fleet.accounts.permissions import ensure_can
+from fleet.accounts.authorization import authorize
 from fleet.accounts.roles import Capability
 from fleet.audit.services import record as audit
 from fleet.core.errors import DomainError
@@ -267,7 +267,7 @@ def _operator_action(
     now: datetime | None,
     shelve_until: datetime | None = None,
 ) -> Alarm:
-    ensure_can(user, Capability.TRIAGE_ALARMS, alarm.organization)
+    authorize(user, Capability.TRIAGE_ALARMS, alarm.organization)
     with transaction.atomic():
         return _transition(
             _locked(alarm),

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from fleet.accounts.permissions import ensure_can
+from fleet.accounts.authorization import authorize
 from fleet.accounts.roles import Capability
 from fleet.accounts.selectors import user_can
 from fleet.audit.services import record as audit
@@ -131,7 +131,7 @@ def _open(
     ip: str | None,
     now: datetime,
 ) -> MaintenanceSession:
-    ensure_can(user, Capability.OPEN_REMOTE_SESSION, gateway.organization)
+    authorize(user, Capability.OPEN_REMOTE_SESSION, gateway.organization)
     if gateway.status == Gateway.Status.DECOMMISSIONED:
         raise SessionRefused(f"{gateway} is decommissioned.", code="gateway_decommissioned")
     if not reason.strip():
@@ -199,7 +199,7 @@ def approve_session(
     now = now or timezone.now()
     with transaction.atomic():
         session = MaintenanceSession.objects.select_for_update().select_related("gateway").get(pk=session.pk)
-        ensure_can(user, Capability.APPROVE_REMOTE_SESSION, session.organization)
+        authorize(user, Capability.APPROVE_REMOTE_SESSION, session.organization)
         if session.requested_by_id == user.pk:
             raise SessionRefused("A session is approved by someone other than its requester.", code="own_session")
         if session.state != State.AWAITING_APPROVAL:
@@ -249,7 +249,7 @@ def technician_joins(*, session_id: Any, user: Any, now: datetime | None = None)
             raise SessionRefused("No such session.", code="unknown_session")
         if session.requested_by_id != user.pk:
             raise PermissionDenied("Only the technician who opened the session may connect to it.")
-        ensure_can(user, Capability.OPEN_REMOTE_SESSION, session.organization)
+        authorize(user, Capability.OPEN_REMOTE_SESSION, session.organization)
         if session.state == State.AWAITING_APPROVAL:
             raise SessionRefused("The session is awaiting an admin's approval.", code="awaiting_approval")
         if session.state not in (State.OPENING, State.ACTIVE):
@@ -296,7 +296,7 @@ def close_session(
     """The requester closes the session, or an admin closes (or, while it waits, denies) it."""
     is_requester = session.requested_by_id == user.pk
     if not is_requester:
-        ensure_can(user, Capability.APPROVE_REMOTE_SESSION, session.organization)
+        authorize(user, Capability.APPROVE_REMOTE_SESSION, session.organization)
     if session.state == State.AWAITING_APPROVAL and not is_requester:
         state, why = State.REFUSED, f"approval denied by {user.get_username()}"
     else:

@@ -23,7 +23,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from fleet.accounts.permissions import ensure_can
+from fleet.accounts.authorization import Actor, authorize, person
 from fleet.accounts.roles import Capability
 from fleet.audit.services import record as audit
 from fleet.core.errors import DomainError
@@ -251,13 +251,13 @@ def send_command(
     gateway: Gateway,
     name: str,
     args: dict[str, Any] | None = None,
-    user: Any = None,
+    user: Actor,
     ttl: timedelta = COMMAND_TTL,
     ip: str | None = None,
 ) -> Command:
     """Queue a command for a gateway; it goes out now if the gateway is connected, else on its next hello.
 
-    `user` None means the server itself (e.g. a deployment asking for an immediate update check).
+    `user` is `SYSTEM` when the server itself asks (e.g. a deployment wanting an immediate update check).
     """
     try:
         command_name = CommandName(name)
@@ -279,15 +279,14 @@ def send_command(
     problem = command_args_error(command_name, args)
     if problem:
         raise DomainError(problem, field="args")
-    if user is not None:
-        ensure_can(user, COMMAND_CAPABILITY[command_name], gateway.organization)
+    authorize(user, COMMAND_CAPABILITY[command_name], gateway.organization_id)
     with transaction.atomic():
         command = Command.objects.create(
             id=command_id,
             gateway=gateway,
             name=command_name,
             args=args,
-            created_by=user if user else None,
+            created_by=person(user),
             expires_at=timezone.now() + ttl,
         )
         audit(

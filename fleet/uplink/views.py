@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -11,7 +10,7 @@ from django.views import View
 
 from fleet.accounts.permissions import CapabilityRequiredMixin
 from fleet.audit.services import request_ip
-from fleet.core.errors import DomainError
+from fleet.core.errors import DomainError, PermissionDeniedError
 from fleet.inventory.selectors import gateways_visible_to
 
 from . import services
@@ -34,10 +33,10 @@ class GatewayCommandView(CapabilityRequiredMixin, View):
         else:
             try:
                 services.send_command(gateway=gateway, name=name, user=request.user, ip=request_ip(request))
+            except PermissionDeniedError:
+                raise  # a refusal by role is a 403 page, not a message
             except DomainError as exc:
                 messages.error(request, exc.message)
-            except PermissionDenied as exc:
-                messages.error(request, str(exc))
             else:
                 messages.success(request, f"{name} sent to {gateway.serial} (delivered when it is connected).")
         return HttpResponseRedirect(reverse("gateway-detail", args=[gateway.pk]))

@@ -16,7 +16,6 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from fleet.accounts.permissions import OrgRolePermission, ensure_can
 from fleet.accounts.roles import Capability
 from fleet.audit.services import request_ip
 from pki import selectors, services
@@ -35,14 +34,8 @@ from .serializers import (
 )
 
 
-class PkiPermission(OrgRolePermission):
-    message = "Only admins manage the PKI."
-
-
 class PkiViewSet(viewsets.GenericViewSet[Any]):
-    permission_classes = [PkiPermission]
     read_capability = Capability.MANAGE_PKI
-    write_capability = Capability.MANAGE_PKI
 
 
 class CertificateAuthorityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PkiViewSet):
@@ -51,9 +44,6 @@ class CertificateAuthorityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMix
 
     def get_queryset(self) -> Any:
         return selectors.authorities()
-
-    def check_object_permissions(self, request: Request, obj: Any) -> None:
-        """CAs belong to the deployment, not an organization: any PKI admin may read them."""
 
 
 class DeviceCertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PkiViewSet):
@@ -92,7 +82,6 @@ class EnrollmentTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, m
         form = EnrollmentTokenCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        ensure_can(request.user, Capability.MANAGE_PKI, data["organization"])
         token, secret = services.create_enrollment_token(
             organization=data["organization"],
             serial=data["serial"],
@@ -110,7 +99,6 @@ class EnrollmentTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, m
         form = EnrollmentTokenBatchSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        ensure_can(request.user, Capability.MANAGE_PKI, data["organization"])
         tokens = services.create_enrollment_token_batch(
             organization=data["organization"],
             serials=data["serials"],
@@ -170,18 +158,11 @@ class TrustAnchorViewSet(
     def get_queryset(self) -> Any:
         return selectors.trust_anchors_visible_to(self.request.user)
 
-    def check_object_permissions(self, request: Request, obj: TrustAnchor) -> None:
-        # Deployment-wide anchors are readable by every PKI admin; only superusers change them.
-        if request.method in ("GET", "HEAD", "OPTIONS") and obj.organization_id is None:
-            return
-        super().check_object_permissions(request, obj)
-
     def create(self, request: Request) -> Response:
         form = TrustAnchorSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
         organization = data.get("organization")
-        ensure_can(request.user, Capability.MANAGE_PKI, organization)
         anchor = services.import_trust_anchor(
             organization=organization,
             name=data.get("name", ""),

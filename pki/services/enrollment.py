@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.accounts.authorization import Actor, authorize, person
+from fleet.accounts.roles import Capability
 from fleet.audit.services import record
 from fleet.core.errors import DomainError
 from fleet.inventory.models import Gateway
@@ -152,7 +154,8 @@ def _pending(request: EnrollmentRequest) -> EnrollmentRequest:
 
 
 @transaction.atomic
-def accept_enrollment_request(*, request: EnrollmentRequest, user: Any, ip: str | None = None) -> DeviceCertificate:
+def accept_enrollment_request(*, request: EnrollmentRequest, user: Actor, ip: str | None = None) -> DeviceCertificate:
+    authorize(user, Capability.MANAGE_PKI, request.gateway.organization_id)
     request = _pending(request)
     csr = ca.load_csr(request.csr_pem, expected_common_name=request.gateway.serial)
     public_key = csr.public_key()
@@ -162,7 +165,7 @@ def accept_enrollment_request(*, request: EnrollmentRequest, user: Any, ip: str 
     )
     request.status = EnrollmentRequest.Status.ACCEPTED
     request.certificate = certificate
-    request.decided_by = user
+    request.decided_by = person(user)
     request.decided_at = timezone.now()
     request.save()
     record(action="pki.enrollment.accept", target=request, user=user, ip=ip)
@@ -170,10 +173,11 @@ def accept_enrollment_request(*, request: EnrollmentRequest, user: Any, ip: str 
 
 
 @transaction.atomic
-def reject_enrollment_request(*, request: EnrollmentRequest, user: Any, ip: str | None = None) -> None:
+def reject_enrollment_request(*, request: EnrollmentRequest, user: Actor, ip: str | None = None) -> None:
+    authorize(user, Capability.MANAGE_PKI, request.gateway.organization_id)
     request = _pending(request)
     request.status = EnrollmentRequest.Status.REJECTED
-    request.decided_by = user
+    request.decided_by = person(user)
     request.decided_at = timezone.now()
     request.save()
     record(action="pki.enrollment.reject", target=request, user=user, ip=ip)

@@ -8,6 +8,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.accounts.authorization import Actor, authorize
+from fleet.accounts.roles import Capability
 from fleet.audit.services import record
 from fleet.core.errors import DomainError
 from pki import ca
@@ -59,9 +61,10 @@ def renew_certificate(*, certificate: DeviceCertificate, csr_pem: Any, ip: str |
 
 
 def revoke_certificate(
-    *, certificate: DeviceCertificate, reason: str, user: Any, ip: str | None = None
+    *, certificate: DeviceCertificate, reason: str, user: Actor, ip: str | None = None
 ) -> DeviceCertificate:
     """Refuse the certificate (and its bearer tokens) from the next request on; republish the CRL."""
+    authorize(user, Capability.MANAGE_PKI, certificate.gateway.organization_id)
     if reason not in RevocationReason.values:
         raise DomainError(
             f"Unknown reason {reason!r}; use one of {', '.join(RevocationReason.values)}.",

@@ -13,6 +13,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.accounts.authorization import Actor, authorize
+from fleet.accounts.roles import Capability
 from fleet.audit.services import record
 from fleet.core.errors import DomainError
 from fleet.inventory.models import Gateway, Organization, serial_validator
@@ -67,12 +69,13 @@ def create_enrollment_token(
     *,
     organization: Organization,
     serial: str,
-    user: Any,
+    user: Actor,
     reenroll: bool = False,
     valid_hours: int | None = None,
     ip: str | None = None,
 ) -> tuple[EnrollmentToken, str]:
     """A one-time token for one serial; returns the row and the secret (shown once, stored hashed)."""
+    authorize(user, Capability.MANAGE_PKI, organization)
     serial = serial.strip()
     _check_serials([serial], organization)
     token, secret = _new_token(
@@ -99,12 +102,13 @@ def create_enrollment_token_batch(
     *,
     organization: Organization,
     serials: Iterable[str],
-    user: Any,
+    user: Actor,
     batch: str,
     valid_hours: int | None = None,
     ip: str | None = None,
 ) -> list[tuple[EnrollmentToken, str]]:
     """Tokens for a factory run; all or nothing, the first bad serial is named."""
+    authorize(user, Capability.MANAGE_PKI, organization)
     cleaned = [s.strip() for s in serials if s.strip()]
     if not cleaned:
         raise DomainError("Give at least one serial.", code="empty_batch", field="serials")
@@ -138,7 +142,8 @@ def create_enrollment_token_batch(
 
 
 @transaction.atomic
-def withdraw_enrollment_token(*, token: EnrollmentToken, user: Any, ip: str | None = None) -> None:
+def withdraw_enrollment_token(*, token: EnrollmentToken, user: Actor, ip: str | None = None) -> None:
+    authorize(user, Capability.MANAGE_PKI, token.organization_id)
     record(
         action="pki.enrollment_token.withdraw",
         target=token,

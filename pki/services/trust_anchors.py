@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from cryptography import x509
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.accounts.authorization import Actor, authorize
+from fleet.accounts.roles import Capability
 from fleet.audit.services import record
 from fleet.core.errors import DomainError
 from fleet.inventory.models import Organization
@@ -22,8 +22,9 @@ from pki.models import (
 
 @transaction.atomic
 def import_trust_anchor(
-    *, organization: Organization | None, name: str, certificate_pem: str, user: Any, ip: str | None = None
+    *, organization: Organization | None, name: str, certificate_pem: str, user: Actor, ip: str | None = None
 ) -> TrustAnchor:
+    authorize(user, Capability.MANAGE_PKI, organization)
     try:
         cert = ca.load_certificate(certificate_pem)
     except IdentityError as e:
@@ -63,7 +64,8 @@ def import_trust_anchor(
 
 
 @transaction.atomic
-def remove_trust_anchor(*, anchor: TrustAnchor, user: Any, ip: str | None = None) -> None:
+def remove_trust_anchor(*, anchor: TrustAnchor, user: Actor, ip: str | None = None) -> None:
+    authorize(user, Capability.MANAGE_PKI, anchor.organization_id)
     record(
         action="pki.trust_anchor.remove",
         target=anchor,

@@ -14,8 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from firmware.selectors import artifacts_visible_to
-from fleet.accounts.permissions import OrgRolePermission
-from fleet.accounts.roles import Capability
+from fleet.accounts.selectors import organizations_visible_to
 from fleet.audit.services import request_ip
 from fleet.inventory.selectors import gateways_visible_to, groups_visible_to
 
@@ -35,7 +34,7 @@ def request_serializer(request: Request) -> DeploymentRequestSerializer:
     user = request.user
     return DeploymentRequestSerializer(
         data=request.data,
-        organizations=selectors.organizations_for_deployments(user),
+        organizations=organizations_visible_to(user),
         artifacts=artifacts_visible_to(user),
         groups=groups_visible_to(user),
         gateways=gateways_visible_to(user),
@@ -47,8 +46,6 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     """Deployments: list, create (with a preview first), detail with live progress per phase."""
 
     serializer_class = DeploymentSerializer
-    permission_classes = [OrgRolePermission]
-    write_capability = Capability.MANAGE_DEPLOYMENTS
     filterset_fields = ["status", "organization", "artifact_type"]
     search_fields = ["name"]
     ordering_fields = ["created", "name", "status"]
@@ -83,7 +80,13 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         form.is_valid(raise_exception=True)
         req = form.to_request()
         return Response(
-            services.preview(organization=req.organization, artifacts=req.artifacts, target=req.target, plan=req.plan)
+            services.preview(
+                organization=req.organization,
+                artifacts=req.artifacts,
+                target=req.target,
+                plan=req.plan,
+                actor=request.user,
+            )
         )
 
     @extend_schema(
@@ -118,8 +121,6 @@ class DeploymentOperationView(generics.GenericAPIView[Deployment]):
     pause, resume, cancel, retry-failed, approve (the phase awaiting approval), rollback."""
 
     serializer_class = OperationSerializer
-    permission_classes = [OrgRolePermission]
-    write_capability = Capability.MANAGE_DEPLOYMENTS
 
     def get_queryset(self) -> Any:
         return selectors.deployments_visible_to(self.request.user)
@@ -147,8 +148,6 @@ class DeploymentOperationView(generics.GenericAPIView[Deployment]):
 
 class GatewayActionView(APIView):
     """One gateway's action in a deployment with its full history (reports accepted and refused)."""
-
-    permission_classes = [OrgRolePermission]
 
     @extend_schema(responses={200: ActionDetailSerializer})
     def get(self, request: Request, pk: int) -> Response:

@@ -11,6 +11,7 @@ from firmware.deployments.models import ActionEvent, Deployment, GatewayAction
 from firmware.deployments.schedule import InstallConditions
 from firmware.errors import FirmwareError
 from firmware.models import Artifact, ArtifactType, Assignment
+from fleet.accounts.authorization import SYSTEM
 from fleet.inventory.models import Gateway
 
 from ._common import BATCH, PRE_INSTALL, S
@@ -122,7 +123,7 @@ def _restore_previous(action: GatewayAction) -> str:
         return "assignment already changed by a newer deployment"
     previous = action.previous_assignment
     if previous is None:
-        firmware.unassign(gateway=gateway, artifact_type=deployment.artifact_type)
+        firmware.unassign(gateway=gateway, artifact_type=deployment.artifact_type, actor=SYSTEM)
         return "assignment removed (nothing was assigned before); the gateway keeps what it runs"
     artifact = Artifact.objects.get(pk=previous["artifact"])
     try:
@@ -132,12 +133,13 @@ def _restore_previous(action: GatewayAction) -> str:
             artifact=artifact,
             deployment=previous["deployment"],
             install=previous["install"],
+            actor=SYSTEM,
         )
     except FirmwareError as e:
         # The previous version may no longer fit (hardware swapped, artifact withdrawn from the signed
         # role). Stopping the canceled rollout for this gateway must not depend on it: withdraw the
         # canceled assignment instead, so the gateway keeps what it runs.
-        firmware.unassign(gateway=gateway, artifact_type=deployment.artifact_type)
+        firmware.unassign(gateway=gateway, artifact_type=deployment.artifact_type, actor=SYSTEM)
         return f"previous assignment {artifact} could not be restored ({e.message}); assignment removed"
     return f"previous assignment {artifact} restored"
 

@@ -13,6 +13,8 @@ from firmware.deployments.models import ActionEvent, Deployment, Exclusion, Gate
 from firmware.deployments.plans import PhaseSpec
 from firmware.deployments.states import ACTIVE, FAILURES, IN_FLIGHT, INSTALLING, TERMINAL
 from firmware.models import Assignment
+from fleet.accounts.authorization import Actor, authorize, person
+from fleet.accounts.roles import Capability
 from fleet.audit.services import record
 
 from ._common import BATCH, S
@@ -26,7 +28,10 @@ def _locked(deployment: Deployment) -> Deployment:
 
 
 @transaction.atomic
-def pause(*, deployment: Deployment, reason: str = "", actor: Any, now: datetime, ip: str | None = None) -> Deployment:
+def pause(
+    *, deployment: Deployment, reason: str = "", actor: Actor, now: datetime, ip: str | None = None
+) -> Deployment:
+    authorize(actor, Capability.MANAGE_DEPLOYMENTS, deployment.organization_id)
     deployment = _locked(deployment)
     if deployment.status != Deployment.Status.RUNNING:
         raise OperationNotAllowedError(f"Only a running deployment can be paused; this one is {deployment.status}.")
@@ -35,8 +40,9 @@ def pause(*, deployment: Deployment, reason: str = "", actor: Any, now: datetime
 
 
 @transaction.atomic
-def resume(*, deployment: Deployment, actor: Any, now: datetime, ip: str | None = None) -> Deployment:
+def resume(*, deployment: Deployment, actor: Actor, now: datetime, ip: str | None = None) -> Deployment:
     """Continue; failures so far count as accepted, so the threshold applies to what comes next."""
+    authorize(actor, Capability.MANAGE_DEPLOYMENTS, deployment.organization_id)
     deployment = _locked(deployment)
     if deployment.status != Deployment.Status.PAUSED:
         raise OperationNotAllowedError(f"Only a paused deployment can be resumed; this one is {deployment.status}.")
@@ -90,7 +96,10 @@ def _cancel_actions(deployment: Deployment, reason: str, now: datetime) -> dict[
 
 
 @transaction.atomic
-def cancel(*, deployment: Deployment, reason: str = "", actor: Any, now: datetime, ip: str | None = None) -> Deployment:
+def cancel(
+    *, deployment: Deployment, reason: str = "", actor: Actor, now: datetime, ip: str | None = None
+) -> Deployment:
+    authorize(actor, Capability.MANAGE_DEPLOYMENTS, deployment.organization_id)
     deployment = _locked(deployment)
     if not deployment.is_active:
         raise OperationNotAllowedError(
@@ -114,8 +123,9 @@ def cancel(*, deployment: Deployment, reason: str = "", actor: Any, now: datetim
 
 
 @transaction.atomic
-def retry_failed(*, deployment: Deployment, actor: Any, now: datetime, ip: str | None = None) -> int:
+def retry_failed(*, deployment: Deployment, actor: Actor, now: datetime, ip: str | None = None) -> int:
     """Schedule failed, rolled-back and timed-out gateways again (a completed deployment reopens)."""
+    authorize(actor, Capability.MANAGE_DEPLOYMENTS, deployment.organization_id)
     deployment = _locked(deployment)
     if deployment.status not in (*Deployment.ACTIVE_STATUSES, Deployment.Status.COMPLETED):
         raise OperationNotAllowedError(f"A {deployment.status} deployment cannot be retried.")
@@ -149,15 +159,16 @@ def _rescheduled(action: GatewayAction, now: datetime) -> GatewayAction:
 
 
 @transaction.atomic
-def approve_phase(*, deployment: Deployment, actor: Any, now: datetime, ip: str | None = None) -> RolloutPhase:
+def approve_phase(*, deployment: Deployment, actor: Actor, now: datetime, ip: str | None = None) -> RolloutPhase:
     """Operator approval of a phase that passed its thresholds and soak: the next phase starts."""
+    authorize(actor, Capability.MANAGE_DEPLOYMENTS, deployment.organization_id)
     deployment = _locked(deployment)
     phase = _current_phase(deployment)
     if phase is None or phase.status != RolloutPhase.Status.AWAITING_APPROVAL:
         raise OperationNotAllowedError("No phase is waiting for approval.")
     if deployment.status != Deployment.Status.RUNNING:
         raise OperationNotAllowedError(f"Resume the deployment first; it is {deployment.status}.")
-    phase.approved_by = actor if getattr(actor, "is_authenticated", False) else None
+    phase.approved_by = person(actor)
     following = deployment.phases.filter(index=phase.index + 1).first()
     _complete_phase(deployment, phase, following, now)
     record(action="deployment.phase.approve", target=deployment, user=actor, ip=ip, detail={"phase": phase.name})
@@ -165,11 +176,12 @@ def approve_phase(*, deployment: Deployment, actor: Any, now: datetime, ip: str 
 
 
 @transaction.atomic
-def rollback(*, deployment: Deployment, actor: Any, now: datetime, ip: str | None = None) -> Deployment:
+def rollback(*, deployment: Deployment, actor: Actor, now: datetime, ip: str | None = None) -> Deployment:
     """A new deployment of the previous version to every gateway that got this one's assignment.
 
     This one is canceled first (gateways that never got it keep what they run); gateways without a
     known previous version are listed as excluded."""
+    authorize(actor, Capability.MANAGE_DEPLOYMENTS, deployment.organization_id)
     deployment = _locked(deployment)
     if deployment.is_active:
         deployment.status, deployment.finished = Deployment.Status.CANCELED, now
@@ -205,7 +217,7 @@ def rollback(*, deployment: Deployment, actor: Any, now: datetime, ip: str | Non
         target_kind=Deployment.TargetKind.LIST,
         include_new_gateways=False,
         rollback_of=deployment,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        created_by=person(actor),
         created=now,
         **plan.deployment_fields(),
     )
@@ -216,7 +228,7 @@ def rollback(*, deployment: Deployment, actor: Any, now: datetime, ip: str | Non
 
 
 def operate(
-    *, deployment: Deployment, operation: str, reason: str = "", actor: Any, now: datetime, ip: str | None = None
+    *, deployment: Deployment, operation: str, reason: str = "", actor: Actor, now: datetime, ip: str | None = None
 ) -> Any:
     """The operator actions by name, for the API and UI endpoints."""
     if operation == "pause":

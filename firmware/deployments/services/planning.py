@@ -19,6 +19,8 @@ from firmware.deployments.plans import PhaseSpec, RolloutPlan, TargetSpec
 from firmware.deployments.schedule import phase_boundaries
 from firmware.deployments.states import ACTIVE
 from firmware.models import Artifact
+from fleet.accounts.authorization import Actor, authorize, person
+from fleet.accounts.roles import Capability
 from fleet.audit.services import record
 from fleet.inventory.models import Gateway, Organization
 
@@ -108,9 +110,10 @@ def evaluate(
 
 
 def preview(
-    *, organization: Organization, artifacts: Sequence[Artifact], target: TargetSpec, plan: RolloutPlan
+    *, organization: Organization, artifacts: Sequence[Artifact], target: TargetSpec, plan: RolloutPlan, actor: Actor
 ) -> dict[str, Any]:
     """Gateways per phase (count and the first serials) and the excluded ones, for the create form."""
+    authorize(actor, Capability.MANAGE_DEPLOYMENTS, organization)
     ev = evaluate(organization=organization, artifacts=artifacts, target=target, plan=plan, seed="preview")
     phases = []
     for i, phase in enumerate(plan.phases):
@@ -260,12 +263,13 @@ def create_deployment(
     target: TargetSpec,
     plan: RolloutPlan,
     include_new_gateways: bool = True,
-    actor: Any,
+    actor: Actor,
     now: datetime,
     ip: str | None = None,
 ) -> Deployment:
     """Plan and start a deployment: actions for every compatible gateway, exclusions for the rest,
     older deployments of the same type superseded for these gateways, and the first phase started."""
+    authorize(actor, Capability.MANAGE_DEPLOYMENTS, organization)
     name = name.strip()
     if not name:
         raise InvalidPlanError("Name the deployment.", field="name")
@@ -278,7 +282,7 @@ def create_deployment(
         target_group=target.group,
         target_filter=target.filter,
         include_new_gateways=include_new_gateways,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        created_by=person(actor),
         created=now,
         **plan.deployment_fields(),
     )

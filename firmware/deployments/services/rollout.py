@@ -13,6 +13,7 @@ from firmware.deployments.models import ActionEvent, Deployment, GatewayAction, 
 from firmware.deployments.plans import PhaseSpec, RolloutPlan, TargetSpec
 from firmware.deployments.states import ACTIVE, FAILURES, IN_FLIGHT, TERMINAL
 from firmware.errors import ArtifactNotReleasedError, FirmwareError
+from fleet.accounts.authorization import SYSTEM
 from fleet.audit.services import record
 from fleet.uplink import services as uplink
 
@@ -197,6 +198,7 @@ def _dispatch(deployment: Deployment, now: datetime) -> int:
                         artifact=actions[0].artifact,
                         deployment=str(deployment.pk),
                         install=install,
+                        actor=SYSTEM,
                     )
                     _mark_assigned(actions, previous, now)
                 due_gateways.extend(a.gateway_id for a in actions)
@@ -233,6 +235,7 @@ def _assign_one(action: GatewayAction, install: dict[str, Any] | None, now: date
                 artifact=action.artifact,
                 deployment=str(action.deployment.pk),
                 install=install,
+                actor=SYSTEM,
             )
             _mark_assigned([action], previous, now)
     except FirmwareError as e:

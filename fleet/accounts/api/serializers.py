@@ -8,8 +8,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from fleet.accounts.models import Membership
-from fleet.accounts.roles import Capability, Role
-from fleet.accounts.selectors import organizations_where
+from fleet.accounts.roles import Role
+from fleet.accounts.selectors import organizations_visible_to
 from fleet.core.api import StrictFieldsMixin
 
 
@@ -19,7 +19,7 @@ class ManagedOrganizationField(serializers.SlugRelatedField[Any]):
         super().__init__(slug_field="slug", **kwargs)
 
     def get_queryset(self) -> Any:
-        return organizations_where(self.context["request"].user, Capability.MANAGE_MEMBERS)
+        return organizations_visible_to(self.context["request"].user)
 
 
 class MembershipSerializer(StrictFieldsMixin, serializers.ModelSerializer[Membership]):

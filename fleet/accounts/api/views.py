@@ -30,7 +30,6 @@ class MembershipViewSet(AuditedModelViewSet):
     selector = staticmethod(memberships_managed_by)
     serializer_class = MembershipSerializer
     read_capability = Capability.MANAGE_MEMBERS
-    write_capability = Capability.MANAGE_MEMBERS
     filterset_fields = ["role", "organization__slug"]
     ordering_fields = ["created", "role"]
 
@@ -39,7 +38,6 @@ class UserCreateView(views.APIView):
     """Create a user with a first membership in an organization you administer."""
 
     read_capability = Capability.MANAGE_MEMBERS
-    write_capability = Capability.MANAGE_MEMBERS
 
     @extend_schema(request=NewUserSerializer, responses={201: CurrentUserSerializer})
     def post(self, request: Request) -> Response:

@@ -11,8 +11,6 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from fleet.accounts.permissions import OrgRolePermission
-from fleet.accounts.roles import Capability
 from fleet.audit.services import request_ip
 
 from .. import selectors, services
@@ -22,8 +20,6 @@ from .serializers import DerControlResponseSerializer, DerControlSerializer, Der
 
 class DerProgramViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[DerProgram]):
     serializer_class = DerProgramSerializer
-    permission_classes = [OrgRolePermission]
-    write_capability = Capability.DISPATCH_DER
 
     def get_queryset(self) -> Any:
         return selectors.programs_visible_to(self.request.user)
@@ -38,8 +34,6 @@ class DerControlViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[D
     """Scheduled DER events. Create with `export_limit_w` or `max_lim_pct`; `cancel` withdraws one."""
 
     serializer_class = DerControlSerializer
-    permission_classes = [OrgRolePermission]
-    write_capability = Capability.DISPATCH_DER
     filterset_fields = ["program", "cancelled"]
 
     def get_queryset(self) -> Any:
@@ -70,7 +64,6 @@ class EndDeviceViewSet(viewsets.ReadOnlyModelViewSet[EndDevice]):
     """Gateways' EndDevices on the head-end, with the utility-link state their agents report."""
 
     serializer_class = EndDeviceSerializer
-    permission_classes = [OrgRolePermission]
 
     def get_queryset(self) -> Any:
         return selectors.end_devices_visible_to(self.request.user)

@@ -6,8 +6,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.text import slugify
 from rest_framework import serializers
 
-from fleet.accounts.roles import Capability
-from fleet.accounts.selectors import organizations_where
+from fleet.accounts.selectors import organizations_visible_to
 from fleet.core.api import StrictFieldsMixin
 from fleet.inventory.group_filters import validate_group_filter
 from fleet.inventory.models import (
@@ -34,7 +33,7 @@ class WritableOrganizationField(serializers.SlugRelatedField[Organization]):
         super().__init__(slug_field="slug", **kwargs)
 
     def get_queryset(self) -> Any:
-        return organizations_where(_request_user(self.parent), Capability.MANAGE_INVENTORY)
+        return organizations_visible_to(_request_user(self.parent))
 
 
 class VisibleSiteField(serializers.PrimaryKeyRelatedField[Site]):

@@ -10,7 +10,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from fleet.accounts.api.viewsets import AuditedModelViewSet
-from fleet.accounts.permissions import SuperuserOnly
 from fleet.accounts.selectors import organizations_visible_to
 from fleet.audit.services import request_ip
 from fleet.core.errors import DomainError
@@ -66,7 +65,6 @@ class OrganizationViewSet(AuditedModelViewSet):
 
     selector = staticmethod(organizations_visible_to)
     serializer_class = OrganizationSerializer
-    permission_classes = [SuperuserOnly]
     search_fields = ["name", "slug"]
     ordering_fields = ["name", "created"]
     filterset_fields = ["kind"]

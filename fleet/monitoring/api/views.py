@@ -42,7 +42,6 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet[Alarm]):
     """Alarms of the user's organizations. Viewers read; operators acknowledge, shelve, comment..."""
 
     read_capability = Capability.VIEW
-    write_capability = Capability.TRIAGE_ALARMS
     filterset_class = AlarmFilterSet
     search_fields = ["code", "message", "gateway__serial", "device"]
     ordering_fields = ["last_raised_at", "raised_at", "severity_rank", "state", "occurrences", "code"]
@@ -247,7 +246,6 @@ class MonitoringSettingsViewSet(AuditedModelViewSet):
     selector = staticmethod(selectors.monitoring_settings_visible_to)
     serializer_class = MonitoringSettingsSerializer
     read_capability = Capability.VIEW
-    write_capability = Capability.MANAGE_SETTINGS
 
 
 class NotificationRouteViewSet(AuditedModelViewSet):
@@ -256,7 +254,6 @@ class NotificationRouteViewSet(AuditedModelViewSet):
     selector = staticmethod(selectors.notification_routes_visible_to)
     serializer_class = NotificationRouteSerializer
     read_capability = Capability.VIEW
-    write_capability = Capability.MANAGE_SETTINGS
 
 
 class SilenceViewSet(AuditedModelViewSet):
@@ -265,7 +262,6 @@ class SilenceViewSet(AuditedModelViewSet):
     selector = staticmethod(selectors.silences_visible_to)
     serializer_class = SilenceSerializer
     read_capability = Capability.VIEW
-    write_capability = Capability.TRIAGE_ALARMS
 
     def perform_create(self, serializer: Any) -> None:
         serializer.validated_data["created_by"] = self.request.user

@@ -29,9 +29,6 @@ class CommandViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Any]
     filterset_fields = ["gateway", "name", "state"]
     ordering_fields = ["created"]
     read_capability = Capability.VIEW
-    # The per-command capability is checked by the service; any organization role that may send
-    # some command passes this first gate.
-    write_capability = Capability.VIEW
 
     def get_queryset(self) -> QuerySet[Any]:
         return selectors.commands_visible_to(self.request.user)
