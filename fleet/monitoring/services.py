@@ -18,7 +18,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from fleet.accounts.authorization import authorize
+from fleet.accounts.authorization import Actor, authorize
 from fleet.accounts.roles import Capability
 from fleet.audit.services import record as audit
 from fleet.core.errors import DomainError
@@ -257,33 +257,53 @@ def report_condition(
 # --- operator actions -----------------------------------------------------------------------
 
 
-def _operator_action(
+# The operator's actions on an alarm, by the name the REST API, the web UI and bulk actions use.
+OPERATOR_ACTIONS: dict[str, Action] = {
+    action.value: action
+    for action in (
+        Action.ACKNOWLEDGE,
+        Action.SHELVE,
+        Action.UNSHELVE,
+        Action.SUPPRESS,
+        Action.UNSUPPRESS,
+        Action.REMOVE_FROM_SERVICE,
+        Action.RETURN_TO_SERVICE,
+        Action.COMMENT,
+    )
+}
+BULK_ACTIONS = (Action.ACKNOWLEDGE, Action.SHELVE, Action.COMMENT)
+
+
+def act_on_alarm(
+    *,
     alarm: Alarm,
     action: Action,
-    *,
-    user: Any,
-    comment: str,
-    ip: str | None,
-    now: datetime | None,
-    shelve_until: datetime | None = None,
+    user: Actor,
+    comment: str = "",
+    shelve_for: timedelta | None = None,
+    ip: str | None = None,
+    now: datetime | None = None,
 ) -> Alarm:
-    authorize(user, Capability.TRIAGE_ALARMS, alarm.organization)
+    """One operator action (OPERATOR_ACTIONS) on one alarm: checked, recorded as a transition, audited."""
+    comment = comment.strip()
+    if action not in OPERATOR_ACTIONS.values():
+        raise DomainError(f"'{action}' is not an operator action.", field="action")
+    if action == Action.SHELVE and shelve_for is None:
+        raise DomainError("Shelving needs a duration.", code="no_duration", field="duration_minutes")
+    if action == Action.COMMENT and not comment:
+        raise DomainError("A comment cannot be empty.", code="empty_comment", field="comment")
+    authorize(user, Capability.TRIAGE_ALARMS, alarm.organization_id)
+    now = now or timezone.now()
     with transaction.atomic():
         return _transition(
             _locked(alarm),
             action,
-            now=now or timezone.now(),
+            now=now,
             user=user,
             comment=comment,
-            shelve_until=shelve_until,
+            shelve_until=now + shelve_for if shelve_for is not None else None,
             ip=ip,
         )
-
-
-def acknowledge_alarm(
-    *, alarm: Alarm, user: Any, comment: str = "", ip: str | None = None, now: datetime | None = None
-) -> Alarm:
-    return _operator_action(alarm, Action.ACKNOWLEDGE, user=user, comment=comment, ip=ip, now=now)
 
 
 @dataclass
@@ -292,14 +312,11 @@ class BulkResult:
     refused: dict[int, str] = field(default_factory=dict)
 
 
-BULK_ACTIONS = ("acknowledge", "shelve", "comment")
-
-
 def apply_to_alarms(
     *,
     alarms: Iterable[Alarm],
     action: str,
-    user: Any,
+    user: Actor,
     comment: str = "",
     shelve_for: timedelta | None = None,
     ip: str | None = None,
@@ -308,89 +325,24 @@ def apply_to_alarms(
     """One operator action on many alarms, each on its own: one refusal must not block the others."""
     if action not in BULK_ACTIONS:
         raise DomainError(f"'{action}' is not a bulk action; use one of {', '.join(BULK_ACTIONS)}.", field="action")
-    if action == "shelve" and shelve_for is None:
-        raise DomainError("Shelving needs a duration.", code="no_duration", field="duration_minutes")
-    if action == "comment" and not comment.strip():
-        raise DomainError("A comment cannot be empty.", code="empty_comment", field="comment")
     result = BulkResult()
     with announcing_together():
         for alarm in alarms:
             try:
-                if action == "shelve":
-                    assert shelve_for is not None
-                    done = shelve_alarm(alarm=alarm, user=user, duration=shelve_for, comment=comment, ip=ip, now=now)
-                elif action == "comment":
-                    done = comment_on_alarm(alarm=alarm, user=user, comment=comment, ip=ip, now=now)
-                else:
-                    done = acknowledge_alarm(alarm=alarm, user=user, comment=comment, ip=ip, now=now)
+                done = act_on_alarm(
+                    alarm=alarm,
+                    action=Action(action),
+                    user=user,
+                    comment=comment,
+                    shelve_for=shelve_for,
+                    ip=ip,
+                    now=now,
+                )
             except TransitionRefusedError as exc:
                 result.refused[alarm.pk] = exc.message
             else:
                 result.done.append(done)
     return result
-
-
-def shelve_alarm(
-    *,
-    alarm: Alarm,
-    user: Any,
-    duration: timedelta,
-    comment: str = "",
-    ip: str | None = None,
-    now: datetime | None = None,
-) -> Alarm:
-    now = now or timezone.now()
-    return _operator_action(
-        alarm, Action.SHELVE, user=user, comment=comment, ip=ip, now=now, shelve_until=now + duration
-    )
-
-
-def unshelve_alarm(
-    *, alarm: Alarm, user: Any, comment: str = "", ip: str | None = None, now: datetime | None = None
-) -> Alarm:
-    return _operator_action(alarm, Action.UNSHELVE, user=user, comment=comment, ip=ip, now=now)
-
-
-def suppress_alarm(
-    *, alarm: Alarm, user: Any, comment: str = "", ip: str | None = None, now: datetime | None = None
-) -> Alarm:
-    return _operator_action(alarm, Action.SUPPRESS, user=user, comment=comment, ip=ip, now=now)
-
-
-def unsuppress_alarm(
-    *, alarm: Alarm, user: Any, comment: str = "", ip: str | None = None, now: datetime | None = None
-) -> Alarm:
-    return _operator_action(alarm, Action.UNSUPPRESS, user=user, comment=comment, ip=ip, now=now)
-
-
-def remove_alarm_from_service(
-    *, alarm: Alarm, user: Any, comment: str = "", ip: str | None = None, now: datetime | None = None
-) -> Alarm:
-    return _operator_action(alarm, Action.REMOVE_FROM_SERVICE, user=user, comment=comment, ip=ip, now=now)
-
-
-def return_alarm_to_service(
-    *, alarm: Alarm, user: Any, comment: str = "", ip: str | None = None, now: datetime | None = None
-) -> Alarm:
-    return _operator_action(alarm, Action.RETURN_TO_SERVICE, user=user, comment=comment, ip=ip, now=now)
-
-
-def comment_on_alarm(
-    *, alarm: Alarm, user: Any, comment: str, ip: str | None = None, now: datetime | None = None
-) -> Alarm:
-    if not comment.strip():
-        raise DomainError("A comment cannot be empty.", code="empty_comment", field="comment")
-    return _operator_action(alarm, Action.COMMENT, user=user, comment=comment.strip(), ip=ip, now=now)
-
-
-OPERATOR_ACTIONS = {
-    "acknowledge": acknowledge_alarm,
-    "unshelve": unshelve_alarm,
-    "suppress": suppress_alarm,
-    "unsuppress": unsuppress_alarm,
-    "remove_from_service": remove_alarm_from_service,
-    "return_to_service": return_alarm_to_service,
-}
 
 
 def expire_shelves(*, now: datetime | None = None) -> int:

@@ -9,6 +9,6 @@ urlpatterns = [
     path("alarms/<int:pk>/", views.AlarmDetailView.as_view(), name="alarm-detail"),
     path("alarms/<int:pk>/<slug:action>/", views.AlarmActionView.as_view(), name="alarm-action"),
     path("logs/", views.LogSearchView.as_view(), name="log-search"),
-    path("gateways/<int:pk>/logs/", views.GatewayLogView.as_view(), name="gateway-logs"),
+    path("gateways/<int:pk>/logs/", views.LogSearchView.as_view(), name="gateway-logs"),
     path("gateways/<int:pk>/telemetry/", views.GatewayTelemetryView.as_view(), name="gateway-telemetry"),
 ]

@@ -139,65 +139,45 @@ class AlarmActionView(CapabilityRequiredMixin, View):
 
     def post(self, request: HttpRequest, pk: int, action: str) -> HttpResponse:
         alarm = get_object_or_404(selectors.alarms_visible_to(request.user), pk=pk)
-        comment = request.POST.get("comment", "").strip()
-        ip = request_ip(request)
+        if action not in services.OPERATOR_ACTIONS:
+            return HttpResponse(f"Unknown action '{action}'.", status=404)
+        minutes = request.POST.get("duration_minutes", "")
         try:
-            if action == "shelve":
-                minutes = int(request.POST.get("duration_minutes", "0") or 0)
-                services.shelve_alarm(
-                    alarm=alarm, user=request.user, duration=timedelta(minutes=minutes), comment=comment, ip=ip
-                )
-            elif action == "comment":
-                services.comment_on_alarm(alarm=alarm, user=request.user, comment=comment, ip=ip)
-            elif action in services.OPERATOR_ACTIONS:
-                services.OPERATOR_ACTIONS[action](alarm=alarm, user=request.user, comment=comment, ip=ip)
-            else:
-                return HttpResponse(f"Unknown action '{action}'.", status=404)
+            services.act_on_alarm(
+                alarm=alarm,
+                action=services.OPERATOR_ACTIONS[action],
+                user=request.user,
+                comment=request.POST.get("comment", ""),
+                shelve_for=timedelta(minutes=int(minutes)) if minutes.isdigit() and int(minutes) else None,
+                ip=request_ip(request),
+            )
         except PermissionDeniedError:
             raise  # a refusal by role is a 403 page, not a message
         except DomainError as exc:
             messages.error(request, exc.message)
-        except ValueError:
-            messages.error(request, "The shelving duration must be a whole number of minutes.")
         else:
             messages.success(request, f"{action.replace('_', ' ').capitalize()}: done.")
         return HttpResponseRedirect(reverse("alarm-detail", args=[alarm.pk]))
 
 
 class LogSearchView(CapabilityRequiredMixin, View):
-    """Fleet-wide log search (newest first, the latest LOG_VIEW_LIMIT matches)."""
+    """Fleet-wide log search or, with a gateway, its logs with a live tail over /ws/console/
+    (newest first, the latest LOG_VIEW_LIMIT matches of the level/text/time filters)."""
 
-    def get(self, request: HttpRequest) -> HttpResponse:
-        filterset = LogEntryFilterSet(request.GET, queryset=selectors.logs_visible_to(request.user))
-        entries = filterset.qs.order_by("-ts", "-id")[:LOG_VIEW_LIMIT]
+    def get(self, request: HttpRequest, pk: int | None = None) -> HttpResponse:
+        rows = selectors.logs_visible_to(request.user)
+        gateway = None
+        if pk is not None:
+            gateway = get_object_or_404(gateways_visible_to(request.user), pk=pk)
+            rows = rows.filter(gateway=gateway)
+        filterset = LogEntryFilterSet(request.GET, queryset=rows)
         return TemplateResponse(
             request,
-            "monitoring/log_search.html",
-            {
-                "filter": filterset,
-                "entries": entries,
-                "limit": LOG_VIEW_LIMIT,
-                "log_levels": LogLevel.choices,
-            },
-        )
-
-
-class GatewayLogView(CapabilityRequiredMixin, View):
-    """One gateway's logs with level/text/time filters and a live tail over /ws/console/."""
-
-    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
-        gateway = get_object_or_404(gateways_visible_to(request.user), pk=pk)
-        filterset = LogEntryFilterSet(
-            request.GET, queryset=selectors.logs_visible_to(request.user).filter(gateway=gateway)
-        )
-        entries = filterset.qs.order_by("-ts", "-id")[:LOG_VIEW_LIMIT]
-        return TemplateResponse(
-            request,
-            "monitoring/gateway_logs.html",
+            "monitoring/gateway_logs.html" if gateway else "monitoring/log_search.html",
             {
                 "gateway": gateway,
                 "filter": filterset,
-                "entries": entries,
+                "entries": filterset.qs.order_by("-ts", "-id")[:LOG_VIEW_LIMIT],
                 "limit": LOG_VIEW_LIMIT,
                 "log_levels": LogLevel.choices,
             },

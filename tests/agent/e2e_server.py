@@ -115,6 +115,7 @@ class ServerProcess:
 def _setup(gateways: int) -> dict[str, Any]:
     from django.core.management import call_command
 
+    from fleet.accounts.authorization import SYSTEM
     from fleet.inventory.models import Gateway, Organization, Site
     from pki import services as pki
 
@@ -129,13 +130,14 @@ def _setup(gateways: int) -> dict[str, Any]:
     for n in range(1, gateways + 1):
         serial = f"E2E-{n:03d}"
         Gateway.objects.create(organization=organization, site=site, serial=serial, hardware_model=HARDWARE_MODEL)
-        tokens[serial] = pki.create_enrollment_token(organization=organization, serial=serial, user=None)[1]
+        tokens[serial] = pki.create_enrollment_token(organization=organization, serial=serial, user=SYSTEM)[1]
     return {"tokens": tokens}
 
 
 def _release(serial: str, bundle: str, version: str, deployment: str) -> dict[str, Any]:
     from firmware import services as firmware
     from firmware.models import Artifact
+    from fleet.accounts.authorization import SYSTEM
     from fleet.inventory.models import Gateway, Organization
 
     organization = Organization.objects.get(slug=ORG_SLUG)
@@ -149,15 +151,16 @@ def _release(serial: str, bundle: str, version: str, deployment: str) -> dict[st
                 version=version,
                 fileobj=f,
                 hardware_models=[HARDWARE_MODEL],
-                actor=None,
+                actor=SYSTEM,
             )
     gateway = Gateway.objects.get(serial=serial)
-    firmware.assign(gateway=gateway, artifact_type="firmware", artifact=artifact, deployment=deployment)
+    firmware.assign(gateway=gateway, artifact_type="firmware", artifact=artifact, deployment=deployment, actor=SYSTEM)
     return {"target": artifact.target_path}
 
 
 def _config_and_license(serial: str) -> dict[str, Any]:
     from firmware import services as firmware
+    from fleet.accounts.authorization import SYSTEM
     from fleet.inventory.models import Gateway
 
     gateway = Gateway.objects.get(serial=serial)
@@ -170,11 +173,13 @@ def _config_and_license(serial: str) -> dict[str, Any]:
             "properties": {"export_limit_kw": {"type": "number"}},
         },
         files={"limits.conf": "export_limit_kw={{ values.export_limit_kw }}\nserial={{ gateway.serial }}\n"},
-        actor=None,
+        actor=SYSTEM,
     )
-    firmware.set_config_values(template=template, values={"export_limit_kw": 7.5}, gateway=gateway, actor=None)
-    config = firmware.build_config(gateway=gateway, template=template)
-    license_ = firmware.issue_license(gateway=gateway, limits={"field_devices": 20}, features=["export_limit"])
+    firmware.set_config_values(template=template, values={"export_limit_kw": 7.5}, gateway=gateway, actor=SYSTEM)
+    config = firmware.build_config(gateway=gateway, template=template, actor=SYSTEM)
+    license_ = firmware.issue_license(
+        gateway=gateway, limits={"field_devices": 20}, features=["export_limit"], actor=SYSTEM
+    )
     return {"config_version": config.version, "license_version": license_.version}
 
 
@@ -204,11 +209,12 @@ def _field_config(serial: str, field: str, name: str) -> dict[str, Any]:
 
 
 def _command(serial: str, name: str, args: str) -> dict[str, Any]:
+    from fleet.accounts.authorization import SYSTEM
     from fleet.inventory.models import Gateway
     from fleet.uplink import services as uplink
 
     gateway = Gateway.objects.get(serial=serial)
-    command = uplink.send_command(gateway=gateway, name=name, args=json.loads(args), user=None)
+    command = uplink.send_command(gateway=gateway, name=name, args=json.loads(args), user=SYSTEM)
     return {"id": str(command.id)}
 
 

@@ -17,8 +17,9 @@ from firmware import services as firmware
 from firmware.deployments import services
 from firmware.models import Artifact, Assignment
 from firmware.repo import reset
+from fleet.accounts.authorization import SYSTEM
 from tests.agent.test_end_to_end import online_agent, server  # noqa: F401 - fixtures for test_real_agent.py
-from tests.factories import GatewayFactory, SiteFactory, UserFactory
+from tests.factories import GatewayFactory, SiteFactory
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def make_artifact(repository: None, organization: Any) -> Callable[..., Artifact
             name=name,
             version=version,
             fileobj=io.BytesIO(data),
-            actor=UserFactory(),
+            actor=SYSTEM,
         )
         firmware.publish()  # signs it into the firmware role (online release key in the dev repository)
         return artifact

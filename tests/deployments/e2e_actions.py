@@ -25,6 +25,7 @@ def _deploy(serial: str, bundle: str, version: str) -> dict[str, Any]:
     from firmware import services as firmware
     from firmware.deployments import services
     from firmware.deployments.plans import PhaseSpec, RolloutPlan, TargetSpec
+    from fleet.accounts.authorization import SYSTEM
     from fleet.inventory.models import Gateway
 
     gateway = Gateway.objects.get(serial=serial)
@@ -35,7 +36,7 @@ def _deploy(serial: str, bundle: str, version: str) -> dict[str, Any]:
             name="gw-os",
             version=version,
             fileobj=f,
-            actor=None,
+            actor=SYSTEM,
         )
     deployment = services.create_deployment(
         organization=gateway.organization,
@@ -43,7 +44,7 @@ def _deploy(serial: str, bundle: str, version: str) -> dict[str, Any]:
         artifacts=[artifact],
         target=TargetSpec(kind="list", gateways=(gateway,)),
         plan=RolloutPlan(phases=(PhaseSpec("all", percent=100),), max_retries=0, failure_min_sample=1),
-        actor=None,
+        actor=SYSTEM,
         now=timezone.now(),
     )
     services.run_rollouts(now=timezone.now())

@@ -10,6 +10,7 @@ from firmware import services as firmware
 from firmware.deployments import services
 from firmware.deployments.models import Deployment
 from firmware.models import Assignment
+from fleet.accounts.authorization import SYSTEM
 from fleet.audit.models import AuditEntry
 from fleet.inventory.models import Gateway
 from tests.conftest import NOON_PACIFIC
@@ -160,7 +161,7 @@ def test_cancel_succeeds_when_the_previous_version_no_longer_fits_the_gateway(
     succeeds, the canceled version's assignment is withdrawn and the history says why."""
     old, new = make_artifact("1.0.0", models=("GF-100",)), make_artifact("2.0.0", models=("GF-100", "GF-200"))
     gateway = fleet(1)[0]
-    firmware.assign(gateway=gateway, artifact_type="firmware", artifact=old)
+    firmware.assign(gateway=gateway, artifact_type="firmware", artifact=old, actor=SYSTEM)
     client = api_client_for(users["operator"])
     request = {
         "organization": organization.pk,

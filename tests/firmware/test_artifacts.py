@@ -15,6 +15,7 @@ from firmware.models import Artifact, Assignment, Blob, DeviceTarget, PendingBin
 from firmware.repo import get_repository
 from firmware.services import publish
 from firmware.storage import open_blob
+from fleet.accounts.authorization import SYSTEM
 from fleet.audit.models import AuditEntry
 from tests.factories import GatewayFactory, OrganizationFactory, member
 from tests.firmware.bundles import make_bundle
@@ -299,6 +300,7 @@ def test_install_conditions_follow_the_documented_shape(tuf_repo: Any, operator:
             artifact_type="firmware",
             artifact=artifact,
             install={"window": {"start": "25:00", "end": "04:00", "timezone": "America/Los_Angeles"}},
+            actor=SYSTEM,
         )
     window = {"start": "01:00", "end": "04:00", "timezone": "America/Los_Angeles"}
     assign(
@@ -307,6 +309,7 @@ def test_install_conditions_follow_the_documented_shape(tuf_repo: Any, operator:
         artifact=artifact,
         deployment="9",
         install={"window": window, "not_before": None, "sun_down": True},
+        actor=SYSTEM,
     )
     (row,) = DeviceTarget.objects.filter(gateway=gateway).select_related("bundle__blob")
     entry = json.loads(read_blob(row.bundle.blob))["firmware"]

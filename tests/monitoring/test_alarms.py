@@ -11,7 +11,7 @@ from django.utils import timezone
 from fleet.audit.models import AuditEntry
 from fleet.inventory.models import Gateway
 from fleet.monitoring import services
-from fleet.monitoring.lifecycle import AlarmState
+from fleet.monitoring.lifecycle import Action, AlarmState
 from fleet.monitoring.models import Alarm, MonitoringSettings
 from tests.conftest import NOON_PACIFIC
 from tests.factories import GatewayFactory
@@ -145,13 +145,13 @@ def test_refused_transitions_answer_409_with_the_reason(
     operator_user = users["operator"]
     alarm = raise_alarm(gateway)
     if setup in ("acknowledged", "closed"):
-        services.acknowledge_alarm(alarm=alarm, user=operator_user)
+        services.act_on_alarm(action=Action.ACKNOWLEDGE, alarm=alarm, user=operator_user)
     if setup == "closed":
         clear_alarm(gateway, alarm)
     if setup == "shelved":
-        services.shelve_alarm(alarm=alarm, user=operator_user, duration=timedelta(hours=1))
+        services.act_on_alarm(action=Action.SHELVE, alarm=alarm, user=operator_user, shelve_for=timedelta(hours=1))
     if setup == "out_of_service":
-        services.remove_alarm_from_service(alarm=alarm, user=operator_user)
+        services.act_on_alarm(action=Action.REMOVE_FROM_SERVICE, alarm=alarm, user=operator_user)
     alarm.refresh_from_db()
     before = (alarm.state, alarm.transitions.count())
     response = post(api_client_for(operator_user), alarm, action, **data)
@@ -199,7 +199,7 @@ def test_bulk_acknowledge_reports_refusals_per_alarm(
 ) -> None:
     first = raise_alarm(gateway, code="a")
     second = raise_alarm(gateway, code="b")
-    services.acknowledge_alarm(alarm=second, user=users["operator"])
+    services.act_on_alarm(action=Action.ACKNOWLEDGE, alarm=second, user=users["operator"])
     operator = api_client_for(users["operator"])
     response = operator.post(
         f"{API}bulk-acknowledge/", {"ids": [first.pk, second.pk], "comment": "seen"}, format="json"
@@ -223,7 +223,9 @@ def test_repeats_count_occurrences_on_the_open_alarm(gateway: Gateway) -> None:
 def test_shelving_expires_by_itself(users: dict[str, Any], gateway: Gateway) -> None:
     alarm = raise_alarm(gateway)
     now = timezone.now()
-    services.shelve_alarm(alarm=alarm, user=users["operator"], duration=timedelta(minutes=30), now=now)
+    services.act_on_alarm(
+        action=Action.SHELVE, alarm=alarm, user=users["operator"], shelve_for=timedelta(minutes=30), now=now
+    )
     assert services.expire_shelves(now=now + timedelta(minutes=29)) == 0
     alarm.refresh_from_db()
     assert alarm.is_shelved(now + timedelta(minutes=29))
@@ -291,7 +293,7 @@ def test_alarm_filters_and_sorting(users: dict[str, Any], gateway: Gateway, api_
     assert ids("severity=minor&severity=warning") == [minor.pk, other.pk]
     assert ids(f"gateway={gateway.pk}&code=fan") == [minor.pk]
     assert ids("ordering=-last_raised_at") == [other.pk, minor.pk, critical.pk]
-    services.acknowledge_alarm(alarm=critical, user=users["operator"])
+    services.act_on_alarm(action=Action.ACKNOWLEDGE, alarm=critical, user=users["operator"])
     assert ids("state=active_acknowledged") == [critical.pk]
     assert ids("open=false") == []
     assert viewer.get(f"{API}?severity=apocalyptic").status_code == 400

@@ -90,6 +90,7 @@ async def test_log_tail_only_for_visible_gateways(setup: dict[str, Any]) -> None
 
 async def test_operator_actions_are_pushed_too(setup: dict[str, Any], organization: Any) -> None:
     from fleet.monitoring import services
+    from fleet.monitoring.lifecycle import Action
     from fleet.monitoring.models import Alarm
 
     ours = console(setup["our_viewer"])
@@ -100,7 +101,7 @@ async def test_operator_actions_are_pushed_too(setup: dict[str, Any], organizati
     assert (await ours.receive_json_from(timeout=5))["alarm"]["state"] == "active_unacknowledged"
     operator = await database_sync_to_async(member)(organization, Role.OPERATOR)
     raised = await database_sync_to_async(Alarm.objects.get)()
-    await database_sync_to_async(services.acknowledge_alarm)(alarm=raised, user=operator)
+    await database_sync_to_async(services.act_on_alarm)(alarm=raised, action=Action.ACKNOWLEDGE, user=operator)
     assert (await ours.receive_json_from(timeout=5))["alarm"]["state"] == "active_acknowledged"
     await gateway.disconnect()
     await ours.disconnect()

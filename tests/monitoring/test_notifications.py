@@ -16,6 +16,7 @@ from django.core import mail
 
 from fleet.inventory.models import Gateway
 from fleet.monitoring import notifications, services
+from fleet.monitoring.lifecycle import Action
 from fleet.monitoring.models import Alarm, NotificationDelivery, NotificationRoute, Silence
 from tests.conftest import NOON_PACIFIC
 from tests.factories import GatewayFactory
@@ -143,8 +144,12 @@ def test_silences_mute_matching_alarms_only_while_they_last(
 
 def test_shelved_alarms_are_not_notified(gateway: Gateway, route: NotificationRoute, users: dict[str, Any]) -> None:
     alarm = raise_at(gateway, "ground_fault", T0)
-    services.shelve_alarm(
-        alarm=alarm, user=users["operator"], duration=timedelta(hours=1), now=T0 + timedelta(seconds=5)
+    services.act_on_alarm(
+        action=Action.SHELVE,
+        alarm=alarm,
+        user=users["operator"],
+        shelve_for=timedelta(hours=1),
+        now=T0 + timedelta(seconds=5),
     )
     assert flush(T0 + timedelta(seconds=30)) == []
 

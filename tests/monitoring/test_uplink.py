@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 from django.db import OperationalError
 from django.utils import timezone
 
+from fleet.accounts.authorization import SYSTEM
 from fleet.inventory.models import FieldDevice, Gateway
 from fleet.monitoring import services as monitoring_services
 from fleet.monitoring.lifecycle import AlarmState
@@ -368,17 +369,22 @@ def test_an_unknown_command_or_bad_arguments_are_refused(enrolled_gateway: Any) 
     from fleet.core.errors import DomainError
 
     with pytest.raises(DomainError, match="Unknown command 'selfdestruct'"):
-        uplink_services.send_command(gateway=enrolled_gateway.gateway, name="selfdestruct")
+        uplink_services.send_command(gateway=enrolled_gateway.gateway, name="selfdestruct", user=SYSTEM)
     with pytest.raises(DomainError, match=r"args\.limit_pct"):
         uplink_services.send_command(
-            gateway=enrolled_gateway.gateway, name="set_power_limit", args={"device": "x", "limit_pct": 150}
+            gateway=enrolled_gateway.gateway,
+            name="set_power_limit",
+            args={"device": "x", "limit_pct": 150},
+            user=SYSTEM,
         )
     assert Command.objects.count() == 0
 
 
 @pytest.mark.django_db  # no other thread involved: no need for the slow transactional flush
 def test_expired_commands_are_not_delivered(enrolled_gateway: Any) -> None:
-    command = uplink_services.send_command(gateway=enrolled_gateway.gateway, name="reboot", ttl=timedelta(seconds=1))
+    command = uplink_services.send_command(
+        gateway=enrolled_gateway.gateway, name="reboot", ttl=timedelta(seconds=1), user=SYSTEM
+    )
     later = timezone.now() + timedelta(seconds=2)
     assert uplink_services.commands_to_deliver(gateway=enrolled_gateway.gateway, now=later) == []
     command.refresh_from_db()
@@ -430,7 +436,9 @@ def test_upload_logs_round_trip(enrolled_gateway: Any, enroll_gateway: Any, api_
     from tests.factories import member
 
     gateway = enrolled_gateway.gateway
-    command = uplink_services.send_command(gateway=gateway, name="upload_logs", args={"since": "2026-11-26T00:00:00Z"})
+    command = uplink_services.send_command(
+        gateway=gateway, name="upload_logs", args={"since": "2026-11-26T00:00:00Z"}, user=SYSTEM
+    )
     upload_url = command.args["upload_url"]
     assert upload_url == f"/gw/v1/logs/{command.pk}"
     body = gzip.compress(b"Nov 26 12:00:01 gw agent[1]: started\n" * 1000)

@@ -100,13 +100,16 @@ def pki_ca(db: None, settings: Any) -> CertificateAuthority:
 
 @pytest.fixture
 def enroll_gateway(pki_ca: CertificateAuthority) -> Callable[..., EnrolledGateway]:
+    from fleet.accounts.authorization import SYSTEM
     from pki import services
     from tests.factories import GatewayFactory
 
     def make(gateway: Gateway | None = None, **gateway_fields: Any) -> EnrolledGateway:
         gateway = gateway or GatewayFactory(**gateway_fields)
         key = ec.generate_private_key(ec.SECP256R1())
-        _, token = services.create_enrollment_token(organization=gateway.organization, serial=gateway.serial, user=None)
+        _, token = services.create_enrollment_token(
+            organization=gateway.organization, serial=gateway.serial, user=SYSTEM
+        )
         outcome = services.enroll(serial=gateway.serial, token=token, csr_pem=csr_pem(key, gateway.serial))
         assert outcome.certificate is not None, "enroll_gateway needs GRIDFLEET_PKI_REQUIRE_ACCEPTANCE off"
         gateway.refresh_from_db()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from fleet.accounts.authorization import SYSTEM
 from fleet.accounts.roles import Role
 from fleet.audit.models import AuditEntry
 from pki import ca, services
@@ -229,7 +230,7 @@ def test_an_anchor_of_another_organization_does_not_vouch_for_our_gateways(
 ) -> None:
     root, root_key = manufacturer_pki()
     services.import_trust_anchor(
-        organization=other_organization, name="Theirs", certificate_pem=ca.certificate_pem(root), user=None
+        organization=other_organization, name="Theirs", certificate_pem=ca.certificate_pem(root), user=SYSTEM
     )
     GatewayFactory(organization=organization, serial="ACME-0002")
     device_key = ca.generate_key()
@@ -277,7 +278,7 @@ def test_acceptance_flow_through_the_api(
     users: dict[str, Any], api_client_for: Any, organization: Any, pki_ca: Any, settings: Any, client: Any
 ) -> None:
     settings.GRIDFLEET_PKI_REQUIRE_ACCEPTANCE = True
-    _, secret = services.create_enrollment_token(organization=organization, serial="GW-ACC", user=None)
+    _, secret = services.create_enrollment_token(organization=organization, serial="GW-ACC", user=SYSTEM)
     key = ec.generate_private_key(ec.SECP256R1())
     pending = client.post(
         "/gw/v1/enroll",

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.utils import timezone
 from gridfleet_agent import identity as agent_identity
 
+from fleet.accounts.authorization import SYSTEM
 from fleet.audit.models import AuditEntry
 from pki import ca, conf, services
 from pki.models import AccessToken, CertificateAuthority, DeviceCertificate, EnrollmentToken
@@ -43,7 +44,7 @@ def audited(action: str, error: str) -> AuditEntry:
 
 def token_for(serial: str, **kwargs: Any) -> str:
     gateway = GatewayFactory(serial=serial)
-    return services.create_enrollment_token(organization=gateway.organization, serial=serial, user=None, **kwargs)[1]
+    return services.create_enrollment_token(organization=gateway.organization, serial=serial, user=SYSTEM, **kwargs)[1]
 
 
 def test_agent_enrolls_authenticates_and_renews_over_http(live_server: Any, pki_ca: Any, tmp_path: Path) -> None:
@@ -201,7 +202,7 @@ def test_reenrollment_needs_an_explicit_token_and_supersedes_the_old_certificate
 ) -> None:
     gateway = enrolled_gateway.gateway
     url = f"{live_server.url}/gw/v1/enroll"
-    _, plain = services.create_enrollment_token(organization=gateway.organization, serial=gateway.serial, user=None)
+    _, plain = services.create_enrollment_token(organization=gateway.organization, serial=gateway.serial, user=SYSTEM)
     refusal(httpx.post(url, json=enroll_body(gateway.serial, plain)), 409, "already_enrolled")
 
     _, explicit = services.create_enrollment_token(
@@ -361,7 +362,7 @@ def test_agent_fetches_a_new_access_token_shortly_before_expiry(
 def test_revoked_agent_is_told_to_reenroll(live_server: Any, pki_ca: Any, tmp_path: Path) -> None:
     identity = agent_identity.enroll(live_server.url, token_for("GW-GONE"), "GW-GONE", tmp_path)
     certificate = DeviceCertificate.objects.get(gateway__serial="GW-GONE")
-    services.revoke_certificate(certificate=certificate, reason="privilege_withdrawn", user=None)
+    services.revoke_certificate(certificate=certificate, reason="privilege_withdrawn", user=SYSTEM)
     with pytest.raises(agent_identity.ReenrollmentNeeded) as refused:
         identity.access_token()
     assert refused.value.code == "certificate_revoked"

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fleet.accounts.authorization import SYSTEM
 from pki import services
 from tests.factories import GatewayFactory
 
@@ -30,7 +31,7 @@ def test_a_gateway_built_on_the_openssl_cli_enrolls_and_authenticates(
     live_server: Any, pki_ca: Any, tmp_path: Path
 ) -> None:
     gateway = GatewayFactory(serial="VENDOR-0001")
-    _, token = services.create_enrollment_token(organization=gateway.organization, serial=gateway.serial, user=None)
+    _, token = services.create_enrollment_token(organization=gateway.organization, serial=gateway.serial, user=SYSTEM)
 
     openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "key.pem", cwd=tmp_path)
     openssl("req", "-new", "-key", "key.pem", "-subj", "/CN=VENDOR-0001", "-out", "csr.pem", cwd=tmp_path)

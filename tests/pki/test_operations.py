@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.db import connections
 
+from fleet.accounts.authorization import SYSTEM
 from fleet.audit.models import AuditEntry
 from pki import ca, conf, services, tasks
 from pki.authentication import GatewayAuthMiddleware
@@ -55,7 +56,7 @@ def test_rotating_the_issuing_ca_keeps_earlier_certificates_valid_and_revocable(
     assert client.post("/gw/v1/auth/token", body, content_type="application/json").status_code == 200
     assert enroll_gateway().certificate.issuer == new_ca, "only the newest issuing CA issues"
 
-    services.revoke_certificate(certificate=enrolled_gateway.certificate, reason="superseded", user=None)
+    services.revoke_certificate(certificate=enrolled_gateway.certificate, reason="superseded", user=SYSTEM)
     old_crl = x509.load_der_x509_crl(client.get(f"/gw/v1/pki/crl/{old_ca.pk}.der").content)
     assert old_crl.get_revoked_certificate_by_serial_number(int(enrolled_gateway.certificate.serial_number, 16))
     # crl.der is the active CA's; crl.pem carries every issuing CA's CRL for TLS terminators.
@@ -176,7 +177,7 @@ def test_client_certificate_header_is_believed_only_from_trusted_proxies(
     assert response.status_code == 200, response.content
     assert response.json()["serial"] == enrolled_gateway.gateway.serial
 
-    services.revoke_certificate(certificate=enrolled_gateway.certificate, reason="key_compromise", user=None)
+    services.revoke_certificate(certificate=enrolled_gateway.certificate, reason="key_compromise", user=SYSTEM)
     response = client.get("/gw/v1/identity", **header)
     assert response.status_code == 401 and response.json()["error"] == "certificate_revoked"
     assert AuditEntry.objects.filter(action="pki.client_certificate.refused", detail__error="certificate_revoked")
@@ -219,7 +220,7 @@ def test_a_decommissioned_gateway_is_refused_everywhere(enrolled_gateway: Enroll
     response = client.post("/gw/v1/auth/token", body, content_type="application/json")
     assert response.status_code == 403 and response.json()["error"] == "gateway_decommissioned"
     _, secret = services.create_enrollment_token(
-        organization=gateway.organization, serial=gateway.serial, user=None, reenroll=True
+        organization=gateway.organization, serial=gateway.serial, user=SYSTEM, reenroll=True
     )
     enroll = {"serial": gateway.serial, "token": secret, "csr": csr_pem(ca.generate_key(), gateway.serial)}
     response = client.post("/gw/v1/enroll", enroll, content_type="application/json")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from fleet.accounts.authorization import SYSTEM
 from fleet.accounts.roles import Role
 from fleet.audit.models import AuditEntry
 from pki import ca, services
@@ -113,7 +114,7 @@ def test_admin_creates_a_token_and_a_batch_csv(users: dict[str, Any], organizati
 def test_admin_withdraws_an_unused_token_and_removes_an_anchor(
     users: dict[str, Any], organization: Any, other_organization: Any
 ) -> None:
-    token, _ = services.create_enrollment_token(organization=organization, serial="GW-W", user=None)
+    token, _ = services.create_enrollment_token(organization=organization, serial="GW-W", user=SYSTEM)
     client = logged_in(users[Role.ADMIN])
     assert client.post(f"/pki/tokens/{token.pk}/withdraw/").status_code == 302
     assert not EnrollmentToken.objects.filter(pk=token.pk).exists()
@@ -122,10 +123,10 @@ def test_admin_withdraws_an_unused_token_and_removes_an_anchor(
     key = ca.generate_key()
     root = ca.create_root_ca(key=key, common_name="Acme", organization=None, now=datetime.now(UTC), days=5)
     ours = services.import_trust_anchor(
-        organization=organization, name="ours", certificate_pem=ca.certificate_pem(root), user=None
+        organization=organization, name="ours", certificate_pem=ca.certificate_pem(root), user=SYSTEM
     )
     theirs = services.import_trust_anchor(
-        organization=other_organization, name="theirs", certificate_pem=ca.certificate_pem(root), user=None
+        organization=other_organization, name="theirs", certificate_pem=ca.certificate_pem(root), user=SYSTEM
     )
     assert client.post(f"/pki/trust-anchors/{theirs.pk}/remove/").status_code == 404
     assert client.post(f"/pki/trust-anchors/{ours.pk}/remove/").status_code == 302

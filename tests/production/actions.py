@@ -23,6 +23,7 @@ def _gateways(count: int) -> dict[str, Any]:
     from django.core.management import call_command
     from django.test import Client
 
+    from fleet.accounts.authorization import SYSTEM
     from fleet.accounts.models import Membership
     from fleet.accounts.roles import Role
     from fleet.inventory.models import Gateway, Organization, Site
@@ -39,7 +40,7 @@ def _gateways(count: int) -> dict[str, Any]:
         gateway = Gateway.objects.create(
             organization=organization, site=site, serial=serial, hardware_model=HARDWARE_MODEL
         )
-        _, token = pki.create_enrollment_token(organization=organization, serial=serial, user=None)
+        _, token = pki.create_enrollment_token(organization=organization, serial=serial, user=SYSTEM)
         key = ec.generate_private_key(ec.SECP256R1())
         pki.enroll(serial=serial, token=token, csr_pem=csr_pem(key, serial))
         gateway.refresh_from_db()
@@ -52,22 +53,24 @@ def _gateways(count: int) -> dict[str, Any]:
 
 
 def _command(serial: str, name: str) -> dict[str, Any]:
+    from fleet.accounts.authorization import SYSTEM
     from fleet.inventory.models import Gateway
     from fleet.uplink import services as uplink
 
-    command = uplink.send_command(gateway=Gateway.objects.get(serial=serial), name=name, args={}, user=None)
+    command = uplink.send_command(gateway=Gateway.objects.get(serial=serial), name=name, args={}, user=SYSTEM)
     return {"id": str(command.pk)}
 
 
 def _enrollment_token(serial: str) -> dict[str, Any]:
     """A gateway in the inventory and its one-time enrollment token, as an operator issues them."""
+    from fleet.accounts.authorization import SYSTEM
     from fleet.inventory.models import Gateway, Organization, Site
     from pki import services as pki
 
     organization, _ = Organization.objects.get_or_create(slug=ORG_SLUG, defaults={"name": "Trial Solar"})
     site, _ = Site.objects.get_or_create(organization=organization, name="Trial Site")
     Gateway.objects.create(organization=organization, site=site, serial=serial, hardware_model=HARDWARE_MODEL)
-    return {"token": pki.create_enrollment_token(organization=organization, serial=serial, user=None)[1]}
+    return {"token": pki.create_enrollment_token(organization=organization, serial=serial, user=SYSTEM)[1]}
 
 
 def _operator(username: str, password: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.decorators import action
+from rest_framework.decorators import action as drf_action
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,6 +21,7 @@ from fleet.core.timestamps import parse_rfc3339, rfc3339
 from fleet.inventory.selectors import gateways_visible_to
 from fleet.monitoring import selectors, services
 from fleet.monitoring.filtersets import AlarmFilterSet, LogEntryFilterSet
+from fleet.monitoring.lifecycle import Action
 from fleet.monitoring.models import Alarm
 
 from .serializers import (
@@ -53,73 +54,8 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet[Alarm]):
     def get_serializer_class(self) -> Any:
         return AlarmDetailSerializer if self.action == "retrieve" else AlarmSerializer
 
-    def _respond(self, alarm: Alarm) -> Response:
-        return Response(AlarmDetailSerializer(alarm, context={"request": self.request}).data)
-
-    def _run(self, request: Request, name: str) -> Response:
-        form = AlarmActionSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        alarm = services.OPERATOR_ACTIONS[name](
-            alarm=self.get_object(), user=request.user, comment=form.validated_data["comment"], ip=request_ip(request)
-        )
-        return self._respond(alarm)
-
-    @extend_schema(request=AlarmActionSerializer, responses=AlarmDetailSerializer)
-    @action(detail=True, methods=["post"])
-    def acknowledge(self, request: Request, pk: str | None = None) -> Response:
-        return self._run(request, "acknowledge")
-
-    @extend_schema(request=ShelveSerializer, responses=AlarmDetailSerializer)
-    @action(detail=True, methods=["post"])
-    def shelve(self, request: Request, pk: str | None = None) -> Response:
-        form = ShelveSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        alarm = services.shelve_alarm(
-            alarm=self.get_object(),
-            user=request.user,
-            duration=timedelta(minutes=form.validated_data["duration_minutes"]),
-            comment=form.validated_data["comment"],
-            ip=request_ip(request),
-        )
-        return self._respond(alarm)
-
-    @extend_schema(request=AlarmActionSerializer, responses=AlarmDetailSerializer)
-    @action(detail=True, methods=["post"])
-    def unshelve(self, request: Request, pk: str | None = None) -> Response:
-        return self._run(request, "unshelve")
-
-    @extend_schema(request=AlarmActionSerializer, responses=AlarmDetailSerializer)
-    @action(detail=True, methods=["post"])
-    def suppress(self, request: Request, pk: str | None = None) -> Response:
-        return self._run(request, "suppress")
-
-    @extend_schema(request=AlarmActionSerializer, responses=AlarmDetailSerializer)
-    @action(detail=True, methods=["post"])
-    def unsuppress(self, request: Request, pk: str | None = None) -> Response:
-        return self._run(request, "unsuppress")
-
-    @extend_schema(request=AlarmActionSerializer, responses=AlarmDetailSerializer)
-    @action(detail=True, methods=["post"], url_path="remove-from-service")
-    def remove_from_service(self, request: Request, pk: str | None = None) -> Response:
-        return self._run(request, "remove_from_service")
-
-    @extend_schema(request=AlarmActionSerializer, responses=AlarmDetailSerializer)
-    @action(detail=True, methods=["post"], url_path="return-to-service")
-    def return_to_service(self, request: Request, pk: str | None = None) -> Response:
-        return self._run(request, "return_to_service")
-
-    @extend_schema(request=CommentSerializer, responses=AlarmDetailSerializer)
-    @action(detail=True, methods=["post"])
-    def comment(self, request: Request, pk: str | None = None) -> Response:
-        form = CommentSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        alarm = services.comment_on_alarm(
-            alarm=self.get_object(), user=request.user, comment=form.validated_data["comment"], ip=request_ip(request)
-        )
-        return self._respond(alarm)
-
     @extend_schema(request=BulkAcknowledgeSerializer, responses=dict)
-    @action(detail=False, methods=["post"], url_path="bulk-acknowledge")
+    @drf_action(detail=False, methods=["post"], url_path="bulk-acknowledge")
     def bulk_acknowledge(self, request: Request) -> Response:
         form = BulkAcknowledgeSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -132,12 +68,47 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet[Alarm]):
             )
         result = services.apply_to_alarms(
             alarms=alarms,
-            action="acknowledge",
+            action=Action.ACKNOWLEDGE,
             user=request.user,
             comment=form.validated_data["comment"],
             ip=request_ip(request),
         )
         return Response({"acknowledged": [a.pk for a in result.done], "refused": result.refused})
+
+
+# The request body of each operator action (the rest take an optional comment).
+ACTION_FORMS: dict[Action, type[serializers.Serializer[Any]]] = {
+    Action.SHELVE: ShelveSerializer,
+    Action.COMMENT: CommentSerializer,
+}
+
+
+def _alarm_action(action: Action) -> Any:
+    """POST /api/monitoring/alarms/<id>/<action>/: one service call, answered with the alarm."""
+    form_class = ACTION_FORMS.get(action, AlarmActionSerializer)
+
+    def run(self: AlarmViewSet, request: Request, pk: str | None = None) -> Response:
+        form = form_class(data=request.data)
+        form.is_valid(raise_exception=True)
+        minutes = form.validated_data.get("duration_minutes")
+        alarm = services.act_on_alarm(
+            alarm=self.get_object(),
+            action=action,
+            user=request.user,
+            comment=form.validated_data.get("comment", ""),
+            shelve_for=timedelta(minutes=minutes) if minutes else None,
+            ip=request_ip(request),
+        )
+        return Response(AlarmDetailSerializer(alarm, context={"request": request}).data)
+
+    run.__name__ = action.value
+    run.__doc__ = f"{action.label} (ISA-18.2); the answer is the alarm as it is now."
+    decorated = drf_action(detail=True, methods=["post"], url_path=action.value.replace("_", "-"))(run)
+    return extend_schema(request=form_class, responses=AlarmDetailSerializer)(decorated)
+
+
+for _action in services.OPERATOR_ACTIONS.values():
+    setattr(AlarmViewSet, _action.value, _alarm_action(_action))
 
 
 class LogCursorPagination(CursorPagination):
