@@ -16,6 +16,7 @@ from django.views import View
 from firmware.selectors import artifacts_visible_to, unreleased
 from fleet.accounts.permissions import CapabilityRequiredMixin
 from fleet.accounts.roles import Capability
+from fleet.accounts.selectors import organizations_visible_to
 from fleet.audit.services import request_ip
 from fleet.core.errors import DomainError, PermissionDeniedError
 from fleet.inventory.selectors import gateways_visible_to, groups_visible_to
@@ -50,7 +51,7 @@ class DeploymentCreateView(CapabilityRequiredMixin, View):
         user = request.user
         return DeploymentForm(
             request.POST if request.method == "POST" else None,
-            organizations=selectors.organizations_for_deployments(user),
+            organizations=organizations_visible_to(user),
             artifacts=artifacts_visible_to(user),
             groups=groups_visible_to(user),
             gateways=gateways_visible_to(user),

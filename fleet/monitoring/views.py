@@ -141,7 +141,10 @@ class AlarmActionView(CapabilityRequiredMixin, View):
         alarm = get_object_or_404(selectors.alarms_visible_to(request.user), pk=pk)
         if action not in services.OPERATOR_ACTIONS:
             return HttpResponse(f"Unknown action '{action}'.", status=404)
-        minutes = request.POST.get("duration_minutes", "")
+        minutes = request.POST.get("duration_minutes", "").strip()
+        if minutes and not minutes.isdigit():
+            messages.error(request, "The shelving duration must be a whole number of minutes.")
+            return HttpResponseRedirect(reverse("alarm-detail", args=[alarm.pk]))
         try:
             services.act_on_alarm(
                 alarm=alarm,

@@ -92,7 +92,7 @@ def test_a_viewer_in_one_organization_cannot_write_there_even_if_admin_elsewhere
     gateway = GatewayFactory(organization=organization)
     client = api_client_for(user)
     assert client.patch(f"{GATEWAYS}{gateway.pk}/", {"name": "x"}, format="json").status_code == 403
-    assert client.post(GATEWAYS, new_gateway(organization), format="json").status_code == 400
+    assert client.post(GATEWAYS, new_gateway(organization), format="json").status_code == 403
     assert client.post(GATEWAYS, new_gateway(other_organization), format="json").status_code == 201
 
 

@@ -309,7 +309,7 @@ async def test_commands_reach_the_connected_gateway_and_results_are_recorded(
 ) -> None:
     await session.start()
     command = await database_sync_to_async(uplink_services.send_command)(
-        gateway=gateway, name="set_power_limit", args={"device": "INV-1", "limit_pct": 60}
+        gateway=gateway, name="set_power_limit", args={"device": "INV-1", "limit_pct": 60}, user=SYSTEM
     )
     frame = await session.receive()
     assert frame["type"] == "command" and frame["id"] == str(command.pk)
@@ -335,7 +335,9 @@ async def test_commands_reach_the_connected_gateway_and_results_are_recorded(
 
 
 async def test_commands_queued_while_offline_are_sent_after_hello(token: str, gateway: Gateway) -> None:
-    command = await database_sync_to_async(uplink_services.send_command)(gateway=gateway, name="check_updates")
+    command = await database_sync_to_async(uplink_services.send_command)(
+        gateway=gateway, name="check_updates", user=SYSTEM
+    )
     session = GatewaySession(token)
     await session.start()
     frame = await session.receive()
@@ -496,7 +498,9 @@ async def test_with_the_in_memory_layer_frames_pick_up_commands_from_other_proce
     await session.start()
     # Created elsewhere (a shell, a worker): the in-memory layer of this process never hears of it.
     with mock.patch.object(uplink_services, "_notify_connection"):
-        command = await database_sync_to_async(uplink_services.send_command)(gateway=gateway, name="check_updates")
+        command = await database_sync_to_async(uplink_services.send_command)(
+            gateway=gateway, name="check_updates", user=SYSTEM
+        )
     await session.send({"type": "heartbeat"})
     frame = await session.receive()
     assert frame["type"] == "command" and frame["id"] == str(command.pk)

@@ -88,11 +88,12 @@ def _alarm_action(action: Action) -> Any:
     form_class = ACTION_FORMS.get(action, AlarmActionSerializer)
 
     def run(self: AlarmViewSet, request: Request, pk: str | None = None) -> Response:
+        alarm = self.get_object()  # another tenant's alarm is a 404 whatever the body says
         form = form_class(data=request.data)
         form.is_valid(raise_exception=True)
         minutes = form.validated_data.get("duration_minutes")
         alarm = services.act_on_alarm(
-            alarm=self.get_object(),
+            alarm=alarm,
             action=action,
             user=request.user,
             comment=form.validated_data.get("comment", ""),
