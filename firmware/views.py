@@ -101,6 +101,8 @@ def gateway_updates_panel(request: HttpRequest, gateway: Any) -> tuple[str, dict
 class GatewayBundleView(CapabilityRequiredMixin, View):
     """POST a config build or a license issue from the gateway page, then return to it."""
 
+    read_capability = Capability.MANAGE_DEPLOYMENTS  # the forms of those who build bundles
+
     kind: str = "config"
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:

@@ -355,7 +355,9 @@ def world(organization: Any, clock: Any) -> dict[str, Any]:
 def url_of(name: str, route: Route, world: dict[str, Any]) -> str:
     kwargs: dict[str, Any] = dict(route.kwargs)
     if route.obj is not None:
-        kwargs["pk"] = 999_999_999 if route.obj == NOT_OURS else world[route.obj].pk
+        arguments = _route_patterns(get_resolver().url_patterns)[name].pattern.regex.groupindex
+        key = "gateway_id" if "gateway_id" in arguments else "pk"
+        kwargs[key] = 999_999_999 if route.obj == NOT_OURS else world[route.obj].pk
     return reverse(name, kwargs=kwargs or None)
 
 
@@ -404,8 +406,10 @@ def _role_may_read(name: str, route: Route, role: str, status: int) -> None:
 
 
 def _refused(name: str, status: int, written: int) -> bool:
-    """Nothing happened: no audit entry and no success (a web form may redirect back with a message)."""
-    return written == 0 and status not in (200, 201, 204) and (status >= 400 or not is_api(name))
+    """Nothing happened: no audit entry (every change writes one) and, on the API, a 4xx.
+
+    A web form answers a refusal with a 403, a redirect back with a message, or the form again."""
+    return written == 0 and (status >= 400 or not is_api(name))
 
 
 def _role_may_write(name: str, route: Route, role: str, status: int, written: int) -> None:
