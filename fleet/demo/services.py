@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from fleet.accounts.authorization import SYSTEM
 from fleet.accounts.models import Membership
 from fleet.accounts.roles import Role
 from fleet.inventory.models import Gateway, GatewayGroup, Organization, Site, Tag
@@ -278,7 +279,11 @@ def ensure_demo_scada(*, gateway: Gateway, host: str, dnp3_port: int, iec104_por
     template = ConfigTemplate.objects.filter(organization=gateway.organization, name=DEMO_SCADA_TEMPLATE).first()
     if template is None:
         template = firmware.create_config_template(
-            organization=gateway.organization, name=DEMO_SCADA_TEMPLATE, schema={"type": "object"}, files={}, actor=None
+            organization=gateway.organization,
+            name=DEMO_SCADA_TEMPLATE,
+            schema={"type": "object"},
+            files={},
+            actor=SYSTEM,
         )
     values = {
         "scada": {
@@ -289,8 +294,8 @@ def ensure_demo_scada(*, gateway: Gateway, host: str, dnp3_port: int, iec104_por
     latest = DeviceBundle.objects.filter(gateway=gateway, kind=DeviceBundle.Kind.CONFIG).order_by("-version").first()
     if latest is not None and latest.source.get("values") == values:
         return latest
-    firmware.set_config_values(template=template, values=values, gateway=gateway, actor=None)
-    return firmware.build_config(gateway=gateway, template=template)
+    firmware.set_config_values(template=template, values=values, gateway=gateway, actor=SYSTEM)
+    return firmware.build_config(gateway=gateway, template=template, actor=SYSTEM)
 
 
 def ensure_demo_remote_access(*, gateways: list[Gateway]) -> None:
@@ -318,5 +323,5 @@ def ensure_demo_remote_access(*, gateways: list[Gateway]) -> None:
                 name=DEMO_REMOTE_ACCESS_TEMPLATE,
                 defaults={"schema": {"type": "object"}, "files": {}},
             )
-        firmware.set_config_values(template=template, values=values, gateway=gateway, actor=None)
-        firmware.build_config(gateway=gateway, template=template)
+        firmware.set_config_values(template=template, values=values, gateway=gateway, actor=SYSTEM)
+        firmware.build_config(gateway=gateway, template=template, actor=SYSTEM)

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from fleet.accounts.authorization import authorize
+from fleet.accounts.authorization import SYSTEM, authorize
 from fleet.accounts.roles import Capability
 from fleet.accounts.selectors import user_can
 from fleet.audit.services import record as audit
@@ -180,6 +180,7 @@ def _start(session: MaintenanceSession, now: datetime) -> None:
     uplink.send_command(
         gateway=session.gateway,
         name="open_tunnel",
+        user=SYSTEM,  # the approval was authorized; the server asks the gateway to dial in
         args={
             "session": str(session.pk),
             "url": tunnel_path(session.pk),

@@ -83,6 +83,7 @@ ROUTES: dict[str, Route] = {
     "inventory-export": R(C.VIEW, kind="gateways"),
     "audit-log": R(C.VIEW_AUDIT),
     "login": R(PUBLIC),
+    "first-run": R(SIGNED_IN, SUPERUSER),
     "logout": R(None, SIGNED_IN),
     "health-live": R(PUBLIC),
     "health-ready": R(PUBLIC),
@@ -226,6 +227,12 @@ ROUTES: dict[str, Route] = {
     "csip-api:end-device-list": R(C.VIEW),
     "csip-api:end-device-detail": R(C.VIEW, obj=NOT_OURS),
     "csip-api:end-device-readings": R(C.VIEW, obj=NOT_OURS),
+    "remoteaccess-api:api-root": R(C.VIEW),
+    "remoteaccess-api:maintenancesession-list": R(C.VIEW, C.OPEN_REMOTE_SESSION),
+    "remoteaccess-api:maintenancesession-detail": R(C.VIEW, obj=NOT_OURS),
+    "remoteaccess-api:maintenancesession-approve": R(None, C.APPROVE_REMOTE_SESSION, obj=NOT_OURS),
+    "remoteaccess-api:maintenancesession-close": R(None, C.OPEN_REMOTE_SESSION, obj=NOT_OURS),
+    "remoteaccess-api:maintenancesession-recording": R(C.VIEW, obj=NOT_OURS),
     # --- gateway-facing (/gw/v1/, /tuf/, /sep2/): never a user's session ----------------------
     **{
         name: R(GATEWAY)
