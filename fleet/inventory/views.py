@@ -21,7 +21,7 @@ from fleet.accounts.roles import Capability
 from fleet.accounts.selectors import organizations_visible_to
 from fleet.audit.selectors import audit_entries_visible_to
 from fleet.audit.services import request_ip
-from fleet.core.errors import DomainError
+from fleet.core.errors import DomainError, PermissionDeniedError
 from fleet.core.navigation import url_if_installed
 
 from . import csv_io, selectors, services
@@ -190,6 +190,8 @@ class FirstRunView(LoginRequiredMixin, View):
                 organization = services.create_organization(
                     **form.cleaned_data, actor=request.user, ip=request_ip(request)
                 )
+            except PermissionDeniedError:
+                raise  # a refusal by role is a 403 page, not a message
             except DomainError as e:
                 form.add_error(None, e.message)
             else:
