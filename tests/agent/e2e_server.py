@@ -187,14 +187,15 @@ def _signed_config(serial: str, name: str, values: dict[str, Any]) -> dict[str, 
     """A configuration bundle for the gateway whose config.json is `values`, signed and delivered
     through TUF like any configuration."""
     from firmware import services as firmware
+    from fleet.accounts.authorization import SYSTEM
     from fleet.inventory.models import Gateway
 
     gateway = Gateway.objects.get(serial=serial)
     template = firmware.create_config_template(
-        organization=gateway.organization, name=name, schema={"type": "object"}, files={}, actor=None
+        organization=gateway.organization, name=name, schema={"type": "object"}, files={}, actor=SYSTEM
     )
-    firmware.set_config_values(template=template, values=values, gateway=gateway, actor=None)
-    return {"config_version": firmware.build_config(gateway=gateway, template=template).version}
+    firmware.set_config_values(template=template, values=values, gateway=gateway, actor=SYSTEM)
+    return {"config_version": firmware.build_config(gateway=gateway, template=template, actor=SYSTEM).version}
 
 
 def _scada_config(serial: str, port: str) -> dict[str, Any]:

@@ -74,6 +74,7 @@ def _setup() -> dict[str, Any]:
 def _allow(serial: str, remote_access: str) -> dict[str, Any]:
     """Sign a configuration for the gateway whose `remote_access` is the given JSON."""
     from firmware import services as firmware
+    from fleet.accounts.authorization import SYSTEM
     from fleet.inventory.models import Gateway
 
     gateway = Gateway.objects.get(serial=serial)
@@ -82,12 +83,12 @@ def _allow(serial: str, remote_access: str) -> dict[str, Any]:
         name=f"remote-access-{serial}",
         schema={"type": "object", "required": ["remote_access"]},
         files={},
-        actor=None,
+        actor=SYSTEM,
     )
     firmware.set_config_values(
-        template=template, values={"remote_access": json.loads(remote_access)}, gateway=gateway, actor=None
+        template=template, values={"remote_access": json.loads(remote_access)}, gateway=gateway, actor=SYSTEM
     )
-    return {"version": firmware.build_config(gateway=gateway, template=template).version}
+    return {"version": firmware.build_config(gateway=gateway, template=template, actor=SYSTEM).version}
 
 
 def _policy(require_approval: str) -> dict[str, Any]:
@@ -141,11 +142,12 @@ def _expire_in(session: str, seconds: str) -> dict[str, Any]:
 
 
 def _revoke(serial: str) -> dict[str, Any]:
+    from fleet.accounts.authorization import SYSTEM
     from pki import services as pki
     from pki.models import DeviceCertificate
 
     certificate = DeviceCertificate.objects.get(gateway__serial=serial, status=DeviceCertificate.Status.ACTIVE)
-    pki.revoke_certificate(certificate=certificate, reason="key_compromise", user=None)
+    pki.revoke_certificate(certificate=certificate, reason="key_compromise", user=SYSTEM)
     return {"revoked": certificate.serial_number}
 
 
