@@ -23,7 +23,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from fleet.accounts.authorization import Actor, authorize, person
+from fleet.accounts.authorization import SYSTEM, Actor, authorize, person
 from fleet.accounts.roles import Capability
 from fleet.audit.services import record as audit
 from fleet.core.errors import DomainError
@@ -265,7 +265,7 @@ def send_command(
         raise DomainError(
             f"Unknown command '{name}'; one of {', '.join(c.value for c in CommandName)}.", field="name"
         ) from None
-    if command_name == CommandName.OPEN_TUNNEL and user is not None:
+    if command_name == CommandName.OPEN_TUNNEL and user is not SYSTEM:
         # A tunnel belongs to a maintenance session (role, allow-list, approval, audit, recording).
         raise DomainError(
             "open_tunnel is sent by the server for a maintenance session; open one at /api/remote-access/sessions/.",

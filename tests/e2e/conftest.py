@@ -48,7 +48,23 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
     # Closed when the fixture tears the server down.
     log = open(var_dir / "server.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "demo_fleet", "--host", "127.0.0.1", "--port", str(port), "--agents", "2"],
+        [
+            sys.executable,
+            "manage.py",
+            "demo_fleet",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--agents",
+            "2",
+            "--csip-port",
+            str(free_port()),
+            "--dnp3-port",
+            str(free_port()),
+            "--iec104-port",
+            str(free_port()),
+        ],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -30,6 +30,13 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--agents", type=int, default=6, help="Simulated gateway agents to run (0 for none).")
+        # The side ports default to offsets from --port (8443, 20000, 20001 next to 8000); a caller that
+        # picked --port at random (tests) names them too, since an offset can leave the port range.
+        parser.add_argument("--csip-port", type=int, help=f"CSIP head-end port (default PORT + {CSIP_PORT_OFFSET}).")
+        parser.add_argument("--dnp3-port", type=int, help=f"DNP3 outstation port (default PORT + {DNP3_PORT_OFFSET}).")
+        parser.add_argument(
+            "--iec104-port", type=int, help=f"IEC 104 outstation port (default PORT + {IEC104_PORT_OFFSET})."
+        )
         parser.add_argument("--no-serve", action="store_true", help="Only create the data.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -54,7 +61,9 @@ class Command(BaseCommand):
         )
         if options["no_serve"]:
             return
-        headend = self._start_headend(host=options["host"], port=options["port"] + CSIP_PORT_OFFSET)
+        headend = self._start_headend(
+            host=options["host"], port=options["csip_port"] or options["port"] + CSIP_PORT_OFFSET
+        )
         if agents:
             controls = demo.ensure_demo_curtailment(gateways=agents, admin=admin, now=timezone.now())
             self.stdout.write(
@@ -62,7 +71,8 @@ class Command(BaseCommand):
                 f"{controls[0].max_lim_pct} % starts at {controls[0].start:%H:%M:%S} UTC: watch a gateway's page\n"
             )
         if agents:
-            dnp3_port, iec104_port = options["port"] + DNP3_PORT_OFFSET, options["port"] + IEC104_PORT_OFFSET
+            dnp3_port = options["dnp3_port"] or options["port"] + DNP3_PORT_OFFSET
+            iec104_port = options["iec104_port"] or options["port"] + IEC104_PORT_OFFSET
             demo.ensure_demo_scada(
                 gateway=agents[0], host=options["host"], dnp3_port=dnp3_port, iec104_port=iec104_port
             )
