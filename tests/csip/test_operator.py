@@ -80,7 +80,10 @@ def test_the_gateway_gets_its_utility_certificate_by_csr_and_is_preregistered(
     assert certificate.public_key().public_numbers() == key.public_key().public_numbers()  # the key stayed here
     device = EndDevice.objects.get(gateway=enrolled_gateway.gateway)
     assert device.lfdi == data["lfdi"] == ca.lfdi(certificate).upper()
-    assert data["pin"] == device.pin and len(str(device.pin)) == 6 and data["dcap_path"] == "/sep2/dcap"
+    # Six digits, the last the sep2 check digit; an integer, so leading zeros do not show (012343 is 12343).
+    digits = f"{device.pin:06d}"
+    assert data["pin"] == device.pin < 1_000_000 and ca.check_digit(digits[:5]) == digits[5]
+    assert data["dcap_path"] == "/sep2/dcap"
 
     wrong = client.post(
         "/gw/v1/csip/certificate",
