@@ -19,12 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pki.errors import (
-    BadSignature,
-    CertificateExpired,
-    InvalidCertificate,
-    InvalidCSR,
-    SerialMismatch,
-    UntrustedIssuer,
+    BadSignatureError,
+    CertificateExpiredError,
+    InvalidCertificateError,
+    InvalidCSRError,
+    SerialMismatchError,
+    UntrustedIssuerError,
 )
 
 CURVE = ec.SECP256R1
@@ -66,7 +66,7 @@ def load_certificate(pem: str | bytes) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(data)
     except ValueError as e:
-        raise InvalidCertificate(f"Not a PEM X.509 certificate: {e}") from e
+        raise InvalidCertificateError(f"Not a PEM X.509 certificate: {e}") from e
 
 
 def load_certificates(pem: str | bytes) -> list[x509.Certificate]:
@@ -77,7 +77,7 @@ def load_certificates(pem: str | bytes) -> list[x509.Certificate]:
     try:
         return x509.load_pem_x509_certificates(data)
     except ValueError as e:
-        raise InvalidCertificate(f"Not a PEM certificate bundle: {e}") from e
+        raise InvalidCertificateError(f"Not a PEM certificate bundle: {e}") from e
 
 
 def common_name(name: x509.Name) -> str | None:
@@ -206,14 +206,14 @@ def load_csr(pem: str, *, expected_common_name: str | None = None) -> x509.Certi
     try:
         csr = x509.load_pem_x509_csr(pem.encode())
     except ValueError as e:
-        raise InvalidCSR(f"The CSR is not a PEM certificate request: {e}") from e
+        raise InvalidCSRError(f"The CSR is not a PEM certificate request: {e}") from e
     if not csr.is_signature_valid:
-        raise InvalidCSR("The CSR signature does not verify; sign it with the key it contains.")
+        raise InvalidCSRError("The CSR signature does not verify; sign it with the key it contains.")
     key = csr.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, CURVE):
-        raise InvalidCSR("The CSR key must be ECDSA P-256 (secp256r1).")
+        raise InvalidCSRError("The CSR key must be ECDSA P-256 (secp256r1).")
     if expected_common_name is not None and common_name(csr.subject) != expected_common_name:
-        raise SerialMismatch(
+        raise SerialMismatchError(
             f"The CSR subject CN is {common_name(csr.subject)!r}; it must be the gateway serial "
             f"{expected_common_name!r}."
         )
@@ -334,9 +334,9 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 def check_validity(cert: x509.Certificate, *, now: datetime, label: str = "The certificate") -> None:
     if now < cert.not_valid_before_utc:
-        raise CertificateExpired(f"{label} is not valid before {cert.not_valid_before_utc.isoformat()}.")
+        raise CertificateExpiredError(f"{label} is not valid before {cert.not_valid_before_utc.isoformat()}.")
     if now > cert.not_valid_after_utc:
-        raise CertificateExpired(f"{label} expired at {cert.not_valid_after_utc.isoformat()}.")
+        raise CertificateExpiredError(f"{label} expired at {cert.not_valid_after_utc.isoformat()}.")
 
 
 def verify_chain(
@@ -363,7 +363,7 @@ def verify_chain(
             break
         check_validity(parent, now=now, label=f"Intermediate {parent.subject.rfc4514_string()}")
         current = parent
-    raise UntrustedIssuer(
+    raise UntrustedIssuerError(
         f"The certificate issued by {leaf.issuer.rfc4514_string()} does not chain to the Gridfleet CA "
         "or an imported trust anchor."
     )
@@ -372,8 +372,8 @@ def verify_chain(
 def verify_signature(cert: x509.Certificate, *, data: bytes, signature: bytes) -> None:
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise BadSignature("Only ECDSA P-256 device certificates are accepted.")
+        raise BadSignatureError("Only ECDSA P-256 device certificates are accepted.")
     try:
         key.verify(signature, data, ec.ECDSA(SIGNATURE_HASH()))
     except InvalidSignature as e:
-        raise BadSignature("The signature does not verify with the certificate's key.") from e
+        raise BadSignatureError("The signature does not verify with the certificate's key.") from e

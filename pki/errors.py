@@ -16,127 +16,127 @@ class IdentityError(DomainError):
 
 
 # --- malformed input -------------------------------------------------------------------------
-class InvalidRequest(IdentityError):
+class InvalidRequestError(IdentityError):
     code = "invalid_request"
 
 
-class InvalidCSR(IdentityError):
+class InvalidCSRError(IdentityError):
     code = "invalid_csr"
 
 
-class SerialMismatch(IdentityError):
+class SerialMismatchError(IdentityError):
     code = "serial_mismatch"
 
 
-class KeyMismatch(IdentityError):
+class KeyMismatchError(IdentityError):
     code = "key_mismatch"
 
 
 # --- enrollment ------------------------------------------------------------------------------
-class InvalidEnrollmentToken(IdentityError):
+class InvalidEnrollmentTokenError(IdentityError):
     code = "invalid_token"
     status_code = 401
 
 
-class EnrollmentTokenExpired(IdentityError):
+class EnrollmentTokenExpiredError(IdentityError):
     code = "token_expired"
     status_code = 401
 
 
-class EnrollmentTokenUsed(IdentityError):
+class EnrollmentTokenUsedError(IdentityError):
     code = "token_used"
     status_code = 401
 
 
-class TokenSerialMismatch(IdentityError):
+class TokenSerialMismatchError(IdentityError):
     code = "token_serial_mismatch"
     status_code = 403
 
 
-class AlreadyEnrolled(IdentityError):
+class AlreadyEnrolledError(IdentityError):
     code = "already_enrolled"
     status_code = 409
 
 
-class EnrollmentRejected(IdentityError):
+class EnrollmentRejectedError(IdentityError):
     code = "enrollment_rejected"
     status_code = 403
 
 
-class UnknownEnrollmentRequest(IdentityError):
+class UnknownEnrollmentRequestError(IdentityError):
     code = "unknown_request"
     status_code = 404
 
 
-class CANotInitialized(IdentityError):
+class CANotInitializedError(IdentityError):
     code = "ca_not_initialized"
     status_code = 503
 
 
 # --- certificate checks ----------------------------------------------------------------------
-class InvalidCertificate(IdentityError):
+class InvalidCertificateError(IdentityError):
     code = "invalid_certificate"
     status_code = 401
 
 
-class UntrustedIssuer(IdentityError):
+class UntrustedIssuerError(IdentityError):
     code = "untrusted_issuer"
     status_code = 401
 
 
-class UnknownCertificate(IdentityError):
+class UnknownCertificateError(IdentityError):
     code = "unknown_certificate"
     status_code = 401
 
 
-class CertificateExpired(IdentityError):
+class CertificateExpiredError(IdentityError):
     code = "certificate_expired"
     status_code = 401
 
 
-class CertificateRevoked(IdentityError):
+class CertificateRevokedError(IdentityError):
     code = "certificate_revoked"
     status_code = 401
 
 
-class ExternalCertificate(IdentityError):
+class ExternalCertificateError(IdentityError):
     code = "external_certificate"
     status_code = 403
 
 
 # --- signed auth request ---------------------------------------------------------------------
-class BadSignature(IdentityError):
+class BadSignatureError(IdentityError):
     code = "bad_signature"
     status_code = 401
 
 
-class StaleRequest(IdentityError):
+class StaleRequestError(IdentityError):
     code = "stale_request"
     status_code = 401
 
 
-class ReplayedRequest(IdentityError):
+class ReplayedRequestError(IdentityError):
     code = "replayed_request"
     status_code = 401
 
 
 # --- gateway state ---------------------------------------------------------------------------
-class UnknownGateway(IdentityError):
+class UnknownGatewayError(IdentityError):
     code = "unknown_gateway"
     status_code = 401
 
 
-class GatewayDecommissioned(IdentityError):
+class GatewayDecommissionedError(IdentityError):
     code = "gateway_decommissioned"
     status_code = 403
 
 
 # --- bearer tokens ---------------------------------------------------------------------------
-class InvalidAccessToken(IdentityError):
+class InvalidAccessTokenError(IdentityError):
     code = "invalid_access_token"
     status_code = 401
 
 
-class AccessTokenExpired(IdentityError):
+class AccessTokenExpiredError(IdentityError):
     code = "access_token_expired"
     status_code = 401

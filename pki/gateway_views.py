@@ -23,7 +23,7 @@ from fleet.audit.services import request_ip
 from fleet.core.api import AuthenticationRefused
 from pki import selectors, services
 from pki.authentication import GatewayPrincipal, GatewayTokenAuthentication, IsGateway
-from pki.errors import InvalidAccessToken, InvalidRequest
+from pki.errors import InvalidAccessTokenError, InvalidRequestError
 from pki.models import DeviceCertificate, EnrollmentRequest, RevocationList
 
 PEM_TYPE = "application/x-pem-file"
@@ -62,19 +62,19 @@ class GatewayAPIView(APIView):
         # The protocol names these two refusals with its own codes (docs/protocol/identity.md).
         if isinstance(exc, exceptions.NotAuthenticated):
             exc = AuthenticationRefused(
-                InvalidAccessToken("This endpoint needs 'Authorization: Bearer <token>' from /gw/v1/auth/token.")
+                InvalidAccessTokenError("This endpoint needs 'Authorization: Bearer <token>' from /gw/v1/auth/token.")
             )
         if isinstance(exc, exceptions.ParseError | exceptions.UnsupportedMediaType):
-            exc = InvalidRequest(f"The body must be a JSON object: {exc.detail}")
+            exc = InvalidRequestError(f"The body must be a JSON object: {exc.detail}")
         return super().handle_exception(exc)
 
     def body(self, request: Request, *fields: str) -> dict[str, Any]:
         data = request.data
         if not isinstance(data, dict):
-            raise InvalidRequest("The body must be a JSON object.")
+            raise InvalidRequestError("The body must be a JSON object.")
         for field in fields:
             if not isinstance(data.get(field), str) or not data[field]:
-                raise InvalidRequest(f"'{field}' is required and must be a string.")
+                raise InvalidRequestError(f"'{field}' is required and must be a string.")
         return data
 
 
@@ -83,7 +83,7 @@ class EnrollView(GatewayAPIView):
         data = self.body(request, "serial", "token", "csr")
         hardware_model = data.get("hardware_model", "")
         if not isinstance(hardware_model, str):
-            raise InvalidRequest("'hardware_model' must be a string.")
+            raise InvalidRequestError("'hardware_model' must be a string.")
         outcome = services.enroll(
             serial=data["serial"],
             token=data["token"],

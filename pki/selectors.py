@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from fleet.accounts.roles import Capability
 from fleet.accounts.selectors import organizations_where
-from pki.errors import CANotInitialized
+from pki.errors import CANotInitializedError
 from pki.models import (
     CertificateAuthority,
     DeviceCertificate,
@@ -91,7 +91,7 @@ def ca_chain_pem() -> str:
         .first()
     )
     if issuing is None or issuing.parent is None:
-        raise CANotInitialized("The server has no certificate authority yet; run `manage.py pki_init`.")
+        raise CANotInitializedError("The server has no certificate authority yet; run `manage.py pki_init`.")
     return issuing.certificate_pem + issuing.parent.certificate_pem
 
 
@@ -115,7 +115,7 @@ def current_crls() -> list[RevocationList]:
     """Every published CRL, the active issuing CA's first (a TLS terminator loads them all)."""
     crls = list(_published_crls())
     if not crls:
-        raise CANotInitialized("The server has no certificate authority yet; run `manage.py pki_init`.")
+        raise CANotInitializedError("The server has no certificate authority yet; run `manage.py pki_init`.")
     return crls
 
 

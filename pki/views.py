@@ -19,7 +19,7 @@ from fleet.audit.services import request_ip
 from fleet.core.errors import DomainError, PermissionDeniedError
 from pki import selectors, services
 from pki.api.views import tokens_csv_response
-from pki.errors import CANotInitialized
+from pki.errors import CANotInitializedError
 from pki.filtersets import DeviceCertificateFilterSet
 from pki.forms import EnrollmentTokenBatchForm, EnrollmentTokenForm, RevokeForm, TrustAnchorForm
 from pki.models import DeviceCertificate, EnrollmentRequest
@@ -37,7 +37,7 @@ class OverviewView(PkiAdminMixin, View):
     def get(self, request: HttpRequest) -> HttpResponse:
         certificates = selectors.certificates_visible_to(request.user)
         crl = None
-        with contextlib.suppress(CANotInitialized):
+        with contextlib.suppress(CANotInitializedError):
             crl = selectors.current_crl()
         return TemplateResponse(
             request,

@@ -80,7 +80,7 @@ def issue_utility_certificate(
 ) -> tuple[x509.Certificate, EndDevice]:
     """Sign the gateway's utility-link CSR with the test utility CA and pre-register its EndDevice.
 
-    Raises pki.errors.InvalidCSR / SerialMismatch (the identity protocol's refusals) for a bad CSR."""
+    Raises pki.errors.InvalidCSRError / SerialMismatchError (the identity protocol's refusals) for a bad CSR."""
     certificate = issue_client_certificate(pki, csr_pem=csr_pem, serial=gateway.serial, now=now, days=days)
     return certificate, register_end_device(gateway=gateway, certificate=certificate, now=now)
 

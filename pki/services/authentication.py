@@ -19,17 +19,17 @@ from fleet.audit.services import record
 from fleet.inventory.models import Gateway
 from pki import ca
 from pki.errors import (
-    AccessTokenExpired,
-    CertificateExpired,
-    CertificateRevoked,
-    GatewayDecommissioned,
-    InvalidAccessToken,
-    InvalidRequest,
-    ReplayedRequest,
-    SerialMismatch,
-    StaleRequest,
-    UnknownCertificate,
-    UnknownGateway,
+    AccessTokenExpiredError,
+    CertificateExpiredError,
+    CertificateRevokedError,
+    GatewayDecommissionedError,
+    InvalidAccessTokenError,
+    InvalidRequestError,
+    ReplayedRequestError,
+    SerialMismatchError,
+    StaleRequestError,
+    UnknownCertificateError,
+    UnknownGatewayError,
 )
 from pki.models import (
     AccessToken,
@@ -56,28 +56,28 @@ class IssuedAccessToken:
 
 def _b64(value: Any, field: str) -> bytes:
     if not isinstance(value, str) or not value:
-        raise InvalidRequest(f"'{field}' must be a non-empty base64 string.")
+        raise InvalidRequestError(f"'{field}' must be a non-empty base64 string.")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as e:
-        raise InvalidRequest(f"'{field}' is not valid base64.") from e
+        raise InvalidRequestError(f"'{field}' is not valid base64.") from e
 
 
 def _parse_auth_payload(raw: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InvalidRequest("'payload' does not decode to JSON.") from e
+        raise InvalidRequestError("'payload' does not decode to JSON.") from e
     if not isinstance(payload, dict):
-        raise InvalidRequest("'payload' must be a JSON object.")
+        raise InvalidRequestError("'payload' must be a JSON object.")
     expected = {"typ": str, "serial": str, "iat": int, "nonce": str}
     for name, kind in expected.items():
         if not isinstance(payload.get(name), kind) or isinstance(payload.get(name), bool):
-            raise InvalidRequest(f"payload field '{name}' is missing or not a {kind.__name__}.")
+            raise InvalidRequestError(f"payload field '{name}' is missing or not a {kind.__name__}.")
     if payload["typ"] != AUTH_REQUEST_TYPE:
-        raise InvalidRequest(f"payload 'typ' must be '{AUTH_REQUEST_TYPE}'.")
+        raise InvalidRequestError(f"payload 'typ' must be '{AUTH_REQUEST_TYPE}'.")
     if not NONCE_MIN_CHARS <= len(payload["nonce"]) <= NONCE_MAX_CHARS:
-        raise InvalidRequest(f"payload 'nonce' must be {NONCE_MIN_CHARS} to {NONCE_MAX_CHARS} characters.")
+        raise InvalidRequestError(f"payload 'nonce' must be {NONCE_MIN_CHARS} to {NONCE_MAX_CHARS} characters.")
     return payload
 
 
@@ -103,14 +103,14 @@ def _known_certificate(leaf: x509.Certificate, intermediates: list[x509.Certific
         return known
     anchor_sha256 = ca.certificate_sha256(anchor_cert)
     if anchor_sha256 in authorities:
-        raise UnknownCertificate("This certificate was issued by the Gridfleet CA but is not in its records.")
+        raise UnknownCertificateError("This certificate was issued by the Gridfleet CA but is not in its records.")
     serial = ca.common_name(leaf.subject) or ""
     gateway = Gateway.objects.select_related("organization").filter(serial=serial).first()
     matching = [
         a for a in anchors[anchor_sha256] if a.organization_id in (None, getattr(gateway, "organization_id", -1))
     ]
     if gateway is None or not matching:
-        raise UnknownGateway(
+        raise UnknownGatewayError(
             f"No gateway with serial {serial!r} is in the inventory of an organization trusting this issuer."
         )
     certificate = _store_certificate(gateway=gateway, cert=leaf, issuer=None, trust_anchor=matching[0])
@@ -125,13 +125,13 @@ def _known_certificate(leaf: x509.Certificate, intermediates: list[x509.Certific
 
 def _check_usable(certificate: DeviceCertificate) -> None:
     if certificate.status == DeviceCertificate.Status.REVOKED:
-        raise CertificateRevoked(
+        raise CertificateRevokedError(
             f"Certificate {certificate.serial_number} was revoked ({certificate.revocation_reason}); re-enroll."
         )
     if timezone.now() > certificate.not_after:
-        raise CertificateExpired(f"Certificate {certificate.serial_number} expired; re-enroll.")
+        raise CertificateExpiredError(f"Certificate {certificate.serial_number} expired; re-enroll.")
     if certificate.gateway.status == Gateway.Status.DECOMMISSIONED:
-        raise GatewayDecommissioned(f"Gateway {certificate.gateway.serial} is decommissioned.")
+        raise GatewayDecommissionedError(f"Gateway {certificate.gateway.serial} is decommissioned.")
 
 
 def _create_access_token(certificate: DeviceCertificate) -> IssuedAccessToken:
@@ -152,9 +152,9 @@ def _authenticate(
     context: dict[str, Any],
 ) -> IssuedAccessToken:
     if not isinstance(certificate_pem, str) or not certificate_pem:
-        raise InvalidRequest("'certificate' must be the PEM certificate.")
+        raise InvalidRequestError("'certificate' must be the PEM certificate.")
     if not isinstance(chain_pem, str):
-        raise InvalidRequest("'chain' must be a PEM string (empty for Gridfleet certificates).")
+        raise InvalidRequestError("'chain' must be a PEM string (empty for Gridfleet certificates).")
     payload_bytes = _b64(payload_b64, "payload")
     signature = _b64(signature_b64, "signature")
     payload = _parse_auth_payload(payload_bytes)
@@ -165,16 +165,18 @@ def _authenticate(
     _check_usable(certificate)
     ca.verify_signature(leaf, data=payload_bytes, signature=signature)
     if payload["serial"] != ca.common_name(leaf.subject):
-        raise SerialMismatch("The signed serial is not the certificate's subject CN.")
+        raise SerialMismatchError("The signed serial is not the certificate's subject CN.")
     skew = settings.GRIDFLEET_PKI_AUTH_MAX_SKEW
     now = timezone.now()
     if abs(now.timestamp() - payload["iat"]) > skew:
-        raise StaleRequest(f"'iat' is more than {skew} s away from server time {now.isoformat()}; check the clock.")
+        raise StaleRequestError(
+            f"'iat' is more than {skew} s away from server time {now.isoformat()}; check the clock."
+        )
     try:
         with transaction.atomic():
             AuthNonce.objects.create(nonce=payload["nonce"], expires_at=now + timedelta(seconds=2 * skew))
     except IntegrityError as e:
-        raise ReplayedRequest("This signed request was already used; sign a new one with a fresh nonce.") from e
+        raise ReplayedRequestError("This signed request was already used; sign a new one with a fresh nonce.") from e
     # last_seen is written from uplink traffic (fleet.inventory.presence); a token exchange is not traffic.
     return _create_access_token(certificate)
 
@@ -227,11 +229,11 @@ def _check_access_token(token: str) -> DeviceCertificate:
         .first()
     )
     if row is None:
-        raise InvalidAccessToken("Unknown access token; get a new one from /gw/v1/auth/token.")
+        raise InvalidAccessTokenError("Unknown access token; get a new one from /gw/v1/auth/token.")
     certificate = row.certificate
     certificate.gateway = row.gateway
     if timezone.now() > row.expires_at:
-        raise AccessTokenExpired(
+        raise AccessTokenExpiredError(
             f"The access token expired at {row.expires_at.isoformat()}; get a new one from /gw/v1/auth/token."
         )
     _check_usable(certificate)

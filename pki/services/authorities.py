@@ -16,7 +16,7 @@ from fleet.audit.services import record
 from fleet.core.errors import DomainError
 from pki import ca, conf
 from pki.errors import (
-    CANotInitialized,
+    CANotInitializedError,
 )
 from pki.models import (
     CertificateAuthority,
@@ -125,7 +125,7 @@ def active_issuing_ca() -> CertificateAuthority:
         .first()
     )
     if issuing is None:
-        raise CANotInitialized("The server has no certificate authority yet; run `manage.py pki_init`.")
+        raise CANotInitializedError("The server has no certificate authority yet; run `manage.py pki_init`.")
     return issuing
 
 

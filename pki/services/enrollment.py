@@ -17,14 +17,14 @@ from fleet.core.errors import DomainError
 from fleet.inventory.models import Gateway
 from pki import ca
 from pki.errors import (
-    AlreadyEnrolled,
-    EnrollmentRejected,
-    EnrollmentTokenExpired,
-    EnrollmentTokenUsed,
-    GatewayDecommissioned,
-    InvalidEnrollmentToken,
-    TokenSerialMismatch,
-    UnknownEnrollmentRequest,
+    AlreadyEnrolledError,
+    EnrollmentRejectedError,
+    EnrollmentTokenExpiredError,
+    EnrollmentTokenUsedError,
+    GatewayDecommissionedError,
+    InvalidEnrollmentTokenError,
+    TokenSerialMismatchError,
+    UnknownEnrollmentRequestError,
 )
 from pki.models import (
     DeviceCertificate,
@@ -79,26 +79,26 @@ def _complete_enrollment(
 def _enroll(*, serial: str, token: str, csr_pem: str, hardware_model: str, ip: str | None) -> Enrollment:
     row = EnrollmentToken.objects.select_for_update().filter(token_sha256=_sha256(token)).first()
     if row is None:
-        raise InvalidEnrollmentToken("Unknown enrollment token; check it was copied whole.")
+        raise InvalidEnrollmentTokenError("Unknown enrollment token; check it was copied whole.")
     if row.used_at is not None:
-        raise EnrollmentTokenUsed(
+        raise EnrollmentTokenUsedError(
             f"This enrollment token was already used at {row.used_at.isoformat()}; ask an admin for a new one."
         )
     if timezone.now() > row.expires_at:
-        raise EnrollmentTokenExpired(
+        raise EnrollmentTokenExpiredError(
             f"This enrollment token expired at {row.expires_at.isoformat()}; ask an admin for a new one."
         )
     if row.serial != serial:
-        raise TokenSerialMismatch(f"This enrollment token is for serial {row.serial}, not {serial}.")
+        raise TokenSerialMismatchError(f"This enrollment token is for serial {row.serial}, not {serial}.")
     csr = ca.load_csr(csr_pem, expected_common_name=serial)
     active_issuing_ca()  # refuse before consuming the token if there is nothing to issue from
     gateway = Gateway.objects.filter(serial=serial).first()
     if gateway is not None and gateway.organization_id != row.organization_id:
-        raise TokenSerialMismatch(f"Serial {serial} now belongs to another organization; ask an admin.")
+        raise TokenSerialMismatchError(f"Serial {serial} now belongs to another organization; ask an admin.")
     if gateway is not None and gateway.status == Gateway.Status.DECOMMISSIONED:
-        raise GatewayDecommissioned(f"Gateway {serial} is decommissioned.")
+        raise GatewayDecommissionedError(f"Gateway {serial} is decommissioned.")
     if gateway is not None and not row.reenroll and _active_certificates(gateway).exists():
-        raise AlreadyEnrolled(
+        raise AlreadyEnrolledError(
             f"Gateway {serial} already has an active certificate; re-enrolling needs a token created for re-enrollment."
         )
     if gateway is None:
@@ -140,9 +140,9 @@ def enroll(*, serial: str, token: str, csr_pem: str, hardware_model: str = "", i
 def enrollment_status(*, request_id: str) -> EnrollmentRequest:
     request = EnrollmentRequest.objects.filter(public_id=request_id).select_related("certificate").first()
     if request is None:
-        raise UnknownEnrollmentRequest("No such enrollment request.")
+        raise UnknownEnrollmentRequestError("No such enrollment request.")
     if request.status == EnrollmentRequest.Status.REJECTED:
-        raise EnrollmentRejected("An admin rejected this enrollment; ask for a new enrollment token.")
+        raise EnrollmentRejectedError("An admin rejected this enrollment; ask for a new enrollment token.")
     return request
 
 

@@ -14,9 +14,9 @@ from fleet.audit.services import record
 from fleet.core.errors import DomainError
 from pki import ca
 from pki.errors import (
-    ExternalCertificate,
-    InvalidRequest,
-    KeyMismatch,
+    ExternalCertificateError,
+    InvalidRequestError,
+    KeyMismatchError,
 )
 from pki.models import (
     DeviceCertificate,
@@ -30,14 +30,14 @@ from .certificates import _issue, _mark_revoked
 
 def _renew(*, certificate: DeviceCertificate, csr_pem: Any, ip: str | None) -> DeviceCertificate:
     if not isinstance(csr_pem, str) or not csr_pem:
-        raise InvalidRequest("'csr' must be the PEM certificate request.")
+        raise InvalidRequestError("'csr' must be the PEM certificate request.")
     if certificate.is_external:
-        raise ExternalCertificate("Certificates from an external PKI are renewed by that PKI.")
+        raise ExternalCertificateError("Certificates from an external PKI are renewed by that PKI.")
     csr = ca.load_csr(csr_pem, expected_common_name=certificate.gateway.serial)
     public_key = csr.public_key()
     assert isinstance(public_key, ec.EllipticCurvePublicKey)
     if ca.public_key_sha256(public_key) != certificate.public_key_sha256:
-        raise KeyMismatch("Renewal keeps the key: sign the CSR with the current key (a new key is re-enrollment).")
+        raise KeyMismatchError("Renewal keeps the key: sign the CSR with the current key (a new key is re-enrollment).")
     renewed = _issue(gateway=certificate.gateway, public_key=public_key)
     record(
         action="pki.certificate.renew",

@@ -14,11 +14,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pki import ca
 from pki.errors import (
-    BadSignature,
-    CertificateExpired,
-    InvalidCSR,
-    SerialMismatch,
-    UntrustedIssuer,
+    BadSignatureError,
+    CertificateExpiredError,
+    InvalidCSRError,
+    SerialMismatchError,
+    UntrustedIssuerError,
 )
 from tests.conftest import NOON_PACIFIC
 
@@ -174,14 +174,14 @@ def test_chain_verification_reaches_the_anchor_and_refuses_another_ca() -> None:
 
     _, _, other_issuing, other_key = make_hierarchy("Ours")  # same names, other keys
     foreign, _ = issue(other_issuing, other_key)
-    with pytest.raises(UntrustedIssuer):
+    with pytest.raises(UntrustedIssuerError):
         ca.verify_chain(foreign, intermediates=[other_issuing], anchors=[issuing, root], now=NOW)
 
 
 def test_chain_verification_refuses_an_expired_leaf() -> None:
     root, _, issuing, issuing_key = make_hierarchy()
     cert, _ = issue(issuing, issuing_key, days=1)
-    with pytest.raises(CertificateExpired):
+    with pytest.raises(CertificateExpiredError):
         ca.verify_chain(cert, intermediates=[], anchors=[issuing, root], now=NOW + timedelta(days=2))
 
 
@@ -196,19 +196,19 @@ def test_a_leaf_cannot_act_as_an_intermediate() -> None:
         now=NOW,
         days=10,
     )
-    with pytest.raises(UntrustedIssuer):
+    with pytest.raises(UntrustedIssuerError):
         ca.verify_chain(forged, intermediates=[device], anchors=[issuing, root], now=NOW)
 
 
 def test_csr_checks() -> None:
     key = ca.generate_key()
     assert ca.common_name(ca.load_csr(make_csr(key, "GW-1"), expected_common_name="GW-1").subject) == "GW-1"
-    with pytest.raises(SerialMismatch):
+    with pytest.raises(SerialMismatchError):
         ca.load_csr(make_csr(key, "GW-2"), expected_common_name="GW-1")
-    with pytest.raises(InvalidCSR):
+    with pytest.raises(InvalidCSRError):
         ca.load_csr("not a csr")
     p384 = ec.generate_private_key(ec.SECP384R1())
-    with pytest.raises(InvalidCSR, match="P-256"):
+    with pytest.raises(InvalidCSRError, match="P-256"):
         ca.load_csr(make_csr(p384, "GW-1"))
 
 
@@ -228,5 +228,5 @@ def test_signature_verification() -> None:
     cert, key = issue(issuing, issuing_key)
     signature = key.sign(b"payload", ec.ECDSA(hashes.SHA256()))
     ca.verify_signature(cert, data=b"payload", signature=signature)
-    with pytest.raises(BadSignature):
+    with pytest.raises(BadSignatureError):
         ca.verify_signature(cert, data=b"payload!", signature=signature)
