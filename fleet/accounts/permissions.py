@@ -40,6 +40,16 @@ class ReadCapability(permissions.BasePermission):
         return may_read_area(user, getattr(view, "read_capability", Capability.VIEW))
 
 
+class SuperuserOrReadCapability(ReadCapability):
+    """The organizations area: a superuser with no organization yet must reach it to create the first."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        user = request.user
+        if user and user.is_authenticated and user.is_active and user.is_superuser:
+            return True
+        return super().has_permission(request, view)
+
+
 class CapabilityRequiredMixin(LoginRequiredMixin):
     """For UI views: the area gate, `read_capability` in at least one organization.
 

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from fleet.accounts.api.viewsets import AuditedModelViewSet
+from fleet.accounts.permissions import SuperuserOrReadCapability
 from fleet.accounts.selectors import organizations_visible_to
 from fleet.audit.services import request_ip
 from fleet.core.errors import DomainError
@@ -64,6 +65,7 @@ class OrganizationViewSet(AuditedModelViewSet):
     """Tenants. Every user sees their own; only superusers create or change them."""
 
     selector = staticmethod(organizations_visible_to)
+    permission_classes = [SuperuserOrReadCapability]
     serializer_class = OrganizationSerializer
     search_fields = ["name", "slug"]
     ordering_fields = ["name", "created"]
